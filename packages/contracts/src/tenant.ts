@@ -1,0 +1,112 @@
+import { z } from "zod";
+
+/**
+ * One half of a tenant id: 1–64 characters of `[A-Za-z0-9_-]`.
+ *
+ * Tenant ids become NATS subject tokens (`nexus.report.<org>.<project>`), so anything that
+ * could widen a subscription or split a token (`.`, `*`, `>`, whitespace) is refused.
+ * Source: CONTRACT.md "Tenancy and authentication".
+ */
+export const TenantToken = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 characters of [A-Za-z0-9_-]");
+export type TenantToken = z.infer<typeof TenantToken>;
+
+/** A tenant: the pair (`org_id`, `project_id`). */
+export const Tenant = z.object({ org_id: TenantToken, project_id: TenantToken });
+export type Tenant = z.infer<typeof Tenant>;
+
+/** Thrown by the subject builders when a token would not be a single safe subject token. */
+export class InvalidSubjectToken extends Error {
+  override name = "InvalidSubjectToken";
+  constructor(readonly token: string) {
+    super(`invalid subject token: ${JSON.stringify(token)}`);
+  }
+}
+
+/** True when `s` is a valid tenant token (see {@link TenantToken}). */
+export function isTenantToken(s: unknown): s is string {
+  return typeof s === "string" && TenantToken.safeParse(s).success;
+}
+
+function token(s: string): string {
+  if (!isTenantToken(s)) throw new InvalidSubjectToken(s);
+  return s;
+}
+
+/** Command type names: dot-separated lower-case words, e.g. `draft_email.create`. */
+const COMMAND_TYPE_RE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/;
+/** Entity ids used inside subjects or message ids (ask ids, command ids). */
+const ID_RE = /^[A-Za-z0-9_:-]{1,128}$/;
+
+/** Stream names, fixed by ARCHITECTURE.md "JetStream topology". */
+export const STREAMS = {
+  commands: "NEXUS_COMMANDS",
+  approvals: "NEXUS_APPROVALS",
+  reports: "NEXUS_REPORTS",
+  dlq: "NEXUS_DLQ",
+} as const;
+
+/** Durable consumer names. */
+export const CONSUMERS = {
+  commandWorker: "command-worker",
+  approvalWorker: "approval-worker",
+} as const;
+
+/**
+ * Subject builders. Each throws {@link InvalidSubjectToken} for an invalid tenant token,
+ * so no caller can build a subject that matches more than one tenant.
+ */
+export const subjects = {
+  /** `nexus.cmd.<org>.<project>.<type>`; `type` may contain dots (`draft_email.create`). */
+  command(t: Tenant, type: string): string {
+    if (!COMMAND_TYPE_RE.test(type)) throw new InvalidSubjectToken(type);
+    return `nexus.cmd.${token(t.org_id)}.${token(t.project_id)}.${type}`;
+  },
+  /** `nexus.approval.<org>.<project>.<ask_id>` */
+  approval(t: Tenant, askId: string): string {
+    if (!ID_RE.test(askId)) throw new InvalidSubjectToken(askId);
+    return `nexus.approval.${token(t.org_id)}.${token(t.project_id)}.${askId}`;
+  },
+  /** `nexus.report.<org>.<project>`: one subject per tenant, so per-subject limits are per-tenant retention. */
+  report(t: Tenant): string {
+    return `nexus.report.${token(t.org_id)}.${token(t.project_id)}`;
+  },
+  /** `nexus.dlq.<org>.<project>.<source>` where source is `cmd` or `approval`; `_unknown` tenant tokens for unparseable messages. */
+  dlq(t: Tenant | null, source: "cmd" | "approval"): string {
+    if (!t) return `nexus.dlq._unknown._unknown.${source}`;
+    return `nexus.dlq.${token(t.org_id)}.${token(t.project_id)}.${source}`;
+  },
+  /** `nexus.notify.<org>.<project>.case_action` (CONTRACT.md "Notifications for other systems"). */
+  caseAction(t: Tenant): string {
+    return `nexus.notify.${token(t.org_id)}.${token(t.project_id)}.case_action`;
+  },
+  /** Stream filter subjects. */
+  all: {
+    commands: "nexus.cmd.>",
+    approvals: "nexus.approval.>",
+    reports: "nexus.report.>",
+    dlq: "nexus.dlq.>",
+  },
+} as const;
+
+/**
+ * Parses the tenant out of a `nexus.<kind>.<org>.<project>...` subject.
+ * @returns the tenant, or `null` when the subject does not carry two valid tokens.
+ */
+export function tenantFromSubject(subject: string): Tenant | null {
+  const parts = subject.split(".");
+  const org = parts[2];
+  const project = parts[3];
+  if (!isTenantToken(org) || !isTenantToken(project)) return null;
+  return { org_id: org, project_id: project };
+}
+
+/**
+ * The JetStream `Nats-Msg-Id` for an entity, scoped by tenant so that one tenant cannot
+ * collide with (and thereby suppress) another tenant's message inside the duplicate window.
+ * Shape: `<org>.<project>.<id>[:<step>]`.
+ */
+export function msgId(t: Tenant, id: string, step?: string): string {
+  return `${token(t.org_id)}.${token(t.project_id)}.${id}${step ? `:${step}` : ""}`;
+}
