@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { RiskLevel } from "./commands.ts";
+import { RiskLevel, TimeZone } from "./commands.ts";
 
 const HexColor = z.string().regex(/^#[0-9a-fA-F]{6}$/, "must be a #rrggbb colour");
 
@@ -8,7 +8,7 @@ export const ProfilePatch = z
   .object({
     display_name: z.string().min(1).max(100).optional(),
     locale: z.string().regex(/^[a-z]{2}(-[A-Z]{2})?$/, "must be a locale such as en or de-DE").optional(),
-    timezone: z.string().min(1).max(64).optional(),
+    timezone: TimeZone.optional(),
   })
   .strict();
 export type ProfilePatch = z.infer<typeof ProfilePatch>;

@@ -5,3 +5,16 @@ import { createHash } from "node:crypto";
 export function hashCanonical(value: unknown): string {
   return createHash("sha256").update(canonicalJson(value)).digest("hex");
 }
+
+/**
+ * The idempotency hash of a command body: what it asks for (`type`, `context`, `params`), not
+ * how it is labelled (ids, correlation id, surface). Same command_id + another hash → 409.
+ */
+export function commandBodyHash(c: { type: string; context: Record<string, unknown>; params: Record<string, unknown> }): string {
+  return hashCanonical({ type: c.type, context: c.context, params: c.params });
+}
+
+/** The hash an ask stores of its action's exact arguments ("approve exactly what runs"). */
+export function actionHash(a: { type: string; params: Record<string, unknown> }): string {
+  return hashCanonical({ type: a.type, params: a.params });
+}

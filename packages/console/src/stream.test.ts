@@ -1,0 +1,109 @@
+import { describe, expect, it } from "vitest";
+import type { StreamAction } from "./state.ts";
+import { backoffDelay, type EventSourceLike, StreamClient } from "./stream.ts";
+
+/** A scriptable EventSource stand-in. */
+class FakeEventSource implements EventSourceLike {
+  readyState = 0;
+  onopen: ((ev: Event) => unknown) | null = null;
+  closed = false;
+  private listeners = new Map<string, ((ev: Event) => void)[]>();
+  constructor(readonly url: string) {}
+  addEventListener(type: string, fn: (ev: Event) => void) {
+    this.listeners.set(type, [...(this.listeners.get(type) ?? []), fn]);
+  }
+  close() {
+    this.closed = true;
+    this.readyState = 2;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.(new Event("open"));
+  }
+  emit(type: string, data: unknown) {
+    const ev = new MessageEvent(type, { data: JSON.stringify(data) });
+    for (const fn of this.listeners.get(type) ?? []) fn(ev);
+  }
+  fail(readyState: 0 | 2) {
+    this.readyState = readyState;
+    for (const fn of this.listeners.get("error") ?? []) fn(new Event("error"));
+  }
+}
+
+function harness(cursor: () => number | null = () => null) {
+  const sources: FakeEventSource[] = [];
+  const actions: StreamAction[] = [];
+  const timers: { fn: () => void; ms: number }[] = [];
+  const client = new StreamClient({
+    tenant: { org_id: "acme", project_id: "nexus" },
+    getCursor: cursor,
+    dispatch: (a) => actions.push(a),
+    connect: (url) => {
+      const es = new FakeEventSource(url);
+      sources.push(es);
+      return es;
+    },
+    setTimer: (fn, ms) => {
+      timers.push({ fn, ms });
+      return timers.length;
+    },
+    clearTimer: () => {},
+    onProblem: () => {},
+  });
+  return { client, sources, actions, timers };
+}
+
+describe("StreamClient", () => {
+  it("backoff doubles from 1 s up to 10 s", () => {
+    expect([0, 1, 2, 3, 4, 5].map((a) => backoffDelay(a))).toEqual([1000, 2000, 4000, 8000, 10000, 10000]);
+  });
+
+  it("connects with the tenant in the query and no cursor", () => {
+    const h = harness();
+    h.client.start();
+    expect(h.sources[0]?.url).toBe("/agent/reports/stream?org_id=acme&project_id=nexus");
+  });
+
+  it("tells a server `error` event apart from a lost connection", () => {
+    const h = harness();
+    h.client.start();
+    const es = h.sources[0]!;
+    es.open();
+    es.emit("error", { error: { code: "CURSOR_EXPIRED", message: "m", recoverable: true }, ts: "t" });
+    expect(h.actions.map((a) => a.kind)).toEqual(["open", "error"]);
+    es.fail(0); // the browser retries by itself
+    expect(h.actions.at(-1)).toEqual({ kind: "disconnected" });
+    expect(h.timers).toHaveLength(0);
+  });
+
+  it("when the EventSource is CLOSED, reconnects after a growing backoff with ?cursor=", () => {
+    let cursor: number | null = 42;
+    const h = harness(() => cursor);
+    h.client.start();
+    h.sources[0]!.fail(2);
+    expect(h.sources[0]!.closed).toBe(true);
+    expect(h.timers[0]?.ms).toBe(1000);
+    h.timers[0]!.fn();
+    expect(h.sources[1]?.url).toContain("cursor=42");
+    h.sources[1]!.fail(2);
+    expect(h.timers[1]?.ms).toBe(2000);
+    cursor = 50;
+    h.timers[1]!.fn();
+    expect(h.sources[2]?.url).toContain("cursor=50");
+    h.sources[2]!.open(); // success resets the backoff
+    h.sources[2]!.fail(2);
+    expect(h.timers[2]?.ms).toBe(1000);
+  });
+
+  it("dispatches nothing after stop, and does not reconnect", () => {
+    const h = harness();
+    h.client.start();
+    const es = h.sources[0]!;
+    h.client.stop();
+    expect(es.closed).toBe(true);
+    es.emit("ping", { ts: "t" });
+    es.fail(2);
+    expect(h.actions).toEqual([]);
+    expect(h.timers).toHaveLength(0);
+  });
+});

@@ -1,0 +1,35 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { BaseConfig, connectNats, createDb, createLogger, migrateToLatest, parseConfig, provisionTopology } from "@nexus/platform";
+import type { Logger } from "pino";
+
+/** Runs migrations and provisions the JetStream topology from `env` (idempotent). */
+export async function provisionAll(env: Record<string, string | undefined>, logger: Logger): Promise<void> {
+  const config = parseConfig(BaseConfig, env);
+  const db = createDb({ url: config.DATABASE_URL, max: 1, applicationName: "provision" });
+  try {
+    const applied = await migrateToLatest(db);
+    logger.info({ applied }, "provision:migrations");
+  } finally {
+    await db.destroy();
+  }
+  const nc = await connectNats({ url: config.NATS_URL, name: "provision", logger });
+  try {
+    await provisionTopology(
+      await jetstreamManager(nc),
+      {
+        streamEventKeep: config.STREAM_EVENT_KEEP,
+        replicas: config.STREAM_REPLICAS,
+        storage: config.STREAM_STORAGE,
+        workMaxAgeSeconds: config.WORK_MAX_AGE_SECONDS,
+        duplicateWindowMs: config.DUPLICATE_WINDOW_MS,
+        consumerAckWaitMs: config.CONSUMER_ACK_WAIT_MS,
+      },
+      logger,
+    );
+    logger.info("provision:topology");
+  } finally {
+    await nc.close();
+  }
+}
+
+export { createLogger };

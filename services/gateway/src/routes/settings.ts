@@ -1,0 +1,114 @@
+import {
+  CompliancePatch,
+  ErrorBody,
+  PersonaPatch,
+  type PhotoInfo,
+  ProfilePatch,
+  SettingsAccepted,
+  SkinPatch,
+} from "@nexus/contracts";
+import { AppError, type Database } from "@nexus/platform";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { fileTypeFromBuffer } from "file-type";
+import { createHash } from "node:crypto";
+import type { Transaction } from "kysely";
+import { z } from "zod";
+import type { GatewayDeps } from "../deps.ts";
+import { applySettings, mergeCompliance, mergePatch, photoInfo } from "../settings.ts";
+
+const CorrelationHeader = z.object({ "x-correlation-id": z.string().min(1).max(200).optional() }).passthrough();
+const responses = { 202: SettingsAccepted, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: ErrorBody };
+const ALLOWED = new Set<PhotoInfo["content_type"]>(["image/png", "image/jpeg", "image/webp"]);
+
+function correlation(req: FastifyRequest): string | undefined {
+  const c = req.headers["x-correlation-id"];
+  const v = typeof c === "string" ? c : undefined;
+  if (v) req.correlationId = v;
+  return v;
+}
+
+/** The settings endpoints (CONTRACT.md "Settings"): each answers 202, confirmed by `settings.updated`. */
+export function settingsRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  const patch = <S extends z.ZodType>(
+    url: string,
+    section: "profile" | "persona" | "skin" | "compliance",
+    body: S,
+    merge: (b: z.infer<S>) => (cur: Record<string, unknown>) => Record<string, unknown>,
+  ) =>
+    app.patch(
+      url,
+      { config: { tenant: true }, schema: { tags: ["settings"], headers: CorrelationHeader, body, response: responses } },
+      async (req, reply) => {
+        const corr = correlation(req);
+        const merged = merge(req.body as z.infer<S>);
+        return reply.code(202).send(await applySettings(deps, req.tenant, section, corr, merged));
+      },
+    );
+
+  patch("/profile", "profile", ProfilePatch, (b) => mergePatch(b));
+  patch("/assistant/persona", "persona", PersonaPatch, (b) => mergePatch(b));
+  patch("/assistant/skin", "skin", SkinPatch, (b) => mergePatch(b));
+  patch("/compliance/settings", "compliance", CompliancePatch, (b) => mergeCompliance(b));
+
+  app.post(
+    "/profile/photo",
+    {
+      config: { tenant: true },
+      bodyLimit: deps.config.PHOTO_LIMIT_BYTES + 1024 * 1024,
+      schema: {
+        tags: ["settings"],
+        summary: "Upload the profile photo (multipart/form-data, one PNG, JPEG or WebP image, at most 5 MiB)",
+        consumes: ["multipart/form-data"],
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const corr = correlation(req);
+      if (!req.isMultipart()) throw new AppError("UNSUPPORTED_MEDIA_TYPE", "Send the photo as multipart/form-data");
+      const file = await req.file({ limits: { fileSize: deps.config.PHOTO_LIMIT_BYTES, files: 1 } });
+      if (!file) throw new AppError("VALIDATION_FAILED", "No file in the form", [{ path: "photo", issue: "Required" }]);
+      const bytes = await file.toBuffer();
+      if (file.file.truncated) throw new AppError("PAYLOAD_TOO_LARGE", "The photo is larger than 5 MiB");
+      // The type comes from the bytes (magic numbers), never from the file name or header.
+      const sniffed = await fileTypeFromBuffer(bytes);
+      const mime = sniffed?.mime as PhotoInfo["content_type"] | undefined;
+      if (!mime || !ALLOWED.has(mime))
+        throw new AppError("UNSUPPORTED_MEDIA_TYPE", "The photo must be a PNG, JPEG or WebP image", [
+          { path: "photo", issue: `detected ${sniffed?.mime ?? "unknown"} content` },
+        ]);
+      const sha = createHash("sha256").update(bytes).digest("hex");
+      const info = photoInfo(req.tenant, sha, mime, bytes.byteLength);
+      const tenant = req.tenant;
+      const store = async (trx: Transaction<Database>) => {
+        await trx
+          .insertInto("profile_photos")
+          .values({ org_id: tenant.org_id, project_id: tenant.project_id, sha256: sha, content_type: mime, bytes })
+          .onConflict((oc) =>
+            oc.columns(["org_id", "project_id"]).doUpdateSet({ sha256: sha, content_type: mime, bytes, created_at: new Date() }),
+          )
+          .execute();
+      };
+      const accepted = await applySettings(deps, tenant, "profile", corr, (cur) => ({ ...cur, photo: info }), store);
+      return reply.code(202).send(accepted);
+    },
+  );
+
+  app.get(
+    "/profile/photo",
+    { config: { tenant: true, tenantFromQuery: true }, schema: { tags: ["settings"], summary: "The current profile photo" } },
+    async (req, reply) => {
+      const row = await deps.db
+        .selectFrom("profile_photos")
+        .select(["content_type", "bytes", "sha256"])
+        .where("org_id", "=", req.tenant.org_id)
+        .where("project_id", "=", req.tenant.project_id)
+        .executeTakeFirst();
+      if (!row) throw new AppError("NOT_FOUND", "No profile photo");
+      return reply
+        .header("cache-control", "private, max-age=300")
+        .header("etag", `"${row.sha256}"`)
+        .type(row.content_type)
+        .send(row.bytes);
+    },
+  );
+}
