@@ -21,7 +21,6 @@ const browser = await chromium.launch({
 const errors: string[] = [];
 const mock = (path: string) => fetch(`${base}/__mock/${path}${path.includes("?") ? "&" : "?"}${q}`, { method: "POST" });
 const applied = (page: Page) => page.evaluate(() => window.__nexus?.applied ?? []);
-const conn = (page: Page) => page.getByTestId("conn-state").textContent();
 const step = (s: string) => console.log(`- ${s}`);
 
 async function submitAndWait(page: Page, type: string, fill: Record<string, string>, status = "done"): Promise<string> {
@@ -31,7 +30,10 @@ async function submitAndWait(page: Page, type: string, fill: Record<string, stri
     if ((await el.evaluate((e) => e.tagName)) === "SELECT") await el.selectOption(v);
     else await el.fill(v);
   }
-  const prev = await page.locator('[data-testid="composer-status"]').getAttribute("data-command-id", { timeout: 50 }).catch(() => null);
+  const prev = await page
+    .locator('[data-testid="composer-status"]')
+    .getAttribute("data-command-id", { timeout: 50 })
+    .catch(() => null);
   await page.getByTestId("submit-command").click();
   const handle = await page.waitForFunction((p) => {
     const el = document.querySelector('[data-testid="composer-status"][data-command-id]');
@@ -52,10 +54,14 @@ try {
   step(`live, tenant ${await page.getByTestId("tenant-current").textContent()}`);
   assert.equal(await page.getByTestId("autopilot").getAttribute("data-status"), "idle");
 
-  const draft = await submitAndWait(page, "draft_email.create", { to: "kim@example.com", brief: "Politely decline the offer", tone: "formal" });
+  const draft = await submitAndWait(page, "draft_email.create", {
+    to: "kim@example.com",
+    brief: "Politely decline the offer",
+    tone: "formal",
+  });
   const draftText = await page.getByTestId(`work-result-${draft}`).textContent();
   assert.match(draftText ?? "", /Politely decline/);
-  assert.match(await page.getByTestId("live-region").textContent() ?? "", /command\.completed/);
+  assert.match((await page.getByTestId("live-region").textContent()) ?? "", /command\.completed/);
   step("draft_email.create done with result");
 
   await page.getByTestId("field-brief").fill("");
@@ -65,7 +71,12 @@ try {
   step(`validation error shown: ${(await page.getByTestId("composer-error").textContent())?.slice(0, 80)}`);
 
   await submitAndWait(page, "doc.summary.create", { text: "One. Two! Three? Four.", max_sentences: "2" });
-  await submitAndWait(page, "prep_pack.create", { meeting_title: "Q1 review", attendees: "Kim\nLee", agenda: "Numbers\nRisks", docs: "drive:q1" });
+  await submitAndWait(page, "prep_pack.create", {
+    meeting_title: "Q1 review",
+    attendees: "Kim\nLee",
+    agenda: "Numbers\nRisks",
+    docs: "drive:q1",
+  });
   const cal = await submitAndWait(page, "calendar.options.create", {});
   assert.equal(await page.locator(`[data-testid="work-result-${cal}"] li`).count(), 3);
   step("summary, prep pack and calendar done");
@@ -73,7 +84,13 @@ try {
   const share = await submitAndWait(
     page,
     "external_share.prepare",
-    { recipient: "partner@example.org", resource_ref: "drive:file/9", resource_title: "Deck", channel: "slack", message: "Here you go" },
+    {
+      recipient: "partner@example.org",
+      resource_ref: "drive:file/9",
+      resource_title: "Deck",
+      channel: "slack",
+      message: "Here you go",
+    },
     "waiting_approval",
   );
   const ask = page.locator('[data-testid="asks-open"] > li').first();
@@ -136,6 +153,17 @@ try {
   await page.getByTestId("save-persona").click();
   await page.getByTestId("settings-status-persona").filter({ hasText: "updated" }).waitFor();
   step("profile, skin, compliance, persona updated via settings.updated");
+
+  // A 1x1 PNG.
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+    "base64",
+  );
+  await page.getByTestId("profile-photo").setInputFiles({ name: "me.png", mimeType: "image/png", buffer: png });
+  await page.getByTestId("upload-photo").click();
+  await page.getByTestId("settings-status-photo").filter({ hasText: "updated" }).waitFor();
+  await page.getByTestId("profile-photo-preview").waitFor();
+  step("photo uploaded, preview from profile.photo.url");
 
   await page.screenshot({ path: "/tmp/console-flow-1280.png", fullPage: true });
   await page.setViewportSize({ width: 375, height: 800 });

@@ -20,18 +20,18 @@ import { extname, join, normalize } from "node:path";
 import {
   type AgentReport,
   type ApiError,
-  COMMAND_TYPES,
-  DecideRequest,
-  type ReportEvent,
-  type Snapshot,
-  type Tenant,
   apiError,
   applyReport,
+  COMMAND_TYPES,
+  DecideRequest,
   errorSpec,
   isCommandType,
   isTenantToken,
   normaliseCommandRequest,
   parseCursor,
+  type ReportEvent,
+  type Snapshot,
+  type Tenant,
   zodDetails,
 } from "@nexus/contracts";
 
@@ -194,7 +194,11 @@ async function handleCommand(req: IncomingMessage, res: ServerResponse, t: Tenan
   }
   later(900, () => {
     if (cmd.type === "calendar.options.create" && (p.data as { busy: unknown[] }).busy.length > 5) {
-      publish(t, { type: "command.failed", status: "failed", title: spec.title, command, error: apiError("INSUFFICIENT_SLOTS") }, c);
+      publish(
+        t,
+        { type: "command.failed", status: "failed", title: spec.title, command, error: apiError("INSUFFICIENT_SLOTS") },
+        c,
+      );
       return;
     }
     publish(
@@ -237,10 +241,18 @@ async function handleDecide(req: IncomingMessage, res: ServerResponse, t: Tenant
   );
   later(1200, () => {
     if (parsed.data.decision === "reject") {
-      publish(t, { type: "ask.cancelled", status: "cancelled", title: "Share cancelled", command, ask: { ask_id: askId } }, c);
+      publish(
+        t,
+        { type: "ask.cancelled", status: "cancelled", title: "Share cancelled", command, ask: { ask_id: askId } },
+        c,
+      );
       return;
     }
-    const params = ask.action.params as { recipient: string; channel: string; resource: { ref: string; title: string } };
+    const params = ask.action.params as {
+      recipient: string;
+      channel: string;
+      resource: { ref: string; title: string };
+    };
     publish(
       t,
       {
@@ -277,7 +289,12 @@ async function handleSettings(req: IncomingMessage, res: ServerResponse, t: Tena
     section = "profile";
     values = {
       ...s.profile,
-      photo: { url: `/profile/photo/current?org_id=${t.org_id}&project_id=${t.project_id}&v=${d.seq}`, content_type: type, bytes: d.photo.length, sha256: "0".repeat(64) },
+      photo: {
+        url: `/profile/photo/current?org_id=${t.org_id}&project_id=${t.project_id}&v=${d.seq}`,
+        content_type: type,
+        bytes: d.photo.length,
+        sha256: "0".repeat(64),
+      },
     };
   } else {
     const patch = JSON.parse((await body(req)).toString("utf8")) as Record<string, unknown>;
@@ -292,12 +309,20 @@ async function handleSettings(req: IncomingMessage, res: ServerResponse, t: Tena
     }
   }
   reply(res, 202, { accepted: true, correlation_id, first_followup_report_id: String(d.seq + 1) });
-  later(300, () => publish(t, { type: "settings.updated", status: "done", title: "Settings updated", section, values }, { correlation_id }));
+  later(300, () =>
+    publish(
+      t,
+      { type: "settings.updated", status: "done", title: "Settings updated", section, values },
+      { correlation_id },
+    ),
+  );
 }
 
 function handleStream(req: IncomingMessage, res: ServerResponse, t: Tenant, url: URL) {
   const d = data(t);
-  console.log(`stream ${url.search} last-event-id=${req.headers["last-event-id"] ?? "-"}${d.failStreams > 0 ? " -> 503" : ""}`);
+  console.log(
+    `stream ${url.search} last-event-id=${req.headers["last-event-id"] ?? "-"}${d.failStreams > 0 ? " -> 503" : ""}`,
+  );
   if (d.failStreams > 0) {
     d.failStreams--;
     return fail(res, apiError("DEPENDENCY_UNAVAILABLE"));
@@ -325,14 +350,20 @@ function handleStream(req: IncomingMessage, res: ServerResponse, t: Tenant, url:
   });
 }
 
-const MIME: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".map": "application/json" };
+const MIME: Record<string, string> = {
+  ".html": "text/html",
+  ".js": "text/javascript",
+  ".css": "text/css",
+  ".map": "application/json",
+};
 
 const server = createServer(async (req, res) => {
   const url = new URL(req.url ?? "/", "http://localhost");
   const path = url.pathname;
   try {
     if (req.method === "GET" && (path === "/ui" || path.startsWith("/ui/"))) {
-      const rel = path === "/ui" || path === "/ui/" ? "index.html" : normalize(path.slice(4)).replace(/^(\.\.[/\\])+/, "");
+      const rel =
+        path === "/ui" || path === "/ui/" ? "index.html" : normalize(path.slice(4)).replace(/^(\.\.[/\\])+/, "");
       const file = await readFile(join(dist, rel)).catch(() => null);
       if (!file) return reply(res, 404, { error: apiError("NOT_FOUND") });
       res.writeHead(200, { "content-type": MIME[extname(rel)] ?? "application/octet-stream" });
@@ -350,7 +381,8 @@ const server = createServer(async (req, res) => {
     const decide = /^\/approvals\/([^/]+)\/decide$/.exec(path);
     if (req.method === "POST" && decide) return await handleDecide(req, res, t, decodeURIComponent(decide[1]!));
     if (
-      (req.method === "PATCH" && ["/profile", "/assistant/persona", "/assistant/skin", "/compliance/settings"].includes(path)) ||
+      (req.method === "PATCH" &&
+        ["/profile", "/assistant/persona", "/assistant/skin", "/compliance/settings"].includes(path)) ||
       (req.method === "POST" && path === "/profile/photo")
     )
       return await handleSettings(req, res, t, path);

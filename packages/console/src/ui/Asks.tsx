@@ -1,4 +1,4 @@
-import type { ApiError, Ask, Snapshot, Tenant } from "@nexus/contracts";
+import { type ApiError, type Ask, COMMAND_TYPES, isCommandType, type Snapshot, type Tenant } from "@nexus/contracts";
 import { useEffect, useState } from "preact/hooks";
 import { sendJson } from "../api.ts";
 import { correlationId, formatCountdown, formatInstant } from "../format.ts";
@@ -93,7 +93,7 @@ function AskCard(props: {
     <li class={`card ask ask-${status}`} data-testid={`ask-${id}`} data-status={status} aria-labelledby={`ask-h-${id}`}>
       <div class="card-head">
         <h4 class="card-title" id={`ask-h-${id}`}>
-          {a.action.type}
+          {isCommandType(a.action.type) ? COMMAND_TYPES[a.action.type].title : a.action.type}
         </h4>
         <span class={`risk risk-${a.risk_level}`} data-testid={`ask-risk-${id}`}>
           {a.risk_level}
