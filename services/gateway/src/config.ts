@@ -14,7 +14,7 @@ export const GatewayConfig = BaseConfig.extend(AuthConfig.shape).extend({
   /** Requests per minute per tenant (and client address) before 429. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
   /** Default ask time-to-live in seconds (a tenant may override it in compliance settings). */
-  ASK_TTL_SECONDS: z.coerce.number().int().min(60).default(86_400),
+  ASK_TTL_SECONDS: z.coerce.number().int().min(1).default(86_400),
   /** PubAck timeout in milliseconds; past it the request answers 503. */
   PUBLISH_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   /** Directory of the built console (packages/console/dist). */

@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import {
+  applyReport,
+  canonicalJson,
+  DecideRequest,
+  ErrorCode,
+  errorSpec,
+  InvalidSubjectToken,
+  msgId,
+  normaliseCommandRequest,
+  parseCursor,
+  type ReportEvent,
+  type Snapshot,
+  subjects,
+  tenantFromSubject,
+} from "./index.ts";
+
+const t = { org_id: "acme", project_id: "nexus" };
+
+describe("subject builders", () => {
+  it("build per-tenant subjects", () => {
+    expect(subjects.report(t)).toBe("nexus.report.acme.nexus");
+    expect(subjects.command(t, "draft_email.create")).toBe("nexus.cmd.acme.nexus.draft_email.create");
+    expect(subjects.approval(t, "a-1")).toBe("nexus.approval.acme.nexus.a-1");
+    expect(subjects.caseAction(t)).toBe("nexus.notify.acme.nexus.case_action");
+    expect(tenantFromSubject("nexus.report.acme.nexus")).toEqual(t);
+  });
+  it("refuse tokens that could widen a subscription", () => {
+    for (const bad of ["a.b", "*", ">", "a b", "", "x".repeat(65), "é"]) {
+      expect(() => subjects.report({ org_id: bad, project_id: "p" })).toThrow(InvalidSubjectToken);
+      expect(() => subjects.report({ org_id: "o", project_id: bad })).toThrow(InvalidSubjectToken);
+      expect(() => msgId({ org_id: bad, project_id: "p" }, "x")).toThrow(InvalidSubjectToken);
+    }
+    expect(() => subjects.approval(t, "a.>")).toThrow(InvalidSubjectToken);
+    expect(() => subjects.command(t, "x.*")).toThrow(InvalidSubjectToken);
+  });
+});
+
+describe("error catalogue", () => {
+  it("maps every code to a status and a recoverable flag", () => {
+    for (const code of ErrorCode.options) {
+      const s = errorSpec(code);
+      expect(s.status).toBeGreaterThanOrEqual(400);
+      expect(typeof s.recoverable).toBe("boolean");
+    }
+    expect(errorSpec("IDEMPOTENCY_CONFLICT").status).toBe(409);
+    expect(errorSpec("DEPENDENCY_UNAVAILABLE")).toMatchObject({ status: 503, recoverable: true });
+  });
+});
+
+describe("request dialects", () => {
+  it("normalise the older command dialect to the canonical one", () => {
+    const r = normaliseCommandRequest({ command_type: "doc.summary.create", params: { text: "x" }, correlation_id: "c" });
+    expect(r).toEqual({
+      ok: true,
+      command: { command_id: undefined, type: "doc.summary.create", context: {}, params: { text: "x" }, surface: "legacy", correlation_id: "c" },
+    });
+    const c = normaliseCommandRequest({ type: "doc.summary.create", params: { text: "x" }, client_context: { correlation_id: "d" } });
+    expect(c.ok && c.command.correlation_id).toBe("d");
+    expect(normaliseCommandRequest({ params: {} }).ok).toBe(false);
+  });
+  it("read deny/reason as reject/note", () => {
+    expect(DecideRequest.parse({ decision: "deny", reason: "no" })).toMatchObject({ decision: "reject", note: "no" });
+    expect(DecideRequest.safeParse({ decision: "maybe" }).success).toBe(false);
+  });
+});
+
+describe("cursors and canonical JSON", () => {
+  it("parse only decimal report ids", () => {
+    expect(parseCursor("4711")).toBe(4711);
+    expect(parseCursor("0")).toBe(0);
+    for (const bad of ["", "-1", "01", "1e3", "abc", "99999999999999999999"]) expect(parseCursor(bad)).toBeNull();
+  });
+  it("canonical JSON ignores key order", () => {
+    expect(canonicalJson({ b: 1, a: { d: [2, { y: 1, x: 2 }], c: null } })).toBe(canonicalJson({ a: { c: null, d: [2, { x: 2, y: 1 }] }, b: 1 }));
+  });
+});
+
+describe("applyReport", () => {
+  const empty: Snapshot = {
+    autopilot: { status: "idle", in_flight: 0 },
+    worklog: [],
+    asks: [],
+    profile: {},
+    assistant: { persona: {}, skin: {} },
+    compliance: { risk_overrides: {}, policy_version: 0 },
+  };
+  const ev = (id: number, report: any): ReportEvent => ({
+    report,
+    report_id: String(id),
+    causality: { correlation_id: "c", command_id: "cmd-1" },
+    tenant: t,
+    ts: `2026-01-01T00:00:0${id}.000Z`,
+  });
+  const cmd = { command_id: "cmd-1", type: "doc.summary.create" };
+  const accepted = ev(1, { type: "command.accepted", status: "accepted", title: "A", command: cmd });
+  const started = ev(2, { type: "command.started", status: "running", title: "S", command: cmd });
+  const done = ev(3, { type: "command.completed", status: "done", title: "D", command: cmd, result: { summary: "x" } });
+
+  it("moves the worklog and autopilot forward", () => {
+    let s = applyReport(empty, accepted);
+    expect(s.autopilot).toEqual({ status: "running", in_flight: 1 });
+    s = applyReport(applyReport(s, started), done);
+    expect(s.worklog[0]).toMatchObject({ status: "done", result: { summary: "x" } });
+    expect(s.autopilot.status).toBe("idle");
+  });
+  it("is harmless to re-apply (a snapshot read after its report_id stays consistent)", () => {
+    const s = [accepted, started, done].reduce(applyReport, empty);
+    const again = [accepted, started, done, started, accepted].reduce(applyReport, s);
+    expect(again.worklog).toEqual(s.worklog);
+  });
+  it("waits for approval while an ask is open", () => {
+    const created = ev(4, {
+      type: "ask.created",
+      status: "pending_approval",
+      title: "Ask",
+      command: cmd,
+      ask: { ask_id: "a1", risk_level: "RED", action: { type: "x", command_id: "cmd-1", params: {} }, expires_at: "2030-01-01T00:00:00Z" },
+    });
+    const s = applyReport(applyReport(empty, accepted), created);
+    expect(s.autopilot.status).toBe("waiting_approval");
+    const cancelled = applyReport(s, ev(5, { type: "ask.cancelled", status: "cancelled", title: "C", command: cmd, ask: { ask_id: "a1" } }));
+    expect(cancelled.asks[0]!.status).toBe("cancelled");
+    expect(cancelled.autopilot.status).toBe("idle");
+  });
+});

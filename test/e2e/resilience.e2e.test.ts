@@ -1,0 +1,61 @@
+import { uniqueTenant } from "@nexus/platform/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { command, type E2E, startE2E } from "./fixture.ts";
+
+let e: E2E;
+beforeAll(async () => {
+  // A short ack wait so a killed worker's command is redelivered quickly; the delay keeps each
+  // command in its handler long enough to kill the worker mid-command.
+  e = await startE2E({
+    topology: { consumerAckWaitMs: 2000 },
+    serviceEnv: { "command-worker": { FAULT_INJECT_HANDLER_DELAY_MS: "1500" } },
+  });
+});
+afterAll(async () => {
+  await e?.close();
+});
+
+const PREP = { meeting_title: "Sync", attendees: ["Kim"], agenda: ["News"] };
+
+describe("resilience", () => {
+  it("a command-worker killed mid-command loses nothing and runs the command once", async () => {
+    const t = uniqueTenant();
+    const sse = await e.stream(t);
+    const body = command("prep_pack.create", PREP);
+    expect((await e.call("POST", "/sidecar/command", t, body)).status).toBe(202);
+    await sse.waitForReport("command.started", { command_id: body.command_id });
+    await e.stack.stop("command-worker", "SIGKILL");
+    await e.stack.start("command-worker");
+    await sse.waitForReport("command.completed", { command_id: body.command_id }, 20_000);
+    await new Promise((r) => setTimeout(r, 2500));
+    const mine = sse.reports().filter((x) => x.causality.command_id === body.command_id).map((x) => x.report.type);
+    expect(mine.filter((x) => x === "command.completed")).toHaveLength(1);
+    expect(mine.filter((x) => x === "command.started")).toHaveLength(1);
+    const row = await e.database.db.selectFrom("commands").selectAll().where("command_id", "=", body.command_id).executeTakeFirstOrThrow();
+    expect(row.status).toBe("done");
+    expect(row.attempts).toBe(2);
+  });
+
+  it.runIf(process.env.NATS_URL === undefined)("NATS down → 503 and nothing accepted; after restart the same command is accepted once", async () => {
+    if (!e.nats.own) return;
+    const t = uniqueTenant();
+    const body = command("prep_pack.create", PREP);
+    await e.nats.stop();
+    const r = await e.call("POST", "/sidecar/command", t, body);
+    expect(r.status).toBe(503);
+    expect(r.body.error).toMatchObject({ code: "DEPENDENCY_UNAVAILABLE", recoverable: true });
+    const rows = await e.database.db.selectFrom("commands").selectAll().where("command_id", "=", body.command_id).execute();
+    expect(rows).toHaveLength(0);
+    await e.nats.restart();
+    // the services reconnect by themselves
+    let ok: { status: number; body: any } | undefined;
+    for (let i = 0; i < 40 && ok?.status !== 202; i++) {
+      ok = await e.call("POST", "/sidecar/command", t, body);
+      if (ok.status !== 202) await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(ok?.status).toBe(202);
+    const sse = await e.stream(t, { query: { cursor: "0" } });
+    await sse.waitForReport("command.completed", { command_id: body.command_id }, 20_000);
+    expect(sse.reports().filter((x) => x.report.type === "command.accepted")).toHaveLength(1);
+  });
+});
