@@ -14,6 +14,7 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { natsServerArgs } from "@nexus/platform";
 import { createLogger, provisionAll } from "./lib.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -67,8 +68,7 @@ async function startNats(): Promise<void> {
   if (await portOpen(NATS_PORT)) throw new Error(`port ${NATS_PORT} is busy: stop what listens there or set NATS_URL`);
   const probe = spawnSync("nats-server", ["--version"]);
   if (probe.status !== 0) throw new Error("nats-server is not on PATH (Debian/Ubuntu: apt-get install nats-server), or set NATS_URL");
-  fs.mkdirSync(path.join(dataDir, "nats"), { recursive: true });
-  const child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(NATS_PORT), "-sd", path.join(dataDir, "nats")], {
+  const child = spawn("nats-server", natsServerArgs(NATS_PORT, path.join(dataDir, "nats")), {
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push({ name: "nats-server", child });

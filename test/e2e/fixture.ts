@@ -66,6 +66,10 @@ export async function startE2E(
         headers: { ...(opts.viaQuery ? {} : tenantHeaders(tenant)), ...opts.headers },
       });
       opened.push(c);
+      // Without a cursor the first event is the snapshot: wait for it, so that whatever the
+      // test does next is reported after the snapshot rather than folded into it.
+      const hasCursor = opts.query?.cursor !== undefined || opts.headers?.["last-event-id"] !== undefined;
+      if (!hasCursor && c.status === 200) await c.waitFor((ev) => ev.length > 0, 10_000, "snapshot");
       return c;
     },
     async close() {

@@ -13,6 +13,7 @@ export * from "./http/service.ts";
 export * from "./logger.ts";
 export * from "./nats/connect.ts";
 export * from "./nats/consume.ts";
+export * from "./nats/local-server.ts";
 export * from "./nats/publish.ts";
 export * from "./nats/topology.ts";
 export * from "./reports.ts";

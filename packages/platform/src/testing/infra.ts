@@ -3,6 +3,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { natsServerArgs } from "../nats/local-server.ts";
 
 /** A running dependency and how to stop it. */
 export interface Running {
@@ -80,7 +81,7 @@ export async function spawnNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
   const port = o.port ?? (await freePort());
   const storeDir = o.storeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "nexus-nats-"));
   const out = o.logFile ? fs.openSync(o.logFile, "a") : "ignore";
-  const child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], {
+  const child = spawn("nats-server", natsServerArgs(port, storeDir), {
     stdio: ["ignore", out, out],
   });
   let exited = false;

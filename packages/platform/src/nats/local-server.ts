@@ -1,0 +1,19 @@
+import fs from "node:fs";
+import path from "node:path";
+
+/**
+ * Largest NATS message, bytes (4 MiB). The server's default (1 MB) is smaller than a legal
+ * command: `doc.summary.create` text may be 1 MiB and a request body 2 MiB.
+ */
+export const NATS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Arguments for a local `nats-server` with JetStream on 127.0.0.1: `max_payload` can only be
+ * set in a config file, so one is written next to the store directory.
+ */
+export function natsServerArgs(port: number, storeDir: string): string[] {
+  const conf = path.join(storeDir, "nexus-nats.conf");
+  fs.mkdirSync(storeDir, { recursive: true });
+  fs.writeFileSync(conf, `max_payload: ${NATS_MAX_PAYLOAD_BYTES}\n`);
+  return ["-c", conf, "-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir];
+}
