@@ -121,6 +121,7 @@ describe("applyReport", () => {
     expect(s.autopilot.status).toBe("waiting_approval");
     const cancelled = applyReport(s, ev(5, { type: "ask.cancelled", status: "cancelled", title: "C", command: cmd, ask: { ask_id: "a1" } }));
     expect(cancelled.asks[0]!.status).toBe("cancelled");
+    expect(cancelled.worklog[0]).toMatchObject({ status: "cancelled", title: "C" });
     expect(cancelled.autopilot.status).toBe("idle");
   });
 });

@@ -124,7 +124,7 @@ export function applyReport(s: Snapshot, ev: ReportEvent): Snapshot {
       upsertWork({ status: "done", title: r.title, result: r.result });
       break;
     case "command.failed":
-      upsertWork({ status: "failed", error: r.error });
+      upsertWork({ status: "failed", title: r.title, error: r.error });
       break;
     case "ask.created":
       upsertWork({ status: "waiting_approval", ask_id: r.ask.ask_id, risk_level: r.ask.risk_level });
@@ -135,19 +135,19 @@ export function applyReport(s: Snapshot, ev: ReportEvent): Snapshot {
       break;
     case "ask.executed":
       setAsk(r.ask.ask_id, { status: "done" });
-      upsertWork({ status: "done", result: r.result });
+      upsertWork({ status: "done", title: r.title, result: r.result });
       break;
     case "ask.execution_failed":
       setAsk(r.ask.ask_id, { status: "failed" });
-      upsertWork({ status: "failed", error: r.error });
+      upsertWork({ status: "failed", title: r.title, error: r.error });
       break;
     case "ask.cancelled":
       setAsk(r.ask.ask_id, { status: "cancelled" });
-      upsertWork({ status: "cancelled" });
+      upsertWork({ status: "cancelled", title: r.title });
       break;
     case "ask.expired":
       setAsk(r.ask.ask_id, { status: "expired" });
-      upsertWork({ status: "cancelled" });
+      upsertWork({ status: "cancelled", title: r.title });
       break;
     case "settings.updated":
       if (r.section === "profile") profile = r.values as Profile;
