@@ -18,6 +18,7 @@ import {
   getCommand,
   commandBodyHash,
   insertCommand,
+  isNatsConnected,
   publishJson,
   readSettings,
   setAcceptedReportId,
@@ -97,6 +98,7 @@ export async function acceptCommand(
   cmd: ValidCommand,
 ): Promise<CommandAccepted> {
   const bodyHash = commandBodyHash(cmd);
+  if (!isNatsConnected(deps.nc)) throw new DependencyUnavailable("nats", new Error("NATS disconnected"));
   await ensureTenant(deps.db, tenant);
   return deps.db.transaction().execute(async (trx) => {
     const settings = await readSettings(trx, tenant, "share");

@@ -13,6 +13,7 @@ import {
   decideAsk,
   DependencyUnavailable,
   getAsk,
+  isNatsConnected,
   publishJson,
   setDecidedReportId,
   type AskRow,
@@ -43,6 +44,7 @@ export async function decide(
   req: DecideRequest,
 ): Promise<DecisionAccepted> {
   const correlationId = req.correlation_id ?? `corr-${randomUUID()}`;
+  if (!isNatsConnected(deps.nc)) throw new DependencyUnavailable("nats", new Error("NATS disconnected"));
   return deps.db.transaction().execute(async (trx) => {
     const row = await getAsk(trx, tenant, askId, true);
     if (!row) throw new AppError("ASK_NOT_FOUND");

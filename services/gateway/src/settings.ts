@@ -10,6 +10,7 @@ import {
   DependencyUnavailable,
   ensureTenant,
   invalidOverrides,
+  isNatsConnected,
   readSettings,
   type Database,
   type TenantSettings,
@@ -52,6 +53,7 @@ export async function applySettings(
   beforeCommit?: (trx: Transaction<Database>) => Promise<void>,
 ): Promise<SettingsAccepted> {
   const corr = correlationId ?? `corr-${randomUUID()}`;
+  if (!isNatsConnected(deps.nc)) throw new DependencyUnavailable("nats", new Error("NATS disconnected"));
   await ensureTenant(deps.db, tenant);
   return deps.db.transaction().execute(async (trx) => {
     const current = await readSettings(trx, tenant, "update");
