@@ -1,0 +1,255 @@
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { apiError, parseCursor, type Tenant } from "@nexus/contracts";
+import { addHealthRoutes, authPlugin, createHttpApp, type Database } from "@nexus/platform";
+import type { FastifyInstance } from "fastify";
+import type { Kysely } from "kysely";
+import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
+import type { StreamConfig } from "./config.ts";
+import { type CloseReason, SseConnection } from "./connection.ts";
+import { jetStreamReportLog, pickCursor, type ReportLog } from "./cursor.ts";
+import { snapshotFrame } from "./frames.ts";
+import { type HubLease, type HubListener, HubRegistry } from "./hub.ts";
+import { followFrom } from "./replay.ts";
+import { readSnapshot, type SnapshotReader } from "./snapshot.ts";
+
+/** Everything the stream service runs on; built by `main.ts` or a test. */
+export interface StreamDeps {
+  /** For `/ready` only. */
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  db: Kysely<Database>;
+  logger: Logger;
+  config: StreamConfig;
+  /** The process's metrics registry (served at `/metrics`). */
+  metrics: Registry;
+  /** Reads the snapshot state (default {@link readSnapshot}); tests wrap it to interleave writes. */
+  readSnapshot?: SnapshotReader;
+  /** Report stream reads (default {@link jetStreamReportLog} over `jsm`). */
+  reportLog?: ReportLog;
+  now?: () => Date;
+}
+
+/** Live counters of one stream app, for tests and operators. */
+export interface StreamState {
+  /** Running tenant hubs (one JetStream read each). */
+  hubCount(): number;
+  /** Open SSE connections. */
+  connectionCount(): number;
+  /** Listeners attached to a tenant's hub (0 when it has none). */
+  hubListenerCount(tenant: Tenant): number;
+  /** Whether a hub for the tenant is running. */
+  hasHub(tenant: Tenant): boolean;
+}
+
+/** The Fastify instance of the stream service with its {@link StreamState}. */
+export type StreamApp = FastifyInstance & { readonly reportStream: StreamState };
+
+/** Path of the report stream (CONTRACT.md, LOCKED). */
+export const STREAM_PATH = "/agent/reports/stream";
+
+/**
+ * Builds the stream service: `GET /agent/reports/stream` (CONTRACT.md "GET
+ * /agent/reports/stream"), `/health`, `/ready`, `/metrics`. Call `listen()` on the result.
+ *
+ * Per connection: headers and `retry: 3000`; the cursor (`Last-Event-ID` over `?cursor=`);
+ * either replay after a valid cursor, or (no cursor, or an invalid one after an `error`
+ * CURSOR_EXPIRED event) a snapshot at W followed by every report after W; then live from the
+ * tenant's hub; `ping` every `SSE_HEARTBEAT_MS`. `app.close()` ends every SSE response cleanly
+ * and stops the hubs (ARCHITECTURE.md invariant 8); NATS and the database are the caller's.
+ *
+ * Metrics: `sse_connections`, `sse_hubs` (gauges), `sse_reports_sent_total`,
+ * `sse_replays_total`, `sse_cursor_expired_total`, `sse_disconnects_total{reason}`.
+ */
+export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
+  const { config, logger, metrics, db } = deps;
+  const log = deps.reportLog ?? jetStreamReportLog(deps.jsm);
+  const snapshotOf = deps.readSnapshot ?? readSnapshot;
+  const now = deps.now ?? (() => new Date());
+
+  const connectionsGauge = new Gauge({ name: "sse_connections", help: "Open SSE connections", registers: [metrics] });
+  const hubsGauge = new Gauge({
+    name: "sse_hubs",
+    help: "Running tenant hubs (one JetStream read each)",
+    registers: [metrics],
+  });
+  const reportsSent = new Counter({
+    name: "sse_reports_sent_total",
+    help: "Report events written to SSE connections",
+    registers: [metrics],
+  });
+  const replays = new Counter({
+    name: "sse_replays_total",
+    help: "Connections that replayed from JetStream before going live",
+    registers: [metrics],
+  });
+  const cursorExpired = new Counter({
+    name: "sse_cursor_expired_total",
+    help: "Connections whose cursor was invalid or outside retention",
+    registers: [metrics],
+  });
+  const disconnects = new Counter({
+    name: "sse_disconnects_total",
+    help: "SSE connections ended, by reason",
+    labelNames: ["reason"],
+    registers: [metrics],
+  });
+
+  const hubs = new HubRegistry(
+    { js: deps.js, log, logger, bufferSize: config.HUB_BUFFER_SIZE, idleMs: config.HUB_IDLE_MS },
+    (n) => hubsGauge.set(n),
+  );
+  const connections = new Set<SseConnection>();
+  let closing = false;
+
+  const app = createHttpApp({ logger, metrics });
+  await app.register(authPlugin, { auth: config });
+  addHealthRoutes(app, { nc: deps.nc, db });
+
+  const state: StreamState = {
+    hubCount: () => hubs.size,
+    connectionCount: () => connections.size,
+    hubListenerCount: (t) => hubs.find(t)?.listenerCount ?? 0,
+    hasHub: (t) => hubs.find(t) !== undefined,
+  };
+  app.decorate("reportStream", state);
+
+  // Invariant 8: before the HTTP server closes, end every SSE response (the client keeps the
+  // last id it received and resumes elsewhere) and stop the hubs' JetStream reads.
+  app.addHook("preClose", async () => {
+    closing = true;
+    for (const c of [...connections]) c.close("shutdown");
+    await hubs.stopAll();
+  });
+
+  /** Sets up one connection; returns once it is live (or closed). */
+  async function serve(conn: SseConnection, tenant: Tenant, rawCursor: string | undefined): Promise<void> {
+    const leaseP = hubs.acquire(tenant);
+    leaseP.then(
+      (l) => conn.addTeardown(l.release),
+      () => {},
+    );
+    let from: number | null = null;
+    if (rawCursor !== undefined) {
+      const c = parseCursor(rawCursor);
+      if (c !== null && (await log.covers(tenant, c))) from = c;
+      else {
+        cursorExpired.inc();
+        conn.sendError(apiError("CURSOR_EXPIRED"));
+      }
+    }
+    const lease: HubLease = await leaseP;
+    if (conn.closed) return;
+    if (from === null) {
+      // Invariant 6: W first, then the database, then tail from W + 1.
+      const w = await log.lastSeq(tenant);
+      const snapshot = await snapshotOf(db, tenant);
+      if (conn.closed) return;
+      conn.sendSnapshot(w, snapshotFrame({ snapshot, report_id: String(w), tenant, ts: now().toISOString() }));
+      from = w;
+    } else {
+      conn.lastSent = from;
+    }
+    // The hub may still be behind `from` (its consumer lags the stream): attaching is still
+    // right, because it delivers every report above its baseSeq and the connection's id guard
+    // drops the ones at or below `from`.
+    const listener: HubListener = {
+      deliver: (r) => conn.sendReport(r),
+      fail: () => conn.close("hub_failed"),
+      get closed() {
+        return conn.closed;
+      },
+    };
+    conn.addTeardown(() => lease.hub.detach(listener));
+    conn.startHeartbeat();
+    await followFrom(
+      {
+        js: deps.js,
+        log,
+        logger,
+        batchSize: config.REPLAY_BATCH_SIZE,
+        handoffBytes: Math.floor(config.SSE_MAX_BUFFERED_BYTES / 2),
+        onReplay: () => replays.inc(),
+      },
+      conn,
+      lease.hub,
+      listener,
+      from,
+    );
+  }
+
+  app.get(STREAM_PATH, { config: { tenant: true, tenantFromQuery: true } }, async (req, reply) => {
+    const tenant = req.tenant;
+    const rawCursor = pickCursor(req.headers["last-event-id"], (req.query as Record<string, unknown>).cursor);
+    reply.hijack();
+    const conn = new SseConnection(reply.raw, {
+      heartbeatMs: config.SSE_HEARTBEAT_MS,
+      maxBufferedBytes: config.SSE_MAX_BUFFERED_BYTES,
+      drainTimeoutMs: config.SSE_DRAIN_TIMEOUT_MS,
+      now,
+      onReportSent: () => reportsSent.inc(),
+      onClose: (reason: CloseReason) => {
+        connections.delete(conn);
+        connectionsGauge.dec();
+        disconnects.inc({ reason });
+        req.log.debug({ org_id: tenant.org_id, project_id: tenant.project_id, reason }, "sse:closed");
+      },
+    });
+    connections.add(conn);
+    connectionsGauge.inc();
+    conn.start();
+    if (closing) {
+      conn.close("shutdown");
+      return;
+    }
+    try {
+      await serve(conn, tenant, rawCursor);
+    } catch (err) {
+      if (conn.closed) return;
+      req.log.warn({ err, org_id: tenant.org_id, project_id: tenant.project_id }, "sse:setup-failed");
+      conn.sendError(apiError("DEPENDENCY_UNAVAILABLE"));
+      conn.close("error");
+    }
+  });
+
+  return app as StreamApp;
+}
+
+/** What {@link closeStream} shuts down. */
+export interface CloseStreamOptions {
+  app: FastifyInstance;
+  nc: NatsConnection;
+  db: Kysely<Database>;
+  /** `SHUTDOWN_GRACE_MS`: the whole sequence is bounded by it. */
+  graceMs: number;
+  logger: Logger;
+}
+
+/**
+ * The one bounded shutdown of the stream service (ARCHITECTURE.md invariant 8): stop accepting
+ * and end every SSE response (`app.close()`), stop the hubs, drain NATS, close the database.
+ * Resolves within about `graceMs` even if a step hangs (the rest are still attempted).
+ */
+export async function closeStream(o: CloseStreamOptions): Promise<void> {
+  const deadline = Date.now() + o.graceMs;
+  const bounded = async (what: string, p: Promise<unknown>) => {
+    const left = Math.max(0, deadline - Date.now());
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<"timeout">((r) => {
+      timer = setTimeout(() => r("timeout"), left);
+    });
+    try {
+      const r = await Promise.race([p.then(() => "ok" as const), timeout]);
+      if (r === "timeout") o.logger.warn({ step: what }, "shutdown:step-timed-out");
+    } catch (err) {
+      o.logger.warn({ err, step: what }, "shutdown:step-failed");
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  await bounded("http", o.app.close());
+  await bounded("nats", o.nc.drain());
+  await bounded("db", o.db.destroy());
+}

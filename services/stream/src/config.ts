@@ -1,0 +1,34 @@
+import { AuthConfig, BaseConfig } from "@nexus/platform";
+import { z } from "zod";
+
+/**
+ * Stream service configuration. Units are in the names, defaults beside them. Parsed once in
+ * `main.ts` with `parseConfig(StreamConfig, process.env)`; tests parse it from a literal object.
+ */
+export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
+  /** HTTP port (8081). */
+  PORT: z.coerce.number().int().min(0).max(65535).default(8081),
+  /** Interval of `ping` events on every connection, milliseconds (15000, CONTRACT.md). */
+  SSE_HEARTBEAT_MS: z.coerce.number().int().min(10).default(15_000),
+  /**
+   * A live connection whose socket holds more than this many unsent bytes is ended (1 MiB); the
+   * client reconnects with `Last-Event-ID` and replay covers what it missed.
+   */
+  SSE_MAX_BUFFERED_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024),
+  /**
+   * While sending a snapshot or replaying, the service waits for a full socket buffer to drain
+   * instead of ending the connection; past this many milliseconds (30000) it gives up and ends it.
+   */
+  SSE_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(10).default(30_000),
+  /** Reports each tenant hub keeps for connections that join slightly behind live (1000). */
+  HUB_BUFFER_SIZE: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  /** A hub without connections stops after this many milliseconds (5000). */
+  HUB_IDLE_MS: z.coerce.number().int().min(0).default(5000),
+  /** Reports fetched per JetStream pull while replaying from a cursor (256). */
+  REPLAY_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(256),
+});
+export type StreamConfig = z.infer<typeof StreamConfig>;

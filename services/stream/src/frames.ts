@@ -1,0 +1,77 @@
+import {
+  type ApiError,
+  type ErrorEvent,
+  type PingEvent,
+  type ReportEvent,
+  type SnapshotEvent,
+  SSE_RETRY_MS,
+  type Tenant,
+} from "@nexus/contracts";
+
+/**
+ * Server-Sent Events framing for `GET /agent/reports/stream` (CONTRACT.md, LOCKED event names).
+ *
+ * Every `data:` is one line of compact JSON (`JSON.stringify` escapes line breaks inside strings),
+ * so a frame never needs multi-line `data:` fields. Only `snapshot` and `report` carry `id:`;
+ * `ping` and `error` carry none, so they never move the client's Last-Event-ID.
+ */
+
+/** The first bytes of every connection: the reconnection delay hint, `retry: 3000`. */
+export const RETRY_FRAME = `retry: ${SSE_RETRY_MS}\n\n`;
+
+/** One report ready to be written to any number of connections. */
+export interface ReportFrame {
+  /** JetStream sequence of the report (its report_id). */
+  seq: number;
+  /** The whole SSE frame (`event: report`, `id: <seq>`, `data: <ReportEvent JSON>`, blank line). */
+  frame: string;
+}
+
+const decoder = new TextDecoder();
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Builds the `report` frame of a stored report message.
+ *
+ * The payload is passed through as published (fields a newer publisher added survive) with
+ * `report_id: String(seq)` added, which makes it a `ReportEvent`. A payload that is not a JSON
+ * object, or that names another tenant than the subject it was read from, is refused: a report
+ * is only ever shown to the tenant of its subject (ARCHITECTURE.md invariant 4).
+ *
+ * @param seq the message's JetStream sequence.
+ * @param data the raw message bytes (UTF-8 JSON `ReportMessage`).
+ * @param tenant the tenant whose subject the message was read from.
+ * @returns the frame, or `null` when the payload is refused.
+ */
+export function reportFrame(seq: number, data: Uint8Array, tenant: Tenant): ReportFrame | null {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(decoder.decode(data));
+  } catch {
+    return null;
+  }
+  if (!isObject(msg) || !isObject(msg.tenant)) return null;
+  if (msg.tenant.org_id !== tenant.org_id || msg.tenant.project_id !== tenant.project_id) return null;
+  const event = { ...msg, report_id: String(seq) } as ReportEvent;
+  return { seq, frame: `event: report\nid: ${seq}\ndata: ${JSON.stringify(event)}\n\n` };
+}
+
+/** The `snapshot` frame; its `id:` is the snapshot's report_id. */
+export function snapshotFrame(event: SnapshotEvent): string {
+  return `event: snapshot\nid: ${event.report_id}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+/** The `ping` frame (no `id:`). */
+export function pingFrame(now: Date): string {
+  const data: PingEvent = { ts: now.toISOString() };
+  return `event: ping\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/** The `error` frame (no `id:`): the standard error body without HTTP status, plus `ts`. */
+export function errorFrame(error: ApiError, now: Date): string {
+  const data: ErrorEvent = { error, ts: now.toISOString() };
+  return `event: error\ndata: ${JSON.stringify(data)}\n\n`;
+}

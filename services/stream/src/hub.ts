@@ -1,0 +1,406 @@
+import {
+  type Consumer,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import { STREAMS, subjects, type Tenant } from "@nexus/contracts";
+import type { Logger } from "pino";
+import type { ReportLog } from "./cursor.ts";
+import { type ReportFrame, reportFrame } from "./frames.ts";
+
+/**
+ * Per-tenant fan-out (ARCHITECTURE.md "Scale-out"): one JetStream read per tenant per
+ * instance, shared by every connection of that tenant on this instance.
+ *
+ * Glossary used below:
+ * - seq: a report's JetStream sequence, i.e. its report_id.
+ * - coverage: a hub guarantees that every report of its tenant with
+ *   `baseSeq < seq <= lastSeq` is in its ring buffer (reports refused by {@link reportFrame}
+ *   are simply absent), and that it will hand every later one to its listeners, in order.
+ */
+
+/** Something fed by a hub, synchronously and in seq order: in practice one SSE connection. */
+export interface HubListener {
+  /** A report with a seq above everything delivered before. */
+  deliver(r: ReportFrame): void;
+  /** The hub stopped reading; the listener must end (its client resumes from its last id). */
+  fail(): void;
+  /** A closed listener is not registered (or is dropped). */
+  readonly closed: boolean;
+}
+
+/** A fixed-capacity ring of report frames in increasing seq order. */
+export class ReportRing {
+  private readonly items: (ReportFrame | undefined)[];
+  private head = 0;
+  /** Number of frames held. */
+  size = 0;
+
+  constructor(readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError("capacity must be a positive integer");
+    this.items = new Array(capacity);
+  }
+
+  /** Appends `f` (its seq must exceed the last one's). @returns the frame evicted to make room, if any. */
+  push(f: ReportFrame): ReportFrame | undefined {
+    if (this.size < this.capacity) {
+      this.items[(this.head + this.size) % this.capacity] = f;
+      this.size++;
+      return undefined;
+    }
+    const evicted = this.items[this.head];
+    this.items[this.head] = f;
+    this.head = (this.head + 1) % this.capacity;
+    return evicted;
+  }
+
+  private at(i: number): ReportFrame {
+    return this.items[(this.head + i) % this.capacity] as ReportFrame;
+  }
+
+  /** Index of the first frame with `seq > after` (binary search; `size` when none). */
+  private firstAfter(after: number): number {
+    let lo = 0;
+    let hi = this.size;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.at(mid).seq <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** The frames with `seq > after`, oldest first. */
+  since(after: number): ReportFrame[] {
+    const out: ReportFrame[] = [];
+    for (let i = this.firstAfter(after); i < this.size; i++) out.push(this.at(i));
+    return out;
+  }
+
+  /** Total length of the frames with `seq > after`, counting stops once it exceeds `cap`. */
+  lengthSince(after: number, cap = Number.POSITIVE_INFINITY): number {
+    let n = 0;
+    for (let i = this.firstAfter(after); i < this.size && n <= cap; i++) n += this.at(i).frame.length;
+    return n;
+  }
+}
+
+/** Dependencies of a hub. */
+export interface HubDeps {
+  js: JetStreamClient;
+  log: ReportLog;
+  logger: Logger;
+  /** `HUB_BUFFER_SIZE`: frames kept for listeners that attach slightly behind live. */
+  bufferSize: number;
+  /** `HUB_IDLE_MS`: how long a hub without holders keeps reading before it stops. */
+  idleMs: number;
+}
+
+interface Held {
+  seq: number;
+  data: Uint8Array;
+  /** First delivery of a (re)created server-side consumer. */
+  fresh: boolean;
+}
+
+/**
+ * One tenant's live tail: an ordered JetStream consumer on the tenant's report subject, a ring
+ * of the newest `bufferSize` reports, and the listeners fed from them.
+ *
+ * Start: read W (the tenant's newest seq), then consume from W+1, so coverage starts as
+ * `(W, W]`. A listener that has been sent everything up to L may {@link attach} iff
+ * `L >= baseSeq`; older listeners must first replay `(L, baseSeq]` themselves (replay.ts).
+ *
+ * Gap proof: the ordered consumer (re)creates its server-side consumer at "last seen + 1"
+ * after a reconnect or a missed heartbeat, and JetStream silently starts at the next
+ * *retained* message. So whenever a fresh server-side consumer delivers its first message
+ * (`deliverySequence == 1`), the hub holds it back until {@link ReportLog.covers} confirms that
+ * the last report it had is still retained — retention drops oldest first, so then nothing
+ * after it was dropped. If not, the hub fails: every listener ends and resumes from its last
+ * id, which the cursor rule then answers with replay or CURSOR_EXPIRED + snapshot.
+ */
+export class TenantHub {
+  readonly subject: string;
+  /** Coverage lower bound (exclusive); advances when the ring evicts. */
+  baseSeq: number;
+  /** Highest seq accepted from the consumer. */
+  lastSeq: number;
+  stopped = false;
+  private readonly ring: ReportRing;
+  private readonly listeners = new Set<HubListener>();
+  private holders = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private messages: ConsumerMessages | undefined;
+  private consumer: Consumer | undefined;
+  private held: Held[] = [];
+  private verifying = false;
+  /** Set by the registry: called once when the hub stops for any reason. */
+  onStopped: (() => void) | undefined;
+
+  private constructor(
+    readonly tenant: Tenant,
+    private readonly deps: HubDeps,
+    start: number,
+  ) {
+    this.subject = subjects.report(tenant);
+    this.baseSeq = start;
+    this.lastSeq = start;
+    this.ring = new ReportRing(deps.bufferSize);
+  }
+
+  /**
+   * Creates a hub and starts its consumer.
+   * @throws nats.js errors when JetStream does not answer (the hub is not created).
+   */
+  static async start(tenant: Tenant, deps: HubDeps): Promise<TenantHub> {
+    const w = await deps.log.lastSeq(tenant);
+    const hub = new TenantHub(tenant, deps, w);
+    const consumer = await deps.js.consumers.get(STREAMS.reports, {
+      // a single string: nats-server 2.9 rejects `filter_subjects` arrays
+      filter_subjects: hub.subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: w + 1,
+    });
+    hub.consumer = consumer;
+    try {
+      hub.messages = await consumer.consume({ max_messages: 256, callback: (m) => hub.onMessage(m) });
+    } catch (err) {
+      await consumer.delete().catch(() => {});
+      throw err;
+    }
+    void hub.messages.closed().then((err) => {
+      if (!hub.stopped) hub.fail(err ? `consumer stopped: ${err.message}` : "consumer stopped");
+    });
+    deps.logger.debug({ subject: hub.subject, from: w + 1 }, "hub:started");
+    return hub;
+  }
+
+  /** Number of registered listeners. */
+  get listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  /** Marks one more user (a connection being set up or attached); cancels a pending idle stop. */
+  hold(): void {
+    this.holders++;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  /** Releases a {@link hold}; the last release schedules a stop after `idleMs`. */
+  unhold(): void {
+    this.holders = Math.max(0, this.holders - 1);
+    if (this.holders > 0 || this.stopped) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.holders === 0) void this.stop();
+    }, this.deps.idleMs);
+  }
+
+  /**
+   * Attaches a listener that has been sent every report up to `after`, in one synchronous
+   * step: first the ring's frames with `seq > after`, then registration, so nothing arriving
+   * in between can be missed or doubled (JavaScript runs this without interleaving).
+   * @returns false (nothing done) when the hub stopped or `after < baseSeq` (the listener
+   *   must replay up to `baseSeq` first).
+   */
+  attach(listener: HubListener, after: number): boolean {
+    if (this.stopped || after < this.baseSeq) return false;
+    for (const f of this.ring.since(after)) {
+      if (listener.closed) return true;
+      listener.deliver(f);
+    }
+    if (!listener.closed) this.listeners.add(listener);
+    return true;
+  }
+
+  /**
+   * Length of the frames {@link attach} would copy for `after` (UTF-16 code units, close to
+   * bytes for JSON), counting stops once it exceeds `cap`.
+   */
+  catchUpLength(after: number, cap?: number): number {
+    return this.ring.lengthSince(after, cap);
+  }
+
+  /** Removes a listener (idempotent). */
+  detach(listener: HubListener): void {
+    this.listeners.delete(listener);
+  }
+
+  private onMessage(m: JsMsg): void {
+    if (this.stopped) return;
+    const held: Held = { seq: m.seq, data: m.data, fresh: m.info.deliverySequence === 1 };
+    if (this.verifying || held.fresh) {
+      this.held.push(held);
+      if (!this.verifying) {
+        this.verifying = true;
+        void this.verifyHeld();
+      }
+      return;
+    }
+    this.accept(held);
+  }
+
+  /** Proves (see class doc) that nothing was skipped before each fresh start, then releases the held frames. */
+  private async verifyHeld(): Promise<void> {
+    while (this.held.length > 0) {
+      let ok = false;
+      try {
+        ok = await this.deps.log.covers(this.tenant, this.lastSeq);
+      } catch (err) {
+        this.deps.logger.warn({ err, subject: this.subject }, "hub:verify-failed");
+      }
+      if (this.stopped) return;
+      if (!ok) {
+        this.fail(`report after ${this.lastSeq} may have been lost to retention`);
+        return;
+      }
+      let i = 0;
+      do {
+        this.accept(this.held[i] as Held);
+        i++;
+      } while (i < this.held.length && !(this.held[i] as Held).fresh);
+      this.held.splice(0, i);
+    }
+    this.verifying = false;
+  }
+
+  private accept(h: Held): void {
+    if (this.stopped || h.seq <= this.lastSeq) return;
+    this.lastSeq = h.seq;
+    const f = reportFrame(h.seq, h.data, this.tenant);
+    if (!f) {
+      this.deps.logger.error({ subject: this.subject, seq: h.seq }, "hub:report-refused");
+      return;
+    }
+    const evicted = this.ring.push(f);
+    if (evicted) this.baseSeq = evicted.seq;
+    for (const l of this.listeners) {
+      if (l.closed) {
+        this.listeners.delete(l);
+        continue;
+      }
+      try {
+        l.deliver(f);
+      } catch (err) {
+        // One broken listener must not stop the tenant's other connections.
+        this.deps.logger.warn({ err, subject: this.subject }, "hub:listener-failed");
+        this.listeners.delete(l);
+        l.fail();
+      }
+    }
+  }
+
+  /** Stops reading after a failure and ends every listener. */
+  private fail(why: string): void {
+    if (this.stopped) return;
+    this.deps.logger.warn({ subject: this.subject, why }, "hub:failed");
+    const ls = [...this.listeners];
+    void this.stop();
+    for (const l of ls) l.fail();
+  }
+
+  /** Stops the consumer and deletes it on the server (idempotent). Listeners are dropped, not ended. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.idleTimer);
+    this.listeners.clear();
+    this.held = [];
+    this.onStopped?.();
+    await this.messages?.close().catch(() => {});
+    await this.consumer?.delete().catch(() => {});
+    this.deps.logger.debug({ subject: this.subject }, "hub:stopped");
+  }
+}
+
+/** A hold on a hub; `release()` is idempotent. */
+export interface HubLease {
+  hub: TenantHub;
+  release(): void;
+}
+
+/**
+ * The hubs of this instance, one per tenant, created on first use and stopped when idle.
+ * Concurrent first connections of one tenant share one starting hub.
+ */
+export class HubRegistry {
+  private readonly hubs = new Map<string, Promise<TenantHub>>();
+  private readonly live = new Set<TenantHub>();
+  private closed = false;
+
+  constructor(
+    private readonly deps: HubDeps,
+    private readonly onCount?: (n: number) => void,
+  ) {}
+
+  /** Number of running hubs. */
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** The running hub of a tenant, if any (for tests and metrics). */
+  find(tenant: Tenant): TenantHub | undefined {
+    const subject = subjects.report(tenant);
+    for (const h of this.live) if (h.subject === subject) return h;
+    return undefined;
+  }
+
+  /**
+   * Holds the tenant's hub, starting it when needed.
+   * @throws nats.js errors when a needed hub cannot start; `Error("shutting down")` after {@link stopAll}.
+   */
+  async acquire(tenant: Tenant): Promise<HubLease> {
+    for (;;) {
+      if (this.closed) throw new Error("shutting down");
+      const key = subjects.report(tenant);
+      let p = this.hubs.get(key);
+      if (!p) {
+        p = this.startHub(key, tenant);
+        this.hubs.set(key, p);
+      }
+      const hub = await p;
+      if (hub.stopped) continue; // stopped between start and now: start another
+      hub.hold();
+      let released = false;
+      return {
+        hub,
+        release: () => {
+          if (released) return;
+          released = true;
+          hub.unhold();
+        },
+      };
+    }
+  }
+
+  private async startHub(key: string, tenant: Tenant): Promise<TenantHub> {
+    let hub: TenantHub;
+    try {
+      hub = await TenantHub.start(tenant, this.deps);
+    } catch (err) {
+      this.hubs.delete(key);
+      throw err;
+    }
+    const entry = this.hubs.get(key);
+    hub.onStopped = () => {
+      if (this.hubs.get(key) === entry) this.hubs.delete(key);
+      this.live.delete(hub);
+      this.onCount?.(this.live.size);
+    };
+    this.live.add(hub);
+    this.onCount?.(this.live.size);
+    if (this.closed) await hub.stop();
+    else hub.unhold(); // no holder yet: arm the idle stop in case nobody holds it
+    return hub;
+  }
+
+  /** Stops every hub and refuses new ones (shutdown). */
+  async stopAll(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.hubs.values()].map((p) => p.then((h) => h.stop()).catch(() => {})));
+    await Promise.all([...this.live].map((h) => h.stop()));
+  }
+}
