@@ -1,5 +1,13 @@
 import { jetstreamManager } from "@nats-io/jetstream";
-import { BaseConfig, connectNats, createDb, createLogger, migrateToLatest, parseConfig, provisionTopology } from "@nexus/platform";
+import {
+  BaseConfig,
+  connectNats,
+  createDb,
+  createLogger,
+  migrateToLatest,
+  parseConfig,
+  provisionTopology,
+} from "@nexus/platform";
 import type { Logger } from "pino";
 
 /** Runs migrations and provisions the JetStream topology from `env` (idempotent). */

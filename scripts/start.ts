@@ -13,8 +13,8 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import pg from "pg";
 import { natsServerArgs } from "@nexus/platform";
+import pg from "pg";
 import { createLogger, provisionAll } from "./lib.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -67,7 +67,8 @@ async function startNats(): Promise<void> {
   if (env.NATS_URL) return;
   if (await portOpen(NATS_PORT)) throw new Error(`port ${NATS_PORT} is busy: stop what listens there or set NATS_URL`);
   const probe = spawnSync("nats-server", ["--version"]);
-  if (probe.status !== 0) throw new Error("nats-server is not on PATH (Debian/Ubuntu: apt-get install nats-server), or set NATS_URL");
+  if (probe.status !== 0)
+    throw new Error("nats-server is not on PATH (Debian/Ubuntu: apt-get install nats-server), or set NATS_URL");
   const child = spawn("nats-server", natsServerArgs(NATS_PORT, path.join(dataDir, "nats")), {
     stdio: ["ignore", "pipe", "pipe"],
   });

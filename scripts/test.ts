@@ -15,7 +15,15 @@ if (build.status !== 0) process.exit(build.status ?? 1);
 const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "nexus-vitest-")), "report.json");
 const r = spawnSync(
   "pnpm",
-  ["exec", "vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)],
+  [
+    "exec",
+    "vitest",
+    "run",
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${report}`,
+    ...process.argv.slice(2),
+  ],
   { stdio: "inherit" },
 );
 if (fs.existsSync(report)) {

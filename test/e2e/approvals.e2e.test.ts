@@ -1,5 +1,5 @@
-import { uniqueTenant } from "@nexus/platform/testing";
 import type { Tenant } from "@nexus/contracts";
+import { uniqueTenant } from "@nexus/platform/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 
@@ -11,7 +11,12 @@ afterAll(async () => {
   await e?.close();
 });
 
-const SHARE = { recipient: "partner@example.org", channel: "email", resource: { ref: "doc:42", title: "Q3 plan" }, message: "FYI" };
+const SHARE = {
+  recipient: "partner@example.org",
+  channel: "email",
+  resource: { ref: "doc:42", title: "Q3 plan" },
+  message: "FYI",
+};
 
 async function shareAsk(t: Tenant) {
   const sse = await e.stream(t);
@@ -26,20 +31,38 @@ describe("approvals end to end", () => {
   it("share → ask → approve → executed, once; the same decision again is idempotent", async () => {
     const t = uniqueTenant();
     const { sse, body, askId, created } = await shareAsk(t);
-    expect(created.report.ask).toMatchObject({ risk_level: "RED", action: { type: "external_share.prepare", params: SHARE } });
+    expect(created.report.ask).toMatchObject({
+      risk_level: "RED",
+      action: { type: "external_share.prepare", params: SHARE },
+    });
     expect(Date.parse(created.report.ask.expires_at)).toBeGreaterThan(Date.now());
     expect(sse.reports().some((x) => x.report.type === "command.started")).toBe(false);
 
-    const d = await e.call("POST", `/approvals/${askId}/decide`, t, { decision: "approve", correlation_id: "c-approve", note: "ok" });
+    const d = await e.call("POST", `/approvals/${askId}/decide`, t, {
+      decision: "approve",
+      correlation_id: "c-approve",
+      note: "ok",
+    });
     expect(d.status).toBe(202);
-    expect(d.body).toMatchObject({ accepted: true, correlation_id: "c-approve", first_followup_report_id: expect.any(String) });
+    expect(d.body).toMatchObject({
+      accepted: true,
+      correlation_id: "c-approve",
+      first_followup_report_id: expect.any(String),
+    });
     const decided = await sse.waitForReport("ask.decided", { ask_id: askId });
     expect(decided.report_id).toBe(d.body.first_followup_report_id);
     const executed = await sse.waitForReport("ask.executed", { ask_id: askId });
-    expect(executed.causality).toMatchObject({ correlation_id: "c-approve", command_id: body.command_id, ask_id: askId });
+    expect(executed.causality).toMatchObject({
+      correlation_id: "c-approve",
+      command_id: body.command_id,
+      ask_id: askId,
+    });
     expect(executed.report.result).toMatchObject({ recipient: SHARE.recipient, channel: "email" });
 
-    const again = await e.call("POST", `/approvals/${askId}/decide`, t, { decision: "approve", correlation_id: "c-approve" });
+    const again = await e.call("POST", `/approvals/${askId}/decide`, t, {
+      decision: "approve",
+      correlation_id: "c-approve",
+    });
     expect(again.status).toBe(202);
     expect(again.body.first_followup_report_id).toBe(d.body.first_followup_report_id);
     const other = await e.call("POST", `/approvals/${askId}/decide`, t, { decision: "reject" });
@@ -50,9 +73,19 @@ describe("approvals end to end", () => {
     expect(sse.reports().filter((x) => x.report.type === "ask.executed")).toHaveLength(1);
     const rows = await e.database.db.selectFrom("share_outbox").selectAll().where("ask_id", "=", askId).execute();
     expect(rows).toHaveLength(1);
-    const history = await e.database.db.selectFrom("action_history").selectAll().where("ask_id", "=", askId).orderBy("id").execute();
+    const history = await e.database.db
+      .selectFrom("action_history")
+      .selectAll()
+      .where("ask_id", "=", askId)
+      .orderBy("id")
+      .execute();
     expect(history.map((h) => h.event)).toEqual(["decided", "executed"]);
-    expect(history[0]).toMatchObject({ decision: "approve", executor_id: "anonymous", note: "ok", correlation_id: "c-approve" });
+    expect(history[0]).toMatchObject({
+      decision: "approve",
+      executor_id: "anonymous",
+      note: "ok",
+      correlation_id: "c-approve",
+    });
   });
 
   it("reject (older dialect: deny + reason) cancels and the action never runs", async () => {
@@ -63,8 +96,15 @@ describe("approvals end to end", () => {
     await sse.waitForReport("ask.cancelled", { ask_id: askId });
     await new Promise((r) => setTimeout(r, 700));
     expect(sse.reports().filter((x) => x.report.type === "ask.executed")).toHaveLength(0);
-    expect(await e.database.db.selectFrom("share_outbox").selectAll().where("ask_id", "=", askId).execute()).toHaveLength(0);
-    const h = await e.database.db.selectFrom("action_history").selectAll().where("ask_id", "=", askId).orderBy("id").execute();
+    expect(
+      await e.database.db.selectFrom("share_outbox").selectAll().where("ask_id", "=", askId).execute(),
+    ).toHaveLength(0);
+    const h = await e.database.db
+      .selectFrom("action_history")
+      .selectAll()
+      .where("ask_id", "=", askId)
+      .orderBy("id")
+      .execute();
     expect(h[0]).toMatchObject({ event: "decided", decision: "reject", note: "not now" });
   });
 
@@ -72,7 +112,11 @@ describe("approvals end to end", () => {
     const t = uniqueTenant();
     const { askId } = await shareAsk(t);
     const stranger = uniqueTenant();
-    for (const [tenant, id] of [[stranger, askId], [t, "no-such-ask"], [t, "bad.id*"]] as const) {
+    for (const [tenant, id] of [
+      [stranger, askId],
+      [t, "no-such-ask"],
+      [t, "bad.id*"],
+    ] as const) {
       const r = await e.call("POST", `/approvals/${id}/decide`, tenant, { decision: "approve" });
       expect(r.status).toBe(404);
       expect(r.body.error.code).toBe("ASK_NOT_FOUND");
@@ -86,7 +130,9 @@ describe("approvals end to end", () => {
     const t = uniqueTenant();
     const { sse, askId } = await shareAsk(t);
     const decisions = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? "approve" : "reject"));
-    const answers = await Promise.all(decisions.map((decision) => e.call("POST", `/approvals/${askId}/decide`, t, { decision })));
+    const answers = await Promise.all(
+      decisions.map((decision) => e.call("POST", `/approvals/${askId}/decide`, t, { decision })),
+    );
     const won = answers.map((a, i) => ({ a, d: decisions[i] })).filter((x) => x.a.status === 202);
     const lost = answers.filter((a) => a.status === 409);
     expect(won.length + lost.length).toBe(20);
@@ -97,7 +143,12 @@ describe("approvals end to end", () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(sse.reports().filter((x) => x.report.type === "ask.decided")).toHaveLength(1);
     expect(sse.reports().filter((x) => x.report.type === "ask.executed").length).toBeLessThanOrEqual(1);
-    const h = await e.database.db.selectFrom("action_history").selectAll().where("ask_id", "=", askId).where("event", "=", "decided").execute();
+    const h = await e.database.db
+      .selectFrom("action_history")
+      .selectAll()
+      .where("ask_id", "=", askId)
+      .where("event", "=", "decided")
+      .execute();
     expect(h).toHaveLength(1);
   });
 
@@ -113,7 +164,9 @@ describe("approvals end to end", () => {
     await sse.waitForReport("ask.executed", { ask_id: askId }, 15_000);
     await new Promise((r) => setTimeout(r, 500));
     expect(sse.reports().filter((x) => x.report.type === "ask.executed")).toHaveLength(1);
-    expect(await e.database.db.selectFrom("share_outbox").selectAll().where("ask_id", "=", askId).execute()).toHaveLength(1);
+    expect(
+      await e.database.db.selectFrom("share_outbox").selectAll().where("ask_id", "=", askId).execute(),
+    ).toHaveLength(1);
   });
 });
 
@@ -125,7 +178,12 @@ describe("settings and the risk policy end to end", () => {
       ["PATCH", "/profile", { display_name: "Kim", locale: "de-DE", timezone: "Europe/Berlin" }, "profile"],
       ["PATCH", "/assistant/persona", { name: "Nex", tone: "friendly" }, "persona"],
       ["PATCH", "/assistant/skin", { theme: "dark", accent_color: "#3366ff" }, "skin"],
-      ["PATCH", "/compliance/settings", { risk_overrides: { "draft_email.create": "YELLOW" }, ask_ttl_seconds: 3600 }, "compliance"],
+      [
+        "PATCH",
+        "/compliance/settings",
+        { risk_overrides: { "draft_email.create": "YELLOW" }, ask_ttl_seconds: 3600 },
+        "compliance",
+      ],
     ];
     for (const [method, path, body, section] of cases) {
       const r = await e.call(method, path, t, body, { "x-correlation-id": `corr-${section}` });
@@ -133,7 +191,11 @@ describe("settings and the risk policy end to end", () => {
       expect(r.body).toMatchObject({ accepted: true, correlation_id: `corr-${section}` });
       await sse.waitFor((ev) => ev.some((x) => x.id === r.body.first_followup_report_id), 10_000, section);
       const rep = sse.named("report").find((x) => x.id === r.body.first_followup_report_id)!.data;
-      expect(rep.report).toMatchObject({ type: "settings.updated", section, values: expect.objectContaining(body as object) });
+      expect(rep.report).toMatchObject({
+        type: "settings.updated",
+        section,
+        values: expect.objectContaining(body as object),
+      });
     }
     const bad = await e.call("PATCH", "/profile", t, { timezone: "Mars/Olympus" });
     expect(bad.status).toBe(400);
@@ -153,12 +215,16 @@ describe("settings and the risk policy end to end", () => {
   it("a risk override may raise a type but never lower it; YELLOW runs with risk.warning, raised RED waits for approval", async () => {
     const t = uniqueTenant();
     const sse = await e.stream(t);
-    const lower = await e.call("PATCH", "/compliance/settings", t, { risk_overrides: { "external_share.prepare": "GREEN" } });
+    const lower = await e.call("PATCH", "/compliance/settings", t, {
+      risk_overrides: { "external_share.prepare": "GREEN" },
+    });
     expect(lower.status).toBe(400);
     expect(lower.body.error.code).toBe("RISK_LOWERING_FORBIDDEN");
     expect(lower.body.error.details[0].path).toBe("risk_overrides.external_share.prepare");
 
-    const y = await e.call("PATCH", "/compliance/settings", t, { risk_overrides: { "prep_pack.create": "YELLOW", "doc.summary.create": "RED" } });
+    const y = await e.call("PATCH", "/compliance/settings", t, {
+      risk_overrides: { "prep_pack.create": "YELLOW", "doc.summary.create": "RED" },
+    });
     expect(y.status).toBe(202);
     await sse.waitFor((ev) => ev.some((x) => x.id === y.body.first_followup_report_id));
 
@@ -171,7 +237,9 @@ describe("settings and the risk policy end to end", () => {
     const ds = command("doc.summary.create", { text: "One sentence here. Another sentence there. A third one." });
     await e.call("POST", "/sidecar/command", t, ds);
     const ask = await sse.waitForReport("ask.created", { command_id: ds.command_id });
-    expect(sse.reports().some((x) => x.causality.command_id === ds.command_id && x.report.type === "command.started")).toBe(false);
+    expect(
+      sse.reports().some((x) => x.causality.command_id === ds.command_id && x.report.type === "command.started"),
+    ).toBe(false);
     await e.call("POST", `/approvals/${ask.report.ask.ask_id}/decide`, t, { decision: "approve" });
     const ex = await sse.waitForReport("ask.executed", { ask_id: ask.report.ask.ask_id }, 15_000);
     expect(ex.report.result.sentences.length).toBeGreaterThan(0);
@@ -204,7 +272,11 @@ describe("settings and the risk policy end to end", () => {
 
     const text = new FormData();
     text.append("photo", new Blob([Buffer.from("hello, not an image")], { type: "image/png" }), "me.png");
-    const bad = await fetch(`${e.stack.gatewayUrl}/profile/photo`, { method: "POST", body: text, headers: { "x-org-id": t.org_id, "x-project-id": t.project_id } });
+    const bad = await fetch(`${e.stack.gatewayUrl}/profile/photo`, {
+      method: "POST",
+      body: text,
+      headers: { "x-org-id": t.org_id, "x-project-id": t.project_id },
+    });
     expect(bad.status).toBe(415);
     expect(((await bad.json()) as any).error.code).toBe("UNSUPPORTED_MEDIA_TYPE");
   });

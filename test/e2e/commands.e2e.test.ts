@@ -13,7 +13,12 @@ afterAll(async () => {
 
 const GREEN = {
   "draft_email.create": { to: "kim@example.com", brief: "Politely decline the offer from the vendor" },
-  "prep_pack.create": { meeting_title: "Q3 planning", attendees: ["Kim", "Lee"], agenda: ["Budget", "Hiring"], docs: ["Q2 report"] },
+  "prep_pack.create": {
+    meeting_title: "Q3 planning",
+    attendees: ["Kim", "Lee"],
+    agenda: ["Budget", "Hiring"],
+    docs: ["Q2 report"],
+  },
   "doc.summary.create": {
     text: "NATS JetStream stores messages durably. It replays them to consumers in order. Consumers acknowledge each message after processing. Unacknowledged messages are redelivered after the ack wait. The weather was nice yesterday. JetStream also deduplicates messages by their id within a window.",
     max_sentences: 2,
@@ -72,7 +77,10 @@ describe("POST /sidecar/command end to end", () => {
           const s = Date.parse(o.start);
           expect(Date.parse(o.end) - s).toBe(30 * 60_000);
           // none overlaps the busy morning of 2 March
-          expect(s >= Date.parse("2026-03-02T12:00:00+01:00") || Date.parse(o.end) <= Date.parse("2026-03-02T09:00:00+01:00")).toBe(true);
+          expect(
+            s >= Date.parse("2026-03-02T12:00:00+01:00") ||
+              Date.parse(o.end) <= Date.parse("2026-03-02T09:00:00+01:00"),
+          ).toBe(true);
         }
       }
     }
@@ -130,7 +138,10 @@ describe("POST /sidecar/command end to end", () => {
     await sse.waitForReport("command.completed", { command_id: body.command_id });
     const again = await e.call("POST", "/sidecar/command", t, body);
     expect(again.body).toEqual(answers[0]!.body);
-    const conflict = await e.call("POST", "/sidecar/command", t, { ...body, params: { text: "Something else entirely." } });
+    const conflict = await e.call("POST", "/sidecar/command", t, {
+      ...body,
+      params: { text: "Something else entirely." },
+    });
     expect(conflict.status).toBe(409);
     expect(conflict.body.error.code).toBe("IDEMPOTENCY_CONFLICT");
     await new Promise((r) => setTimeout(r, 500));
@@ -148,11 +159,19 @@ describe("POST /sidecar/command end to end", () => {
       [post({ type: "nope.create", params: {} }), 400, "UNKNOWN_COMMAND_TYPE"],
       [post({ type: "doc.summary.create", params: { max_sentences: 0 } }), 400, "VALIDATION_FAILED"],
       [post("x", { "content-type": "text/plain" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
-      [post({ type: "doc.summary.create", params: { text: "a".repeat(2 * 1024 * 1024 + 10) } }), 413, "PAYLOAD_TOO_LARGE"],
+      [
+        post({ type: "doc.summary.create", params: { text: "a".repeat(2 * 1024 * 1024 + 10) } }),
+        413,
+        "PAYLOAD_TOO_LARGE",
+      ],
       [post({ type: "doc.summary.create", params: { text: "x" } }, {}, null), 400, "INVALID_TENANT"],
     ];
     for (const bad of ["a.b", "*", ">", "a b", "x".repeat(65)]) {
-      cases.push([post({ type: "doc.summary.create", params: { text: "x" } }, {}, { org_id: bad, project_id: "p" }), 400, "INVALID_TENANT"]);
+      cases.push([
+        post({ type: "doc.summary.create", params: { text: "x" } }, {}, { org_id: bad, project_id: "p" }),
+        400,
+        "INVALID_TENANT",
+      ]);
     }
     for (const [p, status, code] of cases) {
       const r = await p;
@@ -163,7 +182,9 @@ describe("POST /sidecar/command end to end", () => {
       expect(typeof r.body.correlation_id).toBe("string");
     }
     const v = await post({ type: "doc.summary.create", params: { max_sentences: 0 } });
-    expect(v.body.error.details.map((d: any) => d.path)).toEqual(expect.arrayContaining(["params.text", "params.max_sentences"]));
+    expect(v.body.error.details.map((d: any) => d.path)).toEqual(
+      expect.arrayContaining(["params.text", "params.max_sentences"]),
+    );
     // nothing was accepted: the tenant's stream has no report at all
     const sse = await e.stream(t);
     await sse.waitFor((ev) => ev.some((x) => x.event === "snapshot"));
@@ -187,8 +208,13 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
     const t = uniqueTenant();
     const sse = await e.stream(t);
     expect(sse.contentType).toMatch(/text\/event-stream/);
-    for (let i = 0; i < 5; i++) await e.call("POST", "/sidecar/command", t, command("prep_pack.create", GREEN["prep_pack.create"]));
-    await sse.waitFor((ev) => ev.filter((x) => x.data?.report?.type === "command.completed").length >= 5, 15_000, "5 completions");
+    for (let i = 0; i < 5; i++)
+      await e.call("POST", "/sidecar/command", t, command("prep_pack.create", GREEN["prep_pack.create"]));
+    await sse.waitFor(
+      (ev) => ev.filter((x) => x.data?.report?.type === "command.completed").length >= 5,
+      15_000,
+      "5 completions",
+    );
     await sse.waitFor((ev) => ev.some((x) => x.event === "ping"), 5000, "ping");
     expect(sse.retry).toBe(3000);
     expect(sse.events[0]!.event).toBe("snapshot");
@@ -202,10 +228,16 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
   it("replays gap-free and duplicate-free from Last-Event-ID and from ?cursor=, the header winning", async () => {
     const { t } = await tenantWithReports(4);
     const all = await e.stream(t);
-    await all.waitFor((ev) => ev.filter((x) => x.event === "report").length >= 0 && ev.some((x) => x.event === "snapshot"));
+    await all.waitFor(
+      (ev) => ev.filter((x) => x.event === "report").length >= 0 && ev.some((x) => x.event === "snapshot"),
+    );
     // the full history, from cursor 0
     const full = await e.stream(t, { query: { cursor: "0" } });
-    await full.waitFor((ev) => ev.filter((x) => x.data?.report?.type === "command.completed").length >= 4, 15_000, "history");
+    await full.waitFor(
+      (ev) => ev.filter((x) => x.data?.report?.type === "command.completed").length >= 4,
+      15_000,
+      "history",
+    );
     const history = full.named("report").map((x) => x.id!);
     const cut = history[3]!;
     const expected = history.slice(4);
@@ -216,7 +248,12 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
     for (const c of [byHeader, byQuery, both]) {
       await c.waitFor((ev) => ev.filter((x) => x.event === "report").length >= expected.length, 10_000, "replay");
       expect(c.named("snapshot")).toHaveLength(0);
-      expect(c.named("report").slice(0, expected.length).map((x) => x.id)).toEqual(expected);
+      expect(
+        c
+          .named("report")
+          .slice(0, expected.length)
+          .map((x) => x.id),
+      ).toEqual(expected);
     }
   });
 

@@ -1,4 +1,5 @@
 import type { Tenant } from "@nexus/contracts";
+import type { TopologyOptions } from "@nexus/platform";
 import {
   createTestDatabase,
   natsForTest,
@@ -11,7 +12,6 @@ import {
   type TestNats,
   tenantHeaders,
 } from "@nexus/platform/testing";
-import type { TopologyOptions } from "@nexus/platform";
 
 /** A stack of the four services on its own NATS server and database. */
 export interface E2E {
@@ -19,15 +19,28 @@ export interface E2E {
   database: TestDatabase;
   stack: Stack;
   /** JSON request to the gateway as `tenant`. */
-  call(method: string, path: string, tenant: Tenant | null, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  call(
+    method: string,
+    path: string,
+    tenant: Tenant | null,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: any }>;
   /** Opens the report stream through the gateway (header mode by default). */
-  stream(tenant: Tenant, opts?: { query?: Record<string, string>; headers?: Record<string, string>; viaQuery?: boolean }): Promise<SseClient>;
+  stream(
+    tenant: Tenant,
+    opts?: { query?: Record<string, string>; headers?: Record<string, string>; viaQuery?: boolean },
+  ): Promise<SseClient>;
   close(): Promise<void>;
 }
 
 /** Starts NATS (own server when possible), a fresh database and the four services. */
 export async function startE2E(
-  o: { topology?: Partial<TopologyOptions>; env?: Record<string, string>; serviceEnv?: StackOptions["serviceEnv"] } = {},
+  o: {
+    topology?: Partial<TopologyOptions>;
+    env?: Record<string, string>;
+    serviceEnv?: StackOptions["serviceEnv"];
+  } = {},
 ): Promise<E2E> {
   const nats = await natsForTest(o.topology);
   const database = await createTestDatabase();
@@ -60,7 +73,10 @@ export async function startE2E(
       return { status: res.status, body: parsed };
     },
     async stream(tenant, opts = {}) {
-      const q = new URLSearchParams({ ...(opts.viaQuery ? { org_id: tenant.org_id, project_id: tenant.project_id } : {}), ...opts.query });
+      const q = new URLSearchParams({
+        ...(opts.viaQuery ? { org_id: tenant.org_id, project_id: tenant.project_id } : {}),
+        ...opts.query,
+      });
       const qs = q.toString();
       const c = await openSse(`${stack.gatewayUrl}/agent/reports/stream${qs ? `?${qs}` : ""}`, {
         headers: { ...(opts.viaQuery ? {} : tenantHeaders(tenant)), ...opts.headers },

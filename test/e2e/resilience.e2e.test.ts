@@ -28,40 +28,54 @@ describe("resilience", () => {
     await e.stack.start("command-worker");
     await sse.waitForReport("command.completed", { command_id: body.command_id }, 20_000);
     await new Promise((r) => setTimeout(r, 2500));
-    const mine = sse.reports().filter((x) => x.causality.command_id === body.command_id).map((x) => x.report.type);
+    const mine = sse
+      .reports()
+      .filter((x) => x.causality.command_id === body.command_id)
+      .map((x) => x.report.type);
     expect(mine.filter((x) => x === "command.completed")).toHaveLength(1);
     expect(mine.filter((x) => x === "command.started")).toHaveLength(1);
-    const row = await e.database.db.selectFrom("commands").selectAll().where("command_id", "=", body.command_id).executeTakeFirstOrThrow();
+    const row = await e.database.db
+      .selectFrom("commands")
+      .selectAll()
+      .where("command_id", "=", body.command_id)
+      .executeTakeFirstOrThrow();
     expect(row.status).toBe("done");
     expect(row.attempts).toBe(2);
   });
 
-  it.runIf(process.env.NATS_URL === undefined)("NATS down → 503 and nothing accepted, not even later; a retry after the restart is accepted once", async () => {
-    if (!e.nats.own) return;
-    const t = uniqueTenant();
-    const lost = command("prep_pack.create", PREP);
-    const retried = command("prep_pack.create", PREP);
-    await e.nats.stop();
-    for (const body of [lost, retried]) {
-      const r = await e.call("POST", "/sidecar/command", t, body);
-      expect(r.status).toBe(503);
-      expect(r.body.error).toMatchObject({ code: "DEPENDENCY_UNAVAILABLE", recoverable: true });
-    }
-    await e.nats.restart();
-    // the services reconnect by themselves
-    let ok: { status: number; body: any } | undefined;
-    for (let i = 0; i < 80 && ok?.status !== 202; i++) {
-      ok = await e.call("POST", "/sidecar/command", t, retried);
-      if (ok.status !== 202) await new Promise((res) => setTimeout(res, 250));
-    }
-    expect(ok?.status).toBe(202);
-    const sse = await e.stream(t, { query: { cursor: "0" } });
-    await sse.waitForReport("command.completed", { command_id: retried.command_id }, 20_000);
-    await new Promise((r) => setTimeout(r, 1500));
-    // the command answered 503 and never retried must not have been stored and run later
-    expect(sse.reports().filter((x) => x.causality.command_id === lost.command_id)).toHaveLength(0);
-    const rows = await e.database.db.selectFrom("commands").selectAll().where("command_id", "=", lost.command_id).execute();
-    expect(rows).toHaveLength(0);
-    expect(sse.reports().filter((x) => x.report.type === "command.accepted")).toHaveLength(1);
-  });
+  it.runIf(process.env.NATS_URL === undefined)(
+    "NATS down → 503 and nothing accepted, not even later; a retry after the restart is accepted once",
+    async () => {
+      if (!e.nats.own) return;
+      const t = uniqueTenant();
+      const lost = command("prep_pack.create", PREP);
+      const retried = command("prep_pack.create", PREP);
+      await e.nats.stop();
+      for (const body of [lost, retried]) {
+        const r = await e.call("POST", "/sidecar/command", t, body);
+        expect(r.status).toBe(503);
+        expect(r.body.error).toMatchObject({ code: "DEPENDENCY_UNAVAILABLE", recoverable: true });
+      }
+      await e.nats.restart();
+      // the services reconnect by themselves
+      let ok: { status: number; body: any } | undefined;
+      for (let i = 0; i < 80 && ok?.status !== 202; i++) {
+        ok = await e.call("POST", "/sidecar/command", t, retried);
+        if (ok.status !== 202) await new Promise((res) => setTimeout(res, 250));
+      }
+      expect(ok?.status).toBe(202);
+      const sse = await e.stream(t, { query: { cursor: "0" } });
+      await sse.waitForReport("command.completed", { command_id: retried.command_id }, 20_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      // the command answered 503 and never retried must not have been stored and run later
+      expect(sse.reports().filter((x) => x.causality.command_id === lost.command_id)).toHaveLength(0);
+      const rows = await e.database.db
+        .selectFrom("commands")
+        .selectAll()
+        .where("command_id", "=", lost.command_id)
+        .execute();
+      expect(rows).toHaveLength(0);
+      expect(sse.reports().filter((x) => x.report.type === "command.accepted")).toHaveLength(1);
+    },
+  );
 });

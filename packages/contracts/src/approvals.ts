@@ -19,7 +19,10 @@ export const DecideRequest = z
     correlation_id: CorrelationId.optional(),
     note: z.string().max(2000).optional(),
     reason: z.string().max(2000).optional(),
-    action_hash: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+    action_hash: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
   })
   .transform((b) => ({
     decision: (b.decision === "deny" ? "reject" : b.decision) as Decision,

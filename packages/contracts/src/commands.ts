@@ -64,7 +64,9 @@ export const PrepPackParams = z.object({
   attendees: z.array(z.string().min(1).max(200)).min(1).max(100),
   agenda: z.array(z.string().min(1).max(500)).min(1).max(50),
   docs: z
-    .array(z.union([z.string().min(1).max(500), z.object({ ref: z.string().min(1), title: z.string().min(1).max(200) })]))
+    .array(
+      z.union([z.string().min(1).max(500), z.object({ ref: z.string().min(1), title: z.string().min(1).max(200) })]),
+    )
     .max(50)
     .optional(),
 });
@@ -98,7 +100,11 @@ export type WorkingHours = z.infer<typeof WorkingHours>;
 
 /** `calendar.options.create` params. Durations in minutes; instants ISO 8601 with offset. */
 export const CalendarOptionsParams = z.object({
-  duration_minutes: z.number().int().min(5).max(24 * 60),
+  duration_minutes: z
+    .number()
+    .int()
+    .min(5)
+    .max(24 * 60),
   window: Interval,
   busy: z.array(Interval).max(1000).default([]),
   timezone: TimeZone,
@@ -143,7 +149,12 @@ export interface CommandTypeSpec<P extends z.ZodType = z.ZodType> {
 export const COMMAND_TYPES = {
   "draft_email.create": { type: "draft_email.create", risk: "GREEN", params: DraftEmailParams, title: "Draft email" },
   "prep_pack.create": { type: "prep_pack.create", risk: "GREEN", params: PrepPackParams, title: "Meeting prep pack" },
-  "doc.summary.create": { type: "doc.summary.create", risk: "GREEN", params: DocSummaryParams, title: "Document summary" },
+  "doc.summary.create": {
+    type: "doc.summary.create",
+    risk: "GREEN",
+    params: DocSummaryParams,
+    title: "Document summary",
+  },
   "calendar.options.create": {
     type: "calendar.options.create",
     risk: "GREEN",
@@ -170,7 +181,11 @@ export function isCommandType(t: unknown): t is CommandType {
 /** A command id (the idempotency key): 1–128 characters of `[A-Za-z0-9_:-]`, e.g. a UUID. */
 export const CommandId = z.string().regex(/^[A-Za-z0-9_:-]{1,128}$/, "must be 1-128 characters of [A-Za-z0-9_:-]");
 /** A correlation id chosen by the client: 1–200 printable characters. */
-export const CorrelationId = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces");
+export const CorrelationId = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces");
 
 /** The canonical `POST /sidecar/command` body (LOCKED). `params` is checked per type afterwards. */
 export const CommandRequest = z.object({

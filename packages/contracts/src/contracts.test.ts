@@ -50,12 +50,27 @@ describe("error catalogue", () => {
 
 describe("request dialects", () => {
   it("normalise the older command dialect to the canonical one", () => {
-    const r = normaliseCommandRequest({ command_type: "doc.summary.create", params: { text: "x" }, correlation_id: "c" });
+    const r = normaliseCommandRequest({
+      command_type: "doc.summary.create",
+      params: { text: "x" },
+      correlation_id: "c",
+    });
     expect(r).toEqual({
       ok: true,
-      command: { command_id: undefined, type: "doc.summary.create", context: {}, params: { text: "x" }, surface: "legacy", correlation_id: "c" },
+      command: {
+        command_id: undefined,
+        type: "doc.summary.create",
+        context: {},
+        params: { text: "x" },
+        surface: "legacy",
+        correlation_id: "c",
+      },
     });
-    const c = normaliseCommandRequest({ type: "doc.summary.create", params: { text: "x" }, client_context: { correlation_id: "d" } });
+    const c = normaliseCommandRequest({
+      type: "doc.summary.create",
+      params: { text: "x" },
+      client_context: { correlation_id: "d" },
+    });
     expect(c.ok && c.command.correlation_id).toBe("d");
     expect(normaliseCommandRequest({ params: {} }).ok).toBe(false);
   });
@@ -72,7 +87,9 @@ describe("cursors and canonical JSON", () => {
     for (const bad of ["", "-1", "01", "1e3", "abc", "99999999999999999999"]) expect(parseCursor(bad)).toBeNull();
   });
   it("canonical JSON ignores key order", () => {
-    expect(canonicalJson({ b: 1, a: { d: [2, { y: 1, x: 2 }], c: null } })).toBe(canonicalJson({ a: { c: null, d: [2, { x: 2, y: 1 }] }, b: 1 }));
+    expect(canonicalJson({ b: 1, a: { d: [2, { y: 1, x: 2 }], c: null } })).toBe(
+      canonicalJson({ a: { c: null, d: [2, { x: 2, y: 1 }] }, b: 1 }),
+    );
   });
 });
 
@@ -115,11 +132,19 @@ describe("applyReport", () => {
       status: "pending_approval",
       title: "Ask",
       command: cmd,
-      ask: { ask_id: "a1", risk_level: "RED", action: { type: "x", command_id: "cmd-1", params: {} }, expires_at: "2030-01-01T00:00:00Z" },
+      ask: {
+        ask_id: "a1",
+        risk_level: "RED",
+        action: { type: "x", command_id: "cmd-1", params: {} },
+        expires_at: "2030-01-01T00:00:00Z",
+      },
     });
     const s = applyReport(applyReport(empty, accepted), created);
     expect(s.autopilot.status).toBe("waiting_approval");
-    const cancelled = applyReport(s, ev(5, { type: "ask.cancelled", status: "cancelled", title: "C", command: cmd, ask: { ask_id: "a1" } }));
+    const cancelled = applyReport(
+      s,
+      ev(5, { type: "ask.cancelled", status: "cancelled", title: "C", command: cmd, ask: { ask_id: "a1" } }),
+    );
     expect(cancelled.asks[0]!.status).toBe("cancelled");
     expect(cancelled.worklog[0]).toMatchObject({ status: "cancelled", title: "C" });
     expect(cancelled.autopilot.status).toBe("idle");

@@ -56,11 +56,19 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
     case "MALFORMED_JSON":
       return { status: 400, message: "The request body is not valid JSON", recoverable: false };
     case "INVALID_TENANT":
-      return { status: 400, message: "org_id and project_id must be 1-64 characters of [A-Za-z0-9_-]", recoverable: false };
+      return {
+        status: 400,
+        message: "org_id and project_id must be 1-64 characters of [A-Za-z0-9_-]",
+        recoverable: false,
+      };
     case "UNKNOWN_COMMAND_TYPE":
       return { status: 400, message: "Unknown command type", recoverable: false };
     case "RISK_LOWERING_FORBIDDEN":
-      return { status: 400, message: "A risk override may raise a type's level but never lower it below its default", recoverable: false };
+      return {
+        status: 400,
+        message: "A risk override may raise a type's level but never lower it below its default",
+        recoverable: false,
+      };
     case "UNAUTHENTICATED":
       return { status: 401, message: "Missing or invalid credentials", recoverable: false };
     case "TENANT_MISMATCH":

@@ -7,7 +7,10 @@ const HexColor = z.string().regex(/^#[0-9a-fA-F]{6}$/, "must be a #rrggbb colour
 export const ProfilePatch = z
   .object({
     display_name: z.string().min(1).max(100).optional(),
-    locale: z.string().regex(/^[a-z]{2}(-[A-Z]{2})?$/, "must be a locale such as en or de-DE").optional(),
+    locale: z
+      .string()
+      .regex(/^[a-z]{2}(-[A-Z]{2})?$/, "must be a locale such as en or de-DE")
+      .optional(),
     timezone: TimeZone.optional(),
   })
   .strict();

@@ -7,9 +7,7 @@ import { z } from "zod";
  * could widen a subscription or split a token (`.`, `*`, `>`, whitespace) is refused.
  * Source: CONTRACT.md "Tenancy and authentication".
  */
-export const TenantToken = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 characters of [A-Za-z0-9_-]");
+export const TenantToken = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 characters of [A-Za-z0-9_-]");
 export type TenantToken = z.infer<typeof TenantToken>;
 
 /** A tenant: the pair (`org_id`, `project_id`). */

@@ -38,7 +38,11 @@ export const BaseConfig = z.object({
   /** JetStream storage: file or memory. */
   STREAM_STORAGE: z.enum(["file", "memory"]).default("file"),
   /** Max age of commands and decisions in their streams, seconds (7 d). */
-  WORK_MAX_AGE_SECONDS: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  WORK_MAX_AGE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .default(7 * 24 * 3600),
   /** JetStream duplicate window, milliseconds (2 min). */
   DUPLICATE_WINDOW_MS: z.coerce.number().int().min(1000).default(120_000),
   /** Ack wait of the durable work consumers, milliseconds; long handlers send progress acks. */

@@ -27,18 +27,36 @@ export function isAppError(err: unknown): err is AppError {
 export class DependencyUnavailable extends AppError {
   override name = "DependencyUnavailable";
   constructor(dependency: "nats" | "postgres", cause: unknown) {
-    super("DEPENDENCY_UNAVAILABLE", `${dependency === "nats" ? "NATS JetStream" : "Postgres"} is unavailable; nothing was accepted`, undefined, {
-      cause,
-    });
+    super(
+      "DEPENDENCY_UNAVAILABLE",
+      `${dependency === "nats" ? "NATS JetStream" : "Postgres"} is unavailable; nothing was accepted`,
+      undefined,
+      {
+        cause,
+      },
+    );
   }
 }
 
-const PG_CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "57P01", "57P02", "57P03", "08000", "08003", "08006"]);
+const PG_CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "57P01",
+  "57P02",
+  "57P03",
+  "08000",
+  "08003",
+  "08006",
+]);
 
 /** True when `err` says Postgres could not be reached (connection refused/reset, admin shutdown). */
 export function isPgUnavailable(err: unknown): boolean {
   const e = err as { code?: string; message?: string } | null;
   if (!e) return false;
   if (e.code && PG_CONNECTION_CODES.has(e.code)) return true;
-  return e.message === "Connection terminated unexpectedly" || /timeout exceeded when trying to connect/i.test(e.message ?? "");
+  return (
+    e.message === "Connection terminated unexpectedly" ||
+    /timeout exceeded when trying to connect/i.test(e.message ?? "")
+  );
 }

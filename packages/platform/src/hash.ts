@@ -1,5 +1,5 @@
-import { canonicalJson } from "@nexus/contracts";
 import { createHash } from "node:crypto";
+import { canonicalJson } from "@nexus/contracts";
 
 /** sha256 (hex) of the canonical JSON of `value` (see `canonicalJson` in contracts). */
 export function hashCanonical(value: unknown): string {
@@ -10,7 +10,11 @@ export function hashCanonical(value: unknown): string {
  * The idempotency hash of a command body: what it asks for (`type`, `context`, `params`), not
  * how it is labelled (ids, correlation id, surface). Same command_id + another hash → 409.
  */
-export function commandBodyHash(c: { type: string; context: Record<string, unknown>; params: Record<string, unknown> }): string {
+export function commandBodyHash(c: {
+  type: string;
+  context: Record<string, unknown>;
+  params: Record<string, unknown>;
+}): string {
   return hashCanonical({ type: c.type, context: c.context, params: c.params });
 }
 

@@ -1,6 +1,5 @@
 import {
   type AgentReport,
-
   type ApiError,
   COMMAND_TYPES,
   type CommandMessage,
@@ -125,7 +124,12 @@ export function askDecidedReport(row: AskRow): AgentReport {
     title: row.decision === "approve" ? "Approved" : "Rejected",
     summary: `${row.decided_by} ${row.decision === "approve" ? "approved" : "rejected"} ${titleOf(actionType(row))}`,
     command: { command_id: row.command_id, type: actionType(row) },
-    ask: { ask_id: row.ask_id, decision: row.decision ?? "reject", decided_by: row.decided_by ?? "anonymous", status: "decided" },
+    ask: {
+      ask_id: row.ask_id,
+      decision: row.decision ?? "reject",
+      decided_by: row.decided_by ?? "anonymous",
+      status: "decided",
+    },
   };
 }
 
@@ -177,4 +181,3 @@ export function askExpiredReport(row: AskRow): AgentReport {
     ask: { ask_id: row.ask_id, status: "expired" },
   };
 }
-

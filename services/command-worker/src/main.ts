@@ -16,9 +16,9 @@ import {
 import { Counter } from "prom-client";
 import { CommandWorkerConfig } from "./config.ts";
 import { greenHandlers } from "./handlers/index.ts";
+import { redHandlers } from "./handlers/red.ts";
 import { OfflineDraftProvider } from "./llm/offline-provider.ts";
 import { processCommand } from "./process.ts";
-import { redHandlers } from "./handlers/red.ts";
 
 const config = parseConfig(CommandWorkerConfig, process.env);
 const logger = createLogger({ service: "command-worker", level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });

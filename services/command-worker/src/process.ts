@@ -1,5 +1,7 @@
+import { randomUUID } from "node:crypto";
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import {
+  type AgentReport,
   type ApiError,
   apiError,
   CommandMessage,
@@ -11,11 +13,12 @@ import {
   tenantFromSubject,
 } from "@nexus/contracts";
 import {
+  acceptedReport,
   actionHash,
   askCreatedReport,
-  acceptedReport,
   backoffMs,
   bindContext,
+  type CommandRow,
   commandBodyHash,
   completeCommand,
   completedReport,
@@ -34,10 +37,8 @@ import {
   setAcceptedReportId,
   startCommand,
   startedReport,
-  type CommandRow,
 } from "@nexus/platform";
 import type { Kysely } from "kysely";
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { type CommandHandler, type HandlerContext, isHandlerError, type LlmProvider } from "./handler.ts";
 
@@ -105,8 +106,11 @@ export async function processCommand(deps: CommandWorkerDeps, msg: JsMsg, signal
     correlation_id: m.correlation_id,
   });
   const causality = { correlation_id: m.correlation_id, command_id: m.command_id };
-  const publish = (step: string, report: Parameters<ReportPublisher["publish"]>[0]["report"], ts = deps.now().toISOString()) =>
-    deps.reports.publish({ tenant: t, entityId: m.command_id, step, report, causality, ts });
+  const publish = (
+    step: string,
+    report: Parameters<ReportPublisher["publish"]>[0]["report"],
+    ts = deps.now().toISOString(),
+  ) => deps.reports.publish({ tenant: t, entityId: m.command_id, step, report, causality, ts });
 
   // 1. The row exists even if the gateway's transaction rolled back after its publish.
   await insertCommand(deps.db, m, commandBodyHash(m));
@@ -200,7 +204,12 @@ export async function processCommand(deps: CommandWorkerDeps, msg: JsMsg, signal
   } catch (err) {
     if (signal.aborted) throw err; // shutdown: the consumer naks it for another replica
     const attempt = msg.info.deliveryCount;
-    const nonRetryable = err instanceof NonRetryable ? err.error : isHandlerError(err) && !err.retryable ? apiError(err.code, err.message) : undefined;
+    const nonRetryable =
+      err instanceof NonRetryable
+        ? err.error
+        : isHandlerError(err) && !err.retryable
+          ? apiError(err.code, err.message)
+          : undefined;
     if (nonRetryable) {
       await fail(deps, m, nonRetryable, publish);
       log.info({ code: nonRetryable.code }, "command:failed");
@@ -236,7 +245,7 @@ async function fail(
   deps: CommandWorkerDeps,
   m: CommandMessage,
   error: ApiError,
-  publish: (step: string, r: any, ts?: string) => Promise<string>,
+  publish: (step: string, r: AgentReport, ts?: string) => Promise<string>,
 ): Promise<void> {
   const row = await failCommand(deps.db, m.tenant, m.command_id, error, deps.now());
   if (row) {
@@ -257,7 +266,7 @@ async function republishOutcome(
   deps: CommandWorkerDeps,
   m: CommandMessage,
   row: CommandRow,
-  publish: (step: string, r: any, ts?: string) => Promise<string>,
+  publish: (step: string, r: AgentReport, ts?: string) => Promise<string>,
 ): Promise<void> {
   const ts = (row.finished_at ?? row.updated_at).toISOString();
   if (row.status === "done" && !row.ask_id) await publish("completed", completedReport(m, row.result), ts);
@@ -292,9 +301,14 @@ function parseMessage(msg: JsMsg): { ok: true; message: CommandMessage } | { ok:
     return { ok: false, error: "payload is not JSON" };
   }
   const r = CommandMessage.safeParse(json);
-  if (!r.success) return { ok: false, error: `payload does not match CommandMessage: ${r.error.issues[0]?.message ?? ""}` };
+  if (!r.success)
+    return { ok: false, error: `payload does not match CommandMessage: ${r.error.issues[0]?.message ?? ""}` };
   const fromSubject = tenantFromSubject(msg.subject);
-  if (!fromSubject || fromSubject.org_id !== r.data.tenant.org_id || fromSubject.project_id !== r.data.tenant.project_id)
+  if (
+    !fromSubject ||
+    fromSubject.org_id !== r.data.tenant.org_id ||
+    fromSubject.project_id !== r.data.tenant.project_id
+  )
     return { ok: false, error: "payload tenant does not match the subject" };
   return { ok: true, message: r.data };
 }
@@ -328,9 +342,13 @@ async function deadLetter(
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    }, { once: true });
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
   });
 }

@@ -1,7 +1,8 @@
+import { randomUUID } from "node:crypto";
 import {
+  COMMAND_TYPES,
   type CommandAccepted,
   type CommandMessage,
-  COMMAND_TYPES,
   isCommandType,
   msgId,
   type NormalisedCommand,
@@ -12,19 +13,18 @@ import {
 import {
   AppError,
   acceptedReport,
+  type CommandRow,
+  commandBodyHash,
   DependencyUnavailable,
   effectiveRisk,
   ensureTenant,
   getCommand,
-  commandBodyHash,
   insertCommand,
   isNatsConnected,
   publishJson,
   readSettings,
   setAcceptedReportId,
-  type CommandRow,
 } from "@nexus/platform";
-import { randomUUID } from "node:crypto";
 import type { GatewayDeps } from "./deps.ts";
 
 /** A validated command ready for acceptance. */

@@ -1,3 +1,6 @@
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import fastifyMultipart from "@fastify/multipart";
 import fastifyRateLimit from "@fastify/rate-limit";
 import fastifyReplyFrom from "@fastify/reply-from";
@@ -5,32 +8,40 @@ import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { ErrorBody } from "@nexus/contracts";
-import { addHealthRoutes, AppError, authPlugin, createHttpApp, sendError } from "@nexus/platform";
+import { AppError, addHealthRoutes, authPlugin, createHttpApp, sendError } from "@nexus/platform";
 import type { FastifyInstance } from "fastify";
 import { jsonSchemaTransform } from "fastify-type-provider-zod";
-import fs from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { GatewayDeps } from "./deps.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 
-const DEFAULT_CONSOLE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../packages/console/dist");
+const DEFAULT_CONSOLE_DIR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../../../packages/console/dist",
+);
 
 /**
  * Builds the gateway: auth/tenant, rate limit, multipart, OpenAPI at `/docs`, the console at
  * `/ui`, the command/approval/settings routes, the stream proxy, `/health`, `/ready`, `/metrics`.
  */
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
-  const app = createHttpApp({ logger: deps.logger, bodyLimitBytes: deps.config.BODY_LIMIT_BYTES, metrics: deps.metrics });
+  const app = createHttpApp({
+    logger: deps.logger,
+    bodyLimitBytes: deps.config.BODY_LIMIT_BYTES,
+    metrics: deps.metrics,
+  });
 
   // JSON only (plus multipart on the photo route): anything else is 415 UNSUPPORTED_MEDIA_TYPE.
   app.removeContentTypeParser("text/plain");
 
   await app.register(fastifySwagger, {
     openapi: {
-      info: { title: "NEXUS Console API", version: "0.1.0", description: "See CONTRACT.md; errors use the standard error body." },
+      info: {
+        title: "NEXUS Console API",
+        version: "0.1.0",
+        description: "See CONTRACT.md; errors use the standard error body.",
+      },
       components: {
         securitySchemes: {
           orgId: { type: "apiKey", in: "header", name: "x-org-id" },
@@ -48,7 +59,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     timeWindow: 60_000,
     keyGenerator: (req) => `${req.headers["x-org-id"] ?? ""}/${req.headers["x-project-id"] ?? ""}/${req.ip}`,
     allowList: (req) => ["/health", "/ready", "/metrics"].includes(req.url),
-    errorResponseBuilder: (_req, ctx) => ({ statusCode: ctx.statusCode, code: "RATE_LIMITED", message: "Too many requests" }),
+    errorResponseBuilder: (_req, ctx) => ({
+      statusCode: ctx.statusCode,
+      code: "RATE_LIMITED",
+      message: "Too many requests",
+    }),
   });
   await app.register(fastifyMultipart, { limits: { fileSize: deps.config.PHOTO_LIMIT_BYTES, files: 1, fields: 5 } });
 
@@ -64,10 +79,21 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   });
   app.get(
     "/agent/reports/stream",
-    { schema: { tags: ["stream"], summary: "Server-Sent Events: snapshot, replay from Last-Event-ID, live reports (proxied)", response: { 400: ErrorBody, 503: ErrorBody } } },
+    {
+      schema: {
+        tags: ["stream"],
+        summary: "Server-Sent Events: snapshot, replay from Last-Event-ID, live reports (proxied)",
+        response: { 400: ErrorBody, 503: ErrorBody },
+      },
+    },
     (req, reply) =>
       reply.from(req.url, {
-        onError: (r, { error }) => sendError(req, r as never, new AppError("DEPENDENCY_UNAVAILABLE", "The stream service is unavailable", undefined, { cause: error })),
+        onError: (r, { error }) =>
+          sendError(
+            req,
+            r as never,
+            new AppError("DEPENDENCY_UNAVAILABLE", "The stream service is unavailable", undefined, { cause: error }),
+          ),
       }),
   );
 

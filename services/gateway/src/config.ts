@@ -8,9 +8,17 @@ export const GatewayConfig = BaseConfig.extend(AuthConfig.shape).extend({
   /** Where the stream service listens; `GET /agent/reports/stream` is proxied there. */
   STREAM_URL: z.string().url().default("http://127.0.0.1:8081"),
   /** JSON body limit in bytes (2 MiB, CONTRACT.md). */
-  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(2 * 1024 * 1024),
+  BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(2 * 1024 * 1024),
   /** Profile photo limit in bytes (5 MiB); the multipart request may be up to 6 MiB. */
-  PHOTO_LIMIT_BYTES: z.coerce.number().int().min(1024).default(5 * 1024 * 1024),
+  PHOTO_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(5 * 1024 * 1024),
   /** Requests per minute per tenant (and client address) before 429. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
   /** Default ask time-to-live in seconds (a tenant may override it in compliance settings). */

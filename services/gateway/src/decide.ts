@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import {
   type DecideRequest,
   type DecisionAccepted,
@@ -8,17 +9,16 @@ import {
 } from "@nexus/contracts";
 import {
   AppError,
+  type AskRow,
   appendHistory,
   askDecidedReport,
-  decideAsk,
   DependencyUnavailable,
+  decideAsk,
   getAsk,
   isNatsConnected,
   publishJson,
   setDecidedReportId,
-  type AskRow,
 } from "@nexus/platform";
-import { randomUUID } from "node:crypto";
 import type { GatewayDeps } from "./deps.ts";
 
 const DECIDED: ReadonlySet<AskRow["status"]> = new Set(["decided", "executing", "done", "failed", "cancelled"]);
@@ -51,7 +51,11 @@ export async function decide(
     const now = deps.now();
     if (row.status === "expired" || (row.status === "open" && row.expires_at <= now)) throw new AppError("ASK_EXPIRED");
     if (DECIDED.has(row.status)) {
-      if (row.decision !== req.decision) throw new AppError("ASK_ALREADY_DECIDED", `The ask was already ${row.decision === "approve" ? "approved" : "rejected"}`);
+      if (row.decision !== req.decision)
+        throw new AppError(
+          "ASK_ALREADY_DECIDED",
+          `The ask was already ${row.decision === "approve" ? "approved" : "rejected"}`,
+        );
       return {
         accepted: true,
         ...(row.decided_report_id ? { first_followup_report_id: row.decided_report_id } : {}),

@@ -19,14 +19,18 @@ const logger = createLogger({ service: "gateway", level: config.LOG_LEVEL, prett
 const nc = await connectNats({ url: config.NATS_URL, name: "gateway", logger });
 const jsm = await jetstreamManager(nc);
 if (config.PROVISION_ON_START)
-  await provisionTopology(jsm, {
-    streamEventKeep: config.STREAM_EVENT_KEEP,
-    replicas: config.STREAM_REPLICAS,
-    storage: config.STREAM_STORAGE,
-    workMaxAgeSeconds: config.WORK_MAX_AGE_SECONDS,
-    duplicateWindowMs: config.DUPLICATE_WINDOW_MS,
-    consumerAckWaitMs: config.CONSUMER_ACK_WAIT_MS,
-  }, logger);
+  await provisionTopology(
+    jsm,
+    {
+      streamEventKeep: config.STREAM_EVENT_KEEP,
+      replicas: config.STREAM_REPLICAS,
+      storage: config.STREAM_STORAGE,
+      workMaxAgeSeconds: config.WORK_MAX_AGE_SECONDS,
+      duplicateWindowMs: config.DUPLICATE_WINDOW_MS,
+      consumerAckWaitMs: config.CONSUMER_ACK_WAIT_MS,
+    },
+    logger,
+  );
 await checkTopology(jsm, { streams: [STREAMS.commands, STREAMS.approvals, STREAMS.reports] });
 const js = jetstream(nc);
 const db = createDb({ url: config.DATABASE_URL, applicationName: "gateway" });

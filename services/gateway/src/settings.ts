@@ -1,23 +1,17 @@
-import {
-  type CompliancePatch,
-  type PhotoInfo,
-  type SettingsAccepted,
-  type SettingsSection,
-  type Tenant,
-} from "@nexus/contracts";
+import { randomUUID } from "node:crypto";
+import type { CompliancePatch, PhotoInfo, SettingsAccepted, SettingsSection, Tenant } from "@nexus/contracts";
 import {
   AppError,
+  type Database,
   DependencyUnavailable,
   ensureTenant,
   invalidOverrides,
   isNatsConnected,
   readSettings,
-  type Database,
   type TenantSettings,
   writeSection,
 } from "@nexus/platform";
 import type { Transaction } from "kysely";
-import { randomUUID } from "node:crypto";
 import type { GatewayDeps } from "./deps.ts";
 
 const TITLES: Record<SettingsSection, string> = {
@@ -128,7 +122,12 @@ export function mergeCompliance(patch: CompliancePatch) {
 }
 
 /** Profile photo metadata for the profile section; `url` serves the bytes. */
-export function photoInfo(tenant: Tenant, sha256: string, contentType: PhotoInfo["content_type"], bytes: number): PhotoInfo {
+export function photoInfo(
+  tenant: Tenant,
+  sha256: string,
+  contentType: PhotoInfo["content_type"],
+  bytes: number,
+): PhotoInfo {
   const q = new URLSearchParams({ org_id: tenant.org_id, project_id: tenant.project_id, v: sha256.slice(0, 12) });
   return { url: `/profile/photo?${q}`, content_type: contentType, bytes, sha256 };
 }

@@ -211,4 +211,3 @@ export function askToWire(row: AskRow): Ask {
     ...(row.decided_by ? { decided_by: row.decided_by } : {}),
   };
 }
-

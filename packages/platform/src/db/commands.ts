@@ -67,7 +67,12 @@ export async function setAcceptedReportId(db: Db, t: Tenant, commandId: string, 
 export async function startCommand(db: Db, t: Tenant, commandId: string, now: Date): Promise<CommandRow | undefined> {
   return db
     .updateTable("commands")
-    .set({ status: "running", started_at: sql`coalesce(started_at, ${now})`, attempts: sql`attempts + 1`, updated_at: now })
+    .set({
+      status: "running",
+      started_at: sql`coalesce(started_at, ${now})`,
+      attempts: sql`attempts + 1`,
+      updated_at: now,
+    })
     .where("org_id", "=", t.org_id)
     .where("project_id", "=", t.project_id)
     .where("command_id", "=", commandId)

@@ -43,5 +43,7 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
   const migrator = new Migrator({ db, provider });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
-  return (results ?? []).filter((r: { status: string }) => r.status === "Success").map((r: { migrationName: string }) => r.migrationName);
+  return (results ?? [])
+    .filter((r: { status: string }) => r.status === "Success")
+    .map((r: { migrationName: string }) => r.migrationName);
 }

@@ -57,7 +57,14 @@ function toSettings(row: {
 export async function ensureTenant(db: Db, t: Tenant): Promise<void> {
   await db
     .insertInto("tenant_settings")
-    .values({ org_id: t.org_id, project_id: t.project_id, profile: "{}", persona: "{}", skin: "{}", compliance: '{"risk_overrides":{}}' })
+    .values({
+      org_id: t.org_id,
+      project_id: t.project_id,
+      profile: "{}",
+      persona: "{}",
+      skin: "{}",
+      compliance: '{"risk_overrides":{}}',
+    })
     .onConflict((oc) => oc.columns(["org_id", "project_id"]).doNothing())
     .execute();
 }

@@ -1,8 +1,8 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import fastifyJwt from "@fastify/jwt";
 import { isTenantToken, type Tenant } from "@nexus/contracts";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { AuthConfig } from "../config.ts";
 import { AppError } from "../errors.ts";
 

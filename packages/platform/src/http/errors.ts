@@ -24,7 +24,8 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 
 /** Maps any thrown error to the catalogue entry and body it is answered with. */
 export function toApiError(err: unknown): { status: number; error: ApiError; internal: boolean } {
-  if (isAppError(err)) return { status: err.status, error: apiError(err.code, err.message, err.details), internal: false };
+  if (isAppError(err))
+    return { status: err.status, error: apiError(err.code, err.message, err.details), internal: false };
   const fe = err as FastifyError;
   if (hasZodFastifySchemaValidationErrors(fe)) {
     const details = fe.validation.map((v) => ({
@@ -52,7 +53,10 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
   const { status, error, internal } = toApiError(err);
   if (status >= 500) request.log.error({ err, correlation_id: request.correlationId }, "request failed");
   else request.log.info({ code: error.code, correlation_id: request.correlationId }, "request rejected");
-  const body: ErrorBody = { error: internal ? apiError(error.code) : error, correlation_id: request.correlationId ?? request.id };
+  const body: ErrorBody = {
+    error: internal ? apiError(error.code) : error,
+    correlation_id: request.correlationId ?? request.id,
+  };
   return reply.code(status).type("application/json").send(body);
 }
 
@@ -62,5 +66,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
  */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
-  app.setNotFoundHandler((request, reply) => sendError(request, reply, new AppError("NOT_FOUND", `No route ${request.method} ${request.url.split("?")[0]}`)));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new AppError("NOT_FOUND", `No route ${request.method} ${request.url.split("?")[0]}`)),
+  );
 }

@@ -1,5 +1,6 @@
+import { randomBytes } from "node:crypto";
 import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/nats-core";
+import { type MsgHdrs, headers as natsHeaders } from "@nats-io/nats-core";
 import {
   type AgentReport,
   type Causality,
@@ -9,7 +10,6 @@ import {
   subjects,
   type Tenant,
 } from "@nexus/contracts";
-import { randomBytes } from "node:crypto";
 
 /** Headers every published message carries (ARCHITECTURE.md "JetStream topology"). */
 export interface PublishMeta {

@@ -1,13 +1,13 @@
 import {
   AckPolicy,
+  type ConsumerConfig,
   DeliverPolicy,
   DiscardPolicy,
-  type JetStreamManager,
   JetStreamApiError,
+  type JetStreamManager,
   RetentionPolicy,
   StorageType,
   type StreamConfig,
-  type ConsumerConfig,
 } from "@nats-io/jetstream";
 import { CONSUMERS, STREAMS, subjects } from "@nexus/contracts";
 import type { Logger } from "pino";

@@ -5,9 +5,9 @@ import pg from "pg";
 import { inject } from "vitest";
 import { createDb, migrateToLatest } from "../db/database.ts";
 import type { Database } from "../db/schema.ts";
+import { createLogger } from "../logger.ts";
 import { connectNats } from "../nats/connect.ts";
 import { provisionTopology, type TopologyOptions } from "../nats/topology.ts";
-import { createLogger } from "../logger.ts";
 import { spawnNatsServer, withDatabase } from "./infra.ts";
 
 export * from "./infra.ts";

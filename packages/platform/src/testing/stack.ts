@@ -82,7 +82,9 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       30_000,
       `${s} /ready (log: ${logDir}/${s}.log)`,
     ).catch((err) => {
-      const log = fs.existsSync(path.join(logDir, `${s}.log`)) ? fs.readFileSync(path.join(logDir, `${s}.log`), "utf8") : "";
+      const log = fs.existsSync(path.join(logDir, `${s}.log`))
+        ? fs.readFileSync(path.join(logDir, `${s}.log`), "utf8")
+        : "";
       throw new Error(`${(err as Error).message}\n--- ${s}.log (tail) ---\n${log.slice(-3000)}`);
     });
   };

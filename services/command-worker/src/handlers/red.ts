@@ -1,5 +1,5 @@
 import { ExternalShareParams } from "@nexus/contracts";
-import { HandlerError, type CommandHandler } from "../handler.ts";
+import { type CommandHandler, HandlerError } from "../handler.ts";
 
 /**
  * `external_share.prepare` (RED): the command-worker never runs it; it creates an Ask and the

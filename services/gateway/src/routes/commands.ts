@@ -22,10 +22,15 @@ export function commandRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     },
     async (req, reply) => {
       const body = req.body as Record<string, unknown> | null;
-      const corr = body && typeof body === "object" ? (body.client_context as { correlation_id?: unknown } | undefined)?.correlation_id ?? body.correlation_id : undefined;
+      const corr =
+        body && typeof body === "object"
+          ? ((body.client_context as { correlation_id?: unknown } | undefined)?.correlation_id ?? body.correlation_id)
+          : undefined;
       if (typeof corr === "string") req.correlationId = corr;
       if (!body || typeof body !== "object" || Array.isArray(body))
-        throw new AppError("VALIDATION_FAILED", "The body must be a JSON object", [{ path: "", issue: "Expected object" }]);
+        throw new AppError("VALIDATION_FAILED", "The body must be a JSON object", [
+          { path: "", issue: "Expected object" },
+        ]);
       const n = normaliseCommandRequest(body);
       if (!n.ok) throw new AppError("VALIDATION_FAILED", undefined, zodDetails(n.error));
       const cmd = validateCommand(n.command);

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   CompliancePatch,
   ErrorBody,
@@ -10,7 +11,6 @@ import {
 import { AppError, type Database } from "@nexus/platform";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { fileTypeFromBuffer } from "file-type";
-import { createHash } from "node:crypto";
 import type { Transaction } from "kysely";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
@@ -37,7 +37,10 @@ export function settingsRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   ) =>
     app.patch(
       url,
-      { config: { tenant: true }, schema: { tags: ["settings"], headers: CorrelationHeader, body, response: responses } },
+      {
+        config: { tenant: true },
+        schema: { tags: ["settings"], headers: CorrelationHeader, body, response: responses },
+      },
       async (req, reply) => {
         const corr = correlation(req);
         const merged = merge(req.body as z.infer<S>);
@@ -84,7 +87,9 @@ export function settingsRoutes(app: FastifyInstance, deps: GatewayDeps): void {
           .insertInto("profile_photos")
           .values({ org_id: tenant.org_id, project_id: tenant.project_id, sha256: sha, content_type: mime, bytes })
           .onConflict((oc) =>
-            oc.columns(["org_id", "project_id"]).doUpdateSet({ sha256: sha, content_type: mime, bytes, created_at: new Date() }),
+            oc
+              .columns(["org_id", "project_id"])
+              .doUpdateSet({ sha256: sha, content_type: mime, bytes, created_at: new Date() }),
           )
           .execute();
       };
@@ -95,7 +100,10 @@ export function settingsRoutes(app: FastifyInstance, deps: GatewayDeps): void {
 
   app.get(
     "/profile/photo",
-    { config: { tenant: true, tenantFromQuery: true }, schema: { tags: ["settings"], summary: "The current profile photo" } },
+    {
+      config: { tenant: true, tenantFromQuery: true },
+      schema: { tags: ["settings"], summary: "The current profile photo" },
+    },
     async (req, reply) => {
       const row = await deps.db
         .selectFrom("profile_photos")
