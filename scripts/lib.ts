@@ -7,6 +7,7 @@ import {
   migrateToLatest,
   parseConfig,
   provisionTopology,
+  topologyOptions,
 } from "@nexus/platform";
 import type { Logger } from "pino";
 
@@ -22,18 +23,7 @@ export async function provisionAll(env: Record<string, string | undefined>, logg
   }
   const nc = await connectNats({ url: config.NATS_URL, name: "provision", logger });
   try {
-    await provisionTopology(
-      await jetstreamManager(nc),
-      {
-        streamEventKeep: config.STREAM_EVENT_KEEP,
-        replicas: config.STREAM_REPLICAS,
-        storage: config.STREAM_STORAGE,
-        workMaxAgeSeconds: config.WORK_MAX_AGE_SECONDS,
-        duplicateWindowMs: config.DUPLICATE_WINDOW_MS,
-        consumerAckWaitMs: config.CONSUMER_ACK_WAIT_MS,
-      },
-      logger,
-    );
+    await provisionTopology(await jetstreamManager(nc), topologyOptions(config), logger);
     logger.info("provision:topology");
   } finally {
     await nc.close();

@@ -17,4 +17,5 @@ export * from "./nats/local-server.ts";
 export * from "./nats/publish.ts";
 export * from "./nats/topology.ts";
 export * from "./reports.ts";
+export * from "./runtime.ts";
 export * from "./shutdown.ts";

@@ -1,51 +1,21 @@
-/**
- * approval-worker entry point: the only place that reads `process.env`.
- * Connects NATS and Postgres, checks the topology, starts the decision consumer, the expiry
- * sweeper, the webhook relay (when SHARE_WEBHOOK_URL is set) and /health, /ready, /metrics.
- */
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import {
   addHealthRoutes,
-  checkTopology,
-  connectNats,
-  createDb,
   createHttpApp,
-  createLogger,
-  createMetrics,
   jetStreamReportPublisher,
   onShutdown,
   parseConfig,
-  provisionTopology,
+  startRuntime,
 } from "@nexus/platform";
 import { ApprovalWorkerConfig, workerOptionsFromConfig } from "./config.ts";
 import { createWorkerEvents, logEvents, meterEvents } from "./events.ts";
 import { createApprovalWorker } from "./worker.ts";
 
 const config = parseConfig(ApprovalWorkerConfig, process.env);
-const logger = createLogger({ service: "approval-worker", level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
-const nc = await connectNats({ url: config.NATS_URL, name: "approval-worker", logger });
-const jsm = await jetstreamManager(nc);
-if (config.PROVISION_ON_START)
-  await provisionTopology(
-    jsm,
-    {
-      streamEventKeep: config.STREAM_EVENT_KEEP,
-      replicas: config.STREAM_REPLICAS,
-      storage: config.STREAM_STORAGE,
-      workMaxAgeSeconds: config.WORK_MAX_AGE_SECONDS,
-      duplicateWindowMs: config.DUPLICATE_WINDOW_MS,
-      consumerAckWaitMs: config.CONSUMER_ACK_WAIT_MS,
-    },
-    logger,
-  );
-await checkTopology(jsm, {
+const { logger, nc, js, db, metrics } = await startRuntime("approval-worker", config, {
   streams: [STREAMS.approvals, STREAMS.reports, STREAMS.dlq],
   consumers: [{ stream: STREAMS.approvals, name: CONSUMERS.approvalWorker }],
 });
-const js = jetstream(nc);
-const db = createDb({ url: config.DATABASE_URL, applicationName: "approval-worker" });
-const metrics = createMetrics("approval-worker");
 const events = createWorkerEvents();
 logEvents(events, logger);
 meterEvents(events, metrics);

@@ -1,16 +1,11 @@
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import {
   addHealthRoutes,
-  checkTopology,
-  connectNats,
-  createDb,
   createHttpApp,
-  createLogger,
-  createMetrics,
   jetStreamReportPublisher,
   onShutdown,
   parseConfig,
+  startRuntime,
   startWorkConsumer,
 } from "@nexus/platform";
 import { Counter } from "prom-client";
@@ -21,16 +16,10 @@ import { OfflineDraftProvider } from "./llm/offline-provider.ts";
 import { processCommand } from "./process.ts";
 
 const config = parseConfig(CommandWorkerConfig, process.env);
-const logger = createLogger({ service: "command-worker", level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
-const nc = await connectNats({ url: config.NATS_URL, name: "command-worker", logger });
-const jsm = await jetstreamManager(nc);
-await checkTopology(jsm, {
+const { logger, nc, js, db, metrics } = await startRuntime("command-worker", config, {
   streams: [STREAMS.commands, STREAMS.reports, STREAMS.dlq],
   consumers: [{ stream: STREAMS.commands, name: CONSUMERS.commandWorker }],
 });
-const js = jetstream(nc);
-const db = createDb({ url: config.DATABASE_URL, applicationName: "command-worker" });
-const metrics = createMetrics("command-worker");
 const events = new Counter({
   name: "command_events_total",
   help: "Command lifecycle events in this worker",

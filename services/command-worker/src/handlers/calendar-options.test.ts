@@ -1,27 +1,13 @@
 import { CalendarOptionsParams } from "@nexus/contracts";
-import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { type HandlerContext, HandlerError } from "../handler.ts";
-import { OfflineDraftProvider } from "../llm/offline-provider.ts";
+import { HandlerError } from "../handler.ts";
 import { calendarOptionsHandler } from "./calendar-options.ts";
+import { fakeContext } from "./test-context.ts";
 
 const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
 const BERLIN = "Europe/Berlin";
 const NINE_TO_FIVE = { start: "09:00", end: "17:00" };
-
-function fakeContext(): HandlerContext {
-  return {
-    logger: pino({ enabled: false }),
-    signal: new AbortController().signal,
-    tenant: { org_id: "org-1", project_id: "project-1" },
-    commandId: "cmd-1",
-    correlationId: "c-001",
-    now: () => new Date("2026-03-02T08:00:00Z"),
-    llm: new OfflineDraftProvider(),
-    progress: async () => {},
-  };
-}
 
 function run(params: unknown) {
   return calendarOptionsHandler.handle(CalendarOptionsParams.parse(params), fakeContext());

@@ -1,8 +1,5 @@
 import { DocSummaryParams, MAX_SUMMARY_TEXT_BYTES } from "@nexus/contracts";
-import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import type { HandlerContext } from "../handler.ts";
-import { OfflineDraftProvider } from "../llm/offline-provider.ts";
 import {
   contentTokens,
   docSummaryHandler,
@@ -13,19 +10,7 @@ import {
   TEXTRANK_DAMPING,
   textRankScores,
 } from "./doc-summary.ts";
-
-function fakeContext(): HandlerContext {
-  return {
-    logger: pino({ enabled: false }),
-    signal: new AbortController().signal,
-    tenant: { org_id: "org-1", project_id: "project-1" },
-    commandId: "cmd-1",
-    correlationId: "c-001",
-    now: () => new Date("2026-03-02T08:00:00Z"),
-    llm: new OfflineDraftProvider(),
-    progress: async () => {},
-  };
-}
+import { fakeContext } from "./test-context.ts";
 
 function run(params: unknown) {
   return docSummaryHandler.handle(DocSummaryParams.parse(params), fakeContext());

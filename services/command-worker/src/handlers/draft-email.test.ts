@@ -1,22 +1,9 @@
 import { DraftEmailParams } from "@nexus/contracts";
-import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import type { DraftEmailRequest, HandlerContext, LlmProvider } from "../handler.ts";
+import type { DraftEmailRequest, LlmProvider } from "../handler.ts";
 import { OfflineDraftProvider } from "../llm/offline-provider.ts";
 import { draftEmailHandler } from "./draft-email.ts";
-
-function fakeContext(llm: LlmProvider = new OfflineDraftProvider()): HandlerContext {
-  return {
-    logger: pino({ enabled: false }),
-    signal: new AbortController().signal,
-    tenant: { org_id: "org-1", project_id: "project-1" },
-    commandId: "cmd-1",
-    correlationId: "c-001",
-    now: () => new Date("2026-03-02T08:00:00Z"),
-    llm,
-    progress: async () => {},
-  };
-}
+import { fakeContext } from "./test-context.ts";
 
 /** The offline provider, remembering the requests it was given. */
 class RecordingProvider extends OfflineDraftProvider {

@@ -1,22 +1,7 @@
 import { PrepPackParams } from "@nexus/contracts";
-import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import type { HandlerContext } from "../handler.ts";
-import { OfflineDraftProvider } from "../llm/offline-provider.ts";
 import { buildPrepPack, prepPackHandler } from "./prep-pack.ts";
-
-function fakeContext(): HandlerContext {
-  return {
-    logger: pino({ enabled: false }),
-    signal: new AbortController().signal,
-    tenant: { org_id: "org-1", project_id: "project-1" },
-    commandId: "cmd-1",
-    correlationId: "c-001",
-    now: () => new Date("2026-03-02T08:00:00Z"),
-    llm: new OfflineDraftProvider(),
-    progress: async () => {},
-  };
-}
+import { fakeContext } from "./test-context.ts";
 
 const params = PrepPackParams.parse({
   meeting_title: "Q3 planning",
