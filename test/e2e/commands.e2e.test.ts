@@ -150,6 +150,21 @@ describe("POST /sidecar/command end to end", () => {
     expect(mine.filter((x) => x.report.type === "command.accepted")).toHaveLength(1);
   });
 
+  it("keeps command ids per tenant: another tenant reusing a command_id gets its own command run", async () => {
+    const a = uniqueTenant();
+    const b = uniqueTenant();
+    const [sa, sb] = [await e.stream(a), await e.stream(b)];
+    const body = command("prep_pack.create", GREEN["prep_pack.create"]);
+    const other = { ...body, params: { ...GREEN["prep_pack.create"], meeting_title: "B's own meeting" } };
+    expect((await e.call("POST", "/sidecar/command", a, body)).status).toBe(202);
+    expect((await e.call("POST", "/sidecar/command", b, other)).status).toBe(202);
+    const da = await sa.waitForReport("command.completed", { command_id: body.command_id });
+    const db = await sb.waitForReport("command.completed", { command_id: body.command_id });
+    expect(da.report.result.summary).toMatch(/Q3 planning/);
+    expect(db.report.result.summary).toMatch(/B's own meeting/);
+    expect(sa.reports().every((x) => x.tenant.org_id === a.org_id)).toBe(true);
+  });
+
   it("answers every bad input with the standard error body and accepts nothing", async () => {
     const t = uniqueTenant();
     const post = (body: unknown, headers: Record<string, string> = {}, tenant: any = t) =>
