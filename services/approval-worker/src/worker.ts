@@ -114,7 +114,7 @@ export function createApprovalWorker(deps: ApprovalWorkerDeps): ApprovalWorker {
     if (!parsed.ok) {
       // Poison: no retry can fix it. A failed DLQ publish throws and the consumer naks.
       await deadLetter(deps.js, msg, parsed.tenant, "poison", parsed.error, clock());
-      msg.term(`poison: ${parsed.error}`);
+      msg.term(); // bare +TERM: nats-server < 2.10.4 ignores "+TERM <reason>" and redelivers; the reason is in the DLQ entry
       events.emit("decision:dead_lettered", { subject: msg.subject, reason: "poison", error: parsed.error });
       return;
     }
@@ -126,7 +126,7 @@ export function createApprovalWorker(deps: ApprovalWorkerDeps): ApprovalWorker {
       if (outcome === "unknown_ask") {
         const error = "ASK_NOT_FOUND: no ask with this id and command_id for the tenant";
         await deadLetter(deps.js, msg, m.tenant, "poison", error, clock(), m.correlation_id);
-        msg.term(error);
+        msg.term(); // bare +TERM: nats-server < 2.10.4 ignores "+TERM <reason>" and redelivers; the reason is in the DLQ entry
         events.emit("decision:dead_lettered", { subject: msg.subject, reason: "poison", error });
         return;
       }
@@ -140,7 +140,7 @@ export function createApprovalWorker(deps: ApprovalWorkerDeps): ApprovalWorker {
           logger.error({ err, deliveries }, "decision:retries-exhausted");
           await failAfterRetries(d, m);
           await deadLetter(deps.js, msg, m.tenant, "retries_exhausted", errorText(err), clock(), m.correlation_id);
-          msg.term("retries exhausted");
+          msg.term(); // bare +TERM: nats-server < 2.10.4 ignores "+TERM <reason>" and redelivers; the reason is in the DLQ entry
           events.emit("decision:dead_lettered", {
             subject: msg.subject,
             reason: "retries_exhausted",

@@ -94,7 +94,7 @@ export async function processCommand(deps: CommandWorkerDeps, msg: JsMsg, signal
   if (!parsed.ok) {
     await deadLetter(deps.js, tenantFromSubject(msg.subject), msg, "poison", parsed.error);
     deps.logger.warn({ subject: msg.subject, seq: msg.seq, error: parsed.error }, "command:poison");
-    msg.term(parsed.error);
+    msg.term(); // bare +TERM: nats-server < 2.10.4 ignores "+TERM <reason>" and redelivers; the reason is in the DLQ entry
     return;
   }
   const m = parsed.message;
