@@ -112,14 +112,21 @@ export async function processCommand(deps: CommandWorkerDeps, msg: JsMsg, signal
     ts = deps.now().toISOString(),
   ) => deps.reports.publish({ tenant: t, entityId: m.command_id, step, report, causality, ts });
 
-  // 1. The row exists even if the gateway's transaction rolled back after its publish.
-  await insertCommand(deps.db, m, commandBodyHash(m));
-  // 2. command.accepted before anything else about this command (same Nats-Msg-Id as the gateway's).
-  const acceptedId = await publish("accepted", acceptedReport(m), m.accepted_at);
-  await setAcceptedReportId(deps.db, t, m.command_id, acceptedId);
-
+  // 1. Normally the gateway committed the row and its accepted report id before we see the
+  // message. If the row is not visible, the insert either waits for the gateway's open
+  // transaction (then conflicts) or creates the row the gateway rolled back after publishing.
   let row = await getCommand(deps.db, t, m.command_id);
-  if (!row) throw new Error("command row missing after insert");
+  if (!row) {
+    await insertCommand(deps.db, m, commandBodyHash(m));
+    row = await getCommand(deps.db, t, m.command_id);
+    if (!row) throw new Error("command row missing after insert");
+  }
+  // 2. command.accepted before anything else about this command; only publish it when the
+  // gateway has not recorded it (same Nats-Msg-Id as the gateway's, so never a second report).
+  if (!row.accepted_report_id) {
+    const acceptedId = await publish("accepted", acceptedReport(m), m.accepted_at);
+    await setAcceptedReportId(deps.db, t, m.command_id, acceptedId);
+  }
   if (FINAL.has(row.status) || row.status === "waiting_approval") {
     await republishOutcome(deps, m, row, publish);
     msg.ack();
