@@ -108,8 +108,25 @@ async function startPostgres(): Promise<void> {
   env.DATABASE_URL = `postgres://postgres:postgres@127.0.0.1:${PG_PORT}/nexus`;
 }
 
+/** Newest modification time (ms) of the files under `dir`, skipping node_modules and dist. */
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (e.name === "node_modules" || e.name === "dist") continue;
+    const p = path.join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** Builds the console when it is missing or older than its sources (e.g. after a pull). */
 function buildConsole(): void {
-  if (fs.existsSync(path.join(root, "packages/console/dist/index.html")) && !env.REBUILD_CONSOLE) return;
+  const built = path.join(root, "packages/console/dist/index.html");
+  const sources = Math.max(
+    newestMtime(path.join(root, "packages/console")),
+    newestMtime(path.join(root, "packages/contracts/src")),
+  );
+  if (fs.existsSync(built) && fs.statSync(built).mtimeMs >= sources) return;
   log.info("building the console (packages/console)");
   const r = spawnSync("pnpm", ["--filter", "@nexus/console", "build"], { cwd: root, stdio: "inherit" });
   if (r.status !== 0) throw new Error("console build failed");
