@@ -1,14 +1,7 @@
 import { jetstreamManager } from "@nats-io/jetstream";
-import {
-  BaseConfig,
-  connectNats,
-  createDb,
-  createLogger,
-  migrateToLatest,
-  parseConfig,
-  provisionTopology,
-  topologyOptions,
-} from "@nexus/platform";
+import { createDb, migrateToLatest } from "@nexus/core";
+import { connectNats, provisionTopology } from "@nexus/messaging";
+import { BaseConfig, createLogger, parseConfig, topologyOptions } from "@nexus/runtime";
 import type { Logger } from "pino";
 
 /** Runs migrations and provisions the JetStream topology from `env` (idempotent). */

@@ -13,7 +13,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { natsServerArgs } from "@nexus/platform";
+import { natsServerArgs } from "@nexus/messaging";
 import pg from "pg";
 import { createLogger, provisionAll } from "./lib.ts";
 
@@ -133,7 +133,7 @@ function buildConsole(): void {
 }
 
 function startService(name: string, port: number, color: number) {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(root, "services", name, "src/main.ts")], {
+  const child = spawn(process.execPath, [path.join(root, "services", name, "src/main.ts")], {
     cwd: root,
     env: {
       ...env,

@@ -9,7 +9,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Tenant } from "@nexus/contracts";
-import { REPO_ROOT, uniqueTenant } from "@nexus/platform/testing";
+import { REPO_ROOT, uniqueTenant } from "@nexus/testkit";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "../e2e/fixture.ts";

@@ -1,5 +1,5 @@
 import type { Tenant } from "@nexus/contracts";
-import { uniqueTenant } from "@nexus/platform/testing";
+import { uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 

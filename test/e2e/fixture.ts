@@ -1,5 +1,4 @@
 import type { Tenant } from "@nexus/contracts";
-import type { TopologyOptions } from "@nexus/platform";
 import {
   createTestDatabase,
   natsForTest,
@@ -10,8 +9,9 @@ import {
   startStack,
   type TestDatabase,
   type TestNats,
+  type TopologyOptions,
   tenantHeaders,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 
 /** A stack of the four services on its own NATS server and database. */
 export interface E2E {

@@ -1,4 +1,4 @@
-import { uniqueTenant } from "@nexus/platform/testing";
+import { uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 

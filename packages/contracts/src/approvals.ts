@@ -35,6 +35,7 @@ export type DecideRequest = z.output<typeof DecideRequest>;
 /** The `202` body of a decision (LOCKED). */
 export const DecisionAccepted = z.object({
   accepted: z.literal(true),
+  status: z.literal("accepted").optional(),
   first_followup_report_id: z.string().optional(),
   correlation_id: z.string(),
 });
@@ -64,5 +65,17 @@ export const Ask = z.object({
   policy_version: z.number().int().optional(),
   decision: Decision.optional(),
   decided_by: z.string().optional(),
+  /** The principal who sent the command (who may not approve it unless the tenant allows). */
+  requested_by: z.string().optional(),
+  /** Distinct approvals needed before the action runs (default 1). */
+  approvals_required: z.number().int().optional(),
+  /** Every decision so far, oldest first. */
+  approvals: z
+    .array(z.object({ principal: z.string(), decision: Decision, note: z.string().optional(), at: z.string() }))
+    .optional(),
+  /** When the ask reached its final decision (ISO 8601). */
+  decided_at: z.string().optional(),
+  /** The deciding note, when given. */
+  note: z.string().optional(),
 });
 export type Ask = z.infer<typeof Ask>;

@@ -135,6 +135,13 @@ export const ExternalShareResult = z.object({
 });
 export type ExternalShareResult = z.infer<typeof ExternalShareResult>;
 
+/** `echo.test` params: any object (a diagnostic for smoke tests). */
+export const EchoParams = z.record(z.string(), z.unknown());
+export type EchoParams = z.infer<typeof EchoParams>;
+/** `echo.test` result. */
+export const EchoResult = z.object({ echo: z.record(z.string(), z.unknown()) });
+export type EchoResult = z.infer<typeof EchoResult>;
+
 /** One entry of the command-type registry. */
 export interface CommandTypeSpec<P extends z.ZodType = z.ZodType> {
   type: string;
@@ -147,6 +154,7 @@ export interface CommandTypeSpec<P extends z.ZodType = z.ZodType> {
 
 /** The command-type registry (CONTRACT.md table "Command types"). */
 export const COMMAND_TYPES = {
+  "echo.test": { type: "echo.test", risk: "GREEN", params: EchoParams, title: "Echo test" },
   "draft_email.create": { type: "draft_email.create", risk: "GREEN", params: DraftEmailParams, title: "Draft email" },
   "prep_pack.create": { type: "prep_pack.create", risk: "GREEN", params: PrepPackParams, title: "Meeting prep pack" },
   "doc.summary.create": {
@@ -264,6 +272,7 @@ export function normaliseCommandRequest(
 /** The `202` body of `POST /sidecar/command` (LOCKED). */
 export const CommandAccepted = z.object({
   accepted: z.literal(true),
+  status: z.literal("accepted"),
   command_id: z.string(),
   first_followup_report_id: z.string().optional(),
   correlation_id: z.string(),

@@ -11,6 +11,8 @@ export const ErrorCode = z.enum([
   "UNKNOWN_COMMAND_TYPE",
   "UNAUTHENTICATED",
   "TENANT_MISMATCH",
+  "FORBIDDEN",
+  "SELF_APPROVAL_FORBIDDEN",
   "NOT_FOUND",
   "ASK_NOT_FOUND",
   "IDEMPOTENCY_CONFLICT",
@@ -21,6 +23,7 @@ export const ErrorCode = z.enum([
   "UNSUPPORTED_MEDIA_TYPE",
   "RATE_LIMITED",
   "DEPENDENCY_UNAVAILABLE",
+  "ACCEPT_UNCONFIRMED",
   "INTERNAL",
   "CURSOR_EXPIRED",
   "HANDLER_FAILED",
@@ -73,6 +76,10 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
       return { status: 401, message: "Missing or invalid credentials", recoverable: false };
     case "TENANT_MISMATCH":
       return { status: 403, message: "The tenant headers do not match the credentials", recoverable: false };
+    case "FORBIDDEN":
+      return { status: 403, message: "The principal's roles do not allow this", recoverable: false };
+    case "SELF_APPROVAL_FORBIDDEN":
+      return { status: 403, message: "The principal who sent a RED command may not approve it", recoverable: false };
     case "NOT_FOUND":
       return { status: 404, message: "Not found", recoverable: false };
     case "ASK_NOT_FOUND":
@@ -90,7 +97,18 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
     case "RATE_LIMITED":
       return { status: 429, message: "Too many requests", recoverable: true };
     case "DEPENDENCY_UNAVAILABLE":
-      return { status: 503, message: "A dependency is unavailable; nothing was accepted", recoverable: true };
+      return {
+        status: 503,
+        message: "A dependency is unavailable; nothing was stored and the request will never take effect",
+        recoverable: true,
+      };
+    case "ACCEPT_UNCONFIRMED":
+      return {
+        status: 504,
+        message:
+          "The request may have been stored, but its confirmation did not arrive in time; retry the same request to learn the outcome",
+        recoverable: true,
+      };
     case "INTERNAL":
       return { status: 500, message: "Internal error", recoverable: true };
     case "CURSOR_EXPIRED":
@@ -124,6 +142,8 @@ export const ApiError = z.object({
   message: z.string(),
   recoverable: z.boolean(),
   details: z.array(ErrorDetail).optional(),
+  /** Where it happened (`auth`, `validate`, `publish`, `replay`, `snapshot`, `llm`, `execute`, …); additive. */
+  stage: z.string().optional(),
 });
 export type ApiError = z.infer<typeof ApiError>;
 

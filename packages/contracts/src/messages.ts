@@ -1,6 +1,5 @@
 import { z } from "zod";
 import { Decision } from "./approvals.ts";
-import { RiskLevel } from "./commands.ts";
 import { Tenant } from "./tenant.ts";
 
 /** Header names carried by every published message besides `Nats-Msg-Id`. */
@@ -10,11 +9,22 @@ export const HEADERS = {
   org: "Nexus-Org-Id",
   project: "Nexus-Project-Id",
   traceparent: "traceparent",
+  /** Message kind on NEXUS_COMMANDS (`command`, `approved_action`) and the command type, for operators. */
+  kind: "Nexus-Kind",
+  commandType: "Nexus-Command-Type",
 } as const;
 
-/** A command on `nexus.cmd.<org>.<project>.<type>`, as accepted by the gateway. */
+/**
+ * A command on `nexus.cmd.<org>.<project>.<command_id>`, as accepted by the gateway.
+ *
+ * The subject carries the command id, not the type: the gateway publishes it with
+ * `Nats-Expected-Last-Subject-Sequence: 0`, so the publish itself is the idempotency check
+ * (exactly one body is ever stored per command id). The risk level is resolved by the
+ * command-worker under the tenant's policy when it processes the command.
+ */
 export const CommandMessage = z.object({
   v: z.literal(1),
+  kind: z.literal("command").default("command"),
   tenant: Tenant,
   command_id: z.string(),
   type: z.string(),
@@ -22,35 +32,97 @@ export const CommandMessage = z.object({
   params: z.record(z.string(), z.unknown()),
   correlation_id: z.string(),
   surface: z.string().optional(),
-  /** Effective risk at acceptance (default raised by the tenant's policy). */
-  risk_level: RiskLevel,
-  /** The tenant's compliance policy version the risk was resolved under. */
-  policy_version: z.number().int(),
-  /** Ask TTL in seconds in force at acceptance. */
-  ask_ttl_seconds: z.number().int(),
-  /** ISO 8601 acceptance time; also the `ts` of `command.accepted`. */
+  /** ISO 8601 acceptance time (gateway clock); also the `ts` of `command.accepted`. */
   accepted_at: z.string(),
+  /** Who sent it (JWT `sub`, API key principal, or `x-user-id` in header mode). */
   principal: z.string(),
+  /** sha256 (hex) of the canonical JSON of `{type, context, params}`: the idempotency fingerprint. */
+  body_hash: z.string().regex(/^[0-9a-f]{64}$/),
+  /** W3C traceparent of the accepting request, when traced. */
+  traceparent: z.string().optional(),
 });
 export type CommandMessage = z.infer<typeof CommandMessage>;
 
-/** A decision on `nexus.approval.<org>.<project>.<ask_id>`. */
-export const DecisionMessage = z.object({
+/**
+ * An approved ask's action, dispatched by the approval-worker to the command-worker on
+ * `nexus.cmd.<org>.<project>.<command_id>.approved` (ARCHITECTURE.md "The write path":
+ * approved actions run in the command-worker).
+ */
+export const ApprovedActionMessage = z.object({
   v: z.literal(1),
+  kind: z.literal("approved_action"),
   tenant: Tenant,
   ask_id: z.string(),
   command_id: z.string(),
+  /** The correlation id of the deciding (N-th) approval: every report that follows carries it. */
+  correlation_id: z.string(),
+  /** Distinct approving principals, in decision order. */
+  approved_by: z.array(z.string()).min(1),
+  /** ISO 8601 time of the deciding approval. */
+  approved_at: z.string(),
+});
+export type ApprovedActionMessage = z.infer<typeof ApprovedActionMessage>;
+
+/** One human decision on an ask. */
+export const DecisionEntry = z.object({
+  principal: z.string(),
   decision: Decision,
   note: z.string().optional(),
   correlation_id: z.string(),
-  decided_by: z.string(),
+  /** ISO 8601, gateway clock; always before the ask's `expires_at`. */
   decided_at: z.string(),
 });
-export type DecisionMessage = z.infer<typeof DecisionMessage>;
+export type DecisionEntry = z.infer<typeof DecisionEntry>;
+
+/** How an ask's register stands after an event. */
+export const AskOutcome = z.enum(["pending", "approved", "rejected", "expired"]);
+export type AskOutcome = z.infer<typeof AskOutcome>;
+
+/**
+ * One entry of an ask's register: the messages on `nexus.approval.<org>.<project>.<ask_id>`.
+ *
+ * The subject is a per-ask register with optimistic concurrency: every writer (the gateway for
+ * decisions, the expiry sweeper for expiry) reads the last entry and publishes the next one with
+ * `Nats-Expected-Last-Subject-Sequence` = that entry's sequence (0 for the first). JetStream
+ * serialises the writes, so exactly one writer wins each step; a loser re-reads and either
+ * finds its decision already there (idempotent), a conflicting final outcome (409), or tries
+ * again. Each entry carries the cumulative state (`decisions`, `outcome`), so the newest one
+ * alone says how the ask stands; the approval-worker applies entries in sequence order and
+ * skips any older than what it has applied.
+ */
+export const AskEventMessage = z.object({
+  v: z.literal(1),
+  kind: z.enum(["decision", "expiry"]),
+  tenant: Tenant,
+  ask_id: z.string(),
+  command_id: z.string(),
+  /** Every decision so far, oldest first (at most one per principal). */
+  decisions: z.array(DecisionEntry),
+  /** Distinct approvals needed (`approvals_required` of the ask, default 1). */
+  need: z.number().int().min(1),
+  outcome: AskOutcome,
+  /** ISO 8601 time of this entry's event. */
+  at: z.string(),
+  /** Correlation id of this entry's event (the decision's; the ask's own for expiry). */
+  correlation_id: z.string(),
+});
+export type AskEventMessage = z.infer<typeof AskEventMessage>;
+
+/**
+ * The outcome of an ask's decisions (CONTRACT.md "Roles and separation of duties"): any reject
+ * cancels it; `need` distinct approving principals approve it; otherwise it is pending.
+ */
+export function askOutcome(decisions: readonly DecisionEntry[], need: number): Exclude<AskOutcome, "expired"> {
+  if (decisions.some((d) => d.decision === "reject")) return "rejected";
+  const approvers = new Set(decisions.filter((d) => d.decision === "approve").map((d) => d.principal));
+  return approvers.size >= need ? "approved" : "pending";
+}
 
 /** A message parked on `nexus.dlq.>`: the original and why it was dead-lettered. */
 export const DeadLetter = z.object({
-  reason: z.enum(["poison", "retries_exhausted"]),
+  reason: z.enum(["poison", "retries_exhausted", "idempotency_conflict"]),
+  /** Failure code for triage (an ErrorCode such as `HANDLER_FAILED`, or `POISON_MESSAGE`). */
+  code: z.string().optional(),
   error: z.string(),
   stream: z.string(),
   subject: z.string(),

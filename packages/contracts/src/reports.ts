@@ -36,7 +36,15 @@ export const AgentReport = z.discriminatedUnion("type", [
     type: z.literal("ask.decided"),
     status: z.literal("accepted"),
     ...base,
-    ask: z.object({ ask_id: z.string(), decision: Decision, decided_by: z.string(), status: AskStatus.optional() }),
+    ask: z.object({
+      ask_id: z.string(),
+      decision: Decision,
+      decided_by: z.string(),
+      status: AskStatus.optional(),
+      note: z.string().optional(),
+      /** N-of-M progress: distinct approvals so far and needed. */
+      approvals: z.object({ have: z.number().int(), need: z.number().int() }).optional(),
+    }),
   }),
   z.object({
     type: z.literal("ask.executed"),
@@ -70,6 +78,8 @@ export const AgentReport = z.discriminatedUnion("type", [
     ...base,
     section: SettingsSection,
     values: z.record(z.string(), z.unknown()),
+    /** The tenant's settings version this change produced: a client ignores an older one for the same section. */
+    version: z.number().int().optional(),
   }),
 ]);
 export type AgentReport = z.infer<typeof AgentReport>;

@@ -41,6 +41,10 @@ export const CompliancePatch = z
   .object({
     risk_overrides: z.record(z.string(), RiskLevel).optional(),
     ask_ttl_seconds: z.number().int().min(ASK_TTL_SECONDS_MIN).max(ASK_TTL_SECONDS_MAX).nullable().optional(),
+    /** Distinct approvers needed per command type (default 1; at most 10). */
+    approvals_required: z.record(z.string(), z.number().int().min(1).max(10)).optional(),
+    /** Whether the requester of a RED command may approve it (default false). */
+    allow_self_approval: z.boolean().optional(),
   })
   .strict();
 export type CompliancePatch = z.infer<typeof CompliancePatch>;
@@ -69,6 +73,8 @@ export type Skin = z.infer<typeof Skin>;
 export const Compliance = z.object({
   risk_overrides: z.record(z.string(), RiskLevel).default({}),
   ask_ttl_seconds: z.number().int().nullable().optional(),
+  approvals_required: z.record(z.string(), z.number().int()).optional(),
+  allow_self_approval: z.boolean().optional(),
   policy_version: z.number().int().default(0),
 });
 export type Compliance = z.infer<typeof Compliance>;

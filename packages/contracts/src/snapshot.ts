@@ -2,7 +2,7 @@ import { z } from "zod";
 import { Ask } from "./approvals.ts";
 import { RiskLevel } from "./commands.ts";
 import type { ReportEvent } from "./reports.ts";
-import { Compliance, Persona, Profile, Skin } from "./settings.ts";
+import { Compliance, Persona, Profile, SettingsSection, Skin } from "./settings.ts";
 import { Tenant } from "./tenant.ts";
 
 /** Status of a command in the worklog. */
@@ -39,6 +39,11 @@ export const Snapshot = z.object({
   profile: Profile,
   assistant: z.object({ persona: Persona, skin: Skin }),
   compliance: Compliance,
+  /**
+   * Per settings section, the newest settings version reflected (from the snapshot's read or a
+   * later `settings.updated`); `applyReport` ignores an older `settings.updated` for a section.
+   */
+  settings_versions: z.partialRecord(SettingsSection, z.number().int()).optional(),
 });
 export type Snapshot = z.infer<typeof Snapshot>;
 
@@ -87,7 +92,7 @@ export function applyReport(s: Snapshot, ev: ReportEvent): Snapshot {
   const r = ev.report;
   let worklog = s.worklog;
   let asks = s.asks;
-  let { profile, assistant, compliance } = s;
+  let { profile, assistant, compliance, settings_versions } = s;
 
   const commandId = r.command?.command_id ?? ev.causality.command_id;
   const upsertWork = (patch: Partial<WorklogEntry> & { status: WorklogStatus }) => {
@@ -130,9 +135,35 @@ export function applyReport(s: Snapshot, ev: ReportEvent): Snapshot {
       upsertWork({ status: "waiting_approval", ask_id: r.ask.ask_id, risk_level: r.ask.risk_level });
       if (!asks.some((a) => a.ask_id === r.ask.ask_id)) asks = [...asks, { ...r.ask, status: r.ask.status ?? "open" }];
       break;
-    case "ask.decided":
-      setAsk(r.ask.ask_id, { status: "decided", decision: r.ask.decision, decided_by: r.ask.decided_by });
+    case "ask.decided": {
+      const prev = asks.find((a) => a.ask_id === r.ask.ask_id);
+      const entry = {
+        principal: r.ask.decided_by,
+        decision: r.ask.decision,
+        ...(r.ask.note ? { note: r.ask.note } : {}),
+        at: ev.ts,
+      };
+      const approvals = [
+        ...(prev?.approvals ?? []).filter((x) => x.principal !== entry.principal || x.decision !== entry.decision),
+        entry,
+      ];
+      // N-of-M: an approval before the N-th leaves the ask open.
+      const partial = r.ask.decision === "approve" && r.ask.approvals && r.ask.approvals.have < r.ask.approvals.need;
+      setAsk(
+        r.ask.ask_id,
+        partial
+          ? { approvals }
+          : {
+              status: "decided",
+              decision: r.ask.decision,
+              decided_by: r.ask.decided_by,
+              approvals,
+              decided_at: ev.ts,
+              ...(r.ask.note ? { note: r.ask.note } : {}),
+            },
+      );
       break;
+    }
     case "ask.executed":
       setAsk(r.ask.ask_id, { status: "done" });
       upsertWork({ status: "done", title: r.title, result: r.result });
@@ -150,11 +181,23 @@ export function applyReport(s: Snapshot, ev: ReportEvent): Snapshot {
       upsertWork({ status: "cancelled", title: r.title });
       break;
     case "settings.updated":
+      if (r.version !== undefined) {
+        if ((settings_versions?.[r.section] ?? -1) >= r.version) break; // an older change arrived late
+        settings_versions = { ...settings_versions, [r.section]: r.version };
+      }
       if (r.section === "profile") profile = r.values as Profile;
       else if (r.section === "persona") assistant = { ...assistant, persona: r.values as Persona };
       else if (r.section === "skin") assistant = { ...assistant, skin: r.values as Skin };
       else compliance = r.values as Compliance;
       break;
   }
-  return { autopilot: deriveAutopilot(worklog, asks), worklog, asks, profile, assistant, compliance };
+  return {
+    autopilot: deriveAutopilot(worklog, asks),
+    worklog,
+    asks,
+    profile,
+    assistant,
+    compliance,
+    ...(settings_versions ? { settings_versions } : {}),
+  };
 }

@@ -17,8 +17,10 @@ export type Tenant = z.infer<typeof Tenant>;
 /** Thrown by the subject builders when a token would not be a single safe subject token. */
 export class InvalidSubjectToken extends Error {
   override name = "InvalidSubjectToken";
-  constructor(readonly token: string) {
+  readonly token: string;
+  constructor(token: string) {
     super(`invalid subject token: ${JSON.stringify(token)}`);
+    this.token = token;
   }
 }
 
@@ -32,8 +34,6 @@ function token(s: string): string {
   return s;
 }
 
-/** Command type names: dot-separated lower-case words, e.g. `draft_email.create`. */
-const COMMAND_TYPE_RE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/;
 /** Entity ids used inside subjects or message ids (ask ids, command ids). */
 const ID_RE = /^[A-Za-z0-9_:-]{1,128}$/;
 
@@ -43,6 +43,7 @@ export const STREAMS = {
   approvals: "NEXUS_APPROVALS",
   reports: "NEXUS_REPORTS",
   dlq: "NEXUS_DLQ",
+  notify: "NEXUS_NOTIFY",
 } as const;
 
 /** Durable consumer names. */
@@ -56,12 +57,20 @@ export const CONSUMERS = {
  * so no caller can build a subject that matches more than one tenant.
  */
 export const subjects = {
-  /** `nexus.cmd.<org>.<project>.<type>`; `type` may contain dots (`draft_email.create`). */
-  command(t: Tenant, type: string): string {
-    if (!COMMAND_TYPE_RE.test(type)) throw new InvalidSubjectToken(type);
-    return `nexus.cmd.${token(t.org_id)}.${token(t.project_id)}.${type}`;
+  /**
+   * `nexus.cmd.<org>.<project>.<command_id>`: one subject per command, so a publish with
+   * `Nats-Expected-Last-Subject-Sequence: 0` is an atomic create-if-absent of that command id.
+   */
+  command(t: Tenant, commandId: string): string {
+    if (!ID_RE.test(commandId)) throw new InvalidSubjectToken(commandId);
+    return `nexus.cmd.${token(t.org_id)}.${token(t.project_id)}.${commandId}`;
   },
-  /** `nexus.approval.<org>.<project>.<ask_id>` */
+  /** `nexus.cmd.<org>.<project>.<command_id>.approved`: an approved action dispatched to the command-worker. */
+  approvedAction(t: Tenant, commandId: string): string {
+    if (!ID_RE.test(commandId)) throw new InvalidSubjectToken(commandId);
+    return `nexus.cmd.${token(t.org_id)}.${token(t.project_id)}.${commandId}.approved`;
+  },
+  /** `nexus.approval.<org>.<project>.<ask_id>`: the ask's register (see `AskEventMessage`). */
   approval(t: Tenant, askId: string): string {
     if (!ID_RE.test(askId)) throw new InvalidSubjectToken(askId);
     return `nexus.approval.${token(t.org_id)}.${token(t.project_id)}.${askId}`;
@@ -85,6 +94,7 @@ export const subjects = {
     approvals: "nexus.approval.>",
     reports: "nexus.report.>",
     dlq: "nexus.dlq.>",
+    notify: "nexus.notify.>",
   },
 } as const;
 
@@ -98,13 +108,4 @@ export function tenantFromSubject(subject: string): Tenant | null {
   const project = parts[3];
   if (!isTenantToken(org) || !isTenantToken(project)) return null;
   return { org_id: org, project_id: project };
-}
-
-/**
- * The JetStream `Nats-Msg-Id` for an entity, scoped by tenant so that one tenant cannot
- * collide with (and thereby suppress) another tenant's message inside the duplicate window.
- * Shape: `<org>.<project>.<id>[:<step>]`.
- */
-export function msgId(t: Tenant, id: string, step?: string): string {
-  return `${token(t.org_id)}.${token(t.project_id)}.${id}${step ? `:${step}` : ""}`;
 }

@@ -1,48 +1,66 @@
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
-import {
-  addHealthRoutes,
-  createHttpApp,
-  jetStreamReportPublisher,
-  onShutdown,
-  parseConfig,
-  startRuntime,
-} from "@nexus/platform";
-import { ApprovalWorkerConfig, workerOptionsFromConfig } from "./config.ts";
-import { createWorkerEvents, logEvents, meterEvents } from "./events.ts";
-import { createApprovalWorker } from "./worker.ts";
+import { addHealthRoutes, createHttpApp } from "@nexus/http";
+import { isNatsConnected, lastMessageReader, runWorker } from "@nexus/messaging";
+import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
+import { sql } from "kysely";
+import { ApprovalWorkerConfig } from "./config.ts";
+import { startExpirySweeper } from "./expiry.ts";
+import { askEventSpec } from "./jobs.ts";
 
 const config = parseConfig(ApprovalWorkerConfig, process.env);
-const { logger, nc, js, db, metrics } = await startRuntime("approval-worker", config, {
-  streams: [STREAMS.approvals, STREAMS.reports, STREAMS.dlq],
+const { logger, nc, js, jsm, db, metrics } = await startRuntime("approval-worker", config, {
+  streams: [STREAMS.approvals, STREAMS.commands, STREAMS.reports, STREAMS.dlq, STREAMS.notify],
   consumers: [{ stream: STREAMS.approvals, name: CONSUMERS.approvalWorker }],
 });
-const events = createWorkerEvents();
-logEvents(events, logger);
-meterEvents(events, metrics);
+const now = () => new Date();
 
-const worker = createApprovalWorker({
+const worker = await runWorker({
+  js,
+  logger,
+  spec: {
+    name: "approval-worker",
+    stream: STREAMS.approvals,
+    consumer: CONSUMERS.approvalWorker,
+    dlqSource: "approval",
+    ...askEventSpec({ db, js, now, publishTimeoutMs: config.PUBLISH_TIMEOUT_MS }),
+  },
+  concurrency: config.WORKER_CONCURRENCY,
+  maxAttempts: config.MAX_ATTEMPTS,
+  retry: { baseMs: config.RETRY_BASE_MS, maxMs: config.RETRY_MAX_MS },
+  ackWaitMs: config.CONSUMER_ACK_WAIT_MS,
+});
+logWorkerEvents(worker.events, logger);
+meterWorkerEvents(worker.events, metrics, worker.inFlight);
+
+const sweeper = startExpirySweeper({
   db,
   js,
-  nc,
-  reports: jetStreamReportPublisher(js),
+  readLast: lastMessageReader(jsm),
   logger,
-  config: workerOptionsFromConfig(config),
-  events,
+  now,
+  intervalMs: config.EXPIRY_SWEEP_MS,
+  publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
+  connected: () => isNatsConnected(nc),
 });
-await worker.start();
 
 const app = createHttpApp({ logger, metrics });
-addHealthRoutes(app, { nc, db });
+addHealthRoutes(app, {
+  checks: {
+    nats: () => isNatsConnected(nc),
+    postgres: async () => {
+      await sql`select 1`.execute(db);
+      return true;
+    },
+    consumer: () => worker.health().ok,
+  },
+});
 await app.listen({ host: config.HOST, port: config.PORT });
-logger.info(
-  { port: config.PORT, webhook_relay: Boolean(config.SHARE_WEBHOOK_URL), max_retries: config.MAX_RETRIES },
-  "approval-worker:consuming",
-);
+logger.info({ port: config.PORT }, "approval-worker:consuming");
 
 onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
-  // Stop pulling, finish or nak in-flight decisions, stop sweeper and relay (invariant 8),
-  // then close HTTP, drain NATS and close the pool.
+  // Stop pulling, finish or nak in-flight entries, stop the sweeper (invariant 8), then close.
   await worker.stop(config.SHUTDOWN_GRACE_MS);
+  await sweeper.stop();
   await app.close();
   await nc.drain().catch(() => {});
   await db.destroy();

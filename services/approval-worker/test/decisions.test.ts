@@ -1,7 +1,7 @@
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { type ApiError, CaseActionNotification, DeadLetter, STREAMS, subjects } from "@nexus/contracts";
 import { appendHistory, decideAsk, transitionAsk } from "@nexus/platform";
-import { uniqueTenant, waitFor } from "@nexus/platform/testing";
+import { uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { OutboxShareConnector } from "../src/connector/outbox.ts";
 import { type ShareConnector, shareIdOf } from "../src/connector/types.ts";

@@ -1,5 +1,5 @@
 import { CaseActionNotification } from "@nexus/contracts";
-import { uniqueTenant, waitFor } from "@nexus/platform/testing";
+import { uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { createExpirySweeper } from "../src/expiry.ts";
 import { natsNotifier } from "../src/notify.ts";

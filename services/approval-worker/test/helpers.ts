@@ -29,7 +29,7 @@ import {
   publishJson,
   type ReportPublisher,
 } from "@nexus/platform";
-import { createTestDatabase, natsForTest, type TestDatabase, type TestNats } from "@nexus/platform/testing";
+import { createTestDatabase, natsForTest, type TestDatabase, type TestNats } from "@nexus/testkit";
 import type { Kysely } from "kysely";
 import type { ApprovalWorkerOptions } from "../src/config.ts";
 import { type ApprovalWorker, type ApprovalWorkerDeps, createApprovalWorker } from "../src/worker.ts";

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
-import { freePort, REPO_ROOT, uniqueTenant, waitFor } from "@nexus/platform/testing";
+import { freePort, REPO_ROOT, uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { askRow, decideLikeGateway, type Harness, seedAsk, startHarness } from "./helpers.ts";
 

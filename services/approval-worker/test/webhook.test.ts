@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { uniqueTenant, waitFor } from "@nexus/platform/testing";
+import { uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { OutboxShareConnector } from "../src/connector/outbox.ts";
 import { shareIdOf } from "../src/connector/types.ts";

@@ -1,64 +1,92 @@
+import { EventEmitter } from "node:events";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import {
-  addHealthRoutes,
-  createHttpApp,
-  jetStreamReportPublisher,
-  onShutdown,
-  parseConfig,
-  startRuntime,
-  startWorkConsumer,
-} from "@nexus/platform";
-import { Counter } from "prom-client";
+  createWebhookRelay,
+  OfflineDraftProvider,
+  OutboxShareConnector,
+  type ShareRelayEventMap,
+} from "@nexus/handlers";
+import { addHealthRoutes, createHttpApp } from "@nexus/http";
+import { isNatsConnected, runWorker } from "@nexus/messaging";
+import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
+import { sql } from "kysely";
 import { CommandWorkerConfig } from "./config.ts";
-import { greenHandlers } from "./handlers/index.ts";
-import { redHandlers } from "./handlers/red.ts";
-import { OfflineDraftProvider } from "./llm/offline-provider.ts";
-import { processCommand } from "./process.ts";
+import { commandWorkerSpec } from "./jobs.ts";
 
 const config = parseConfig(CommandWorkerConfig, process.env);
 const { logger, nc, js, db, metrics } = await startRuntime("command-worker", config, {
-  streams: [STREAMS.commands, STREAMS.reports, STREAMS.dlq],
+  streams: [STREAMS.commands, STREAMS.reports, STREAMS.dlq, STREAMS.notify],
   consumers: [{ stream: STREAMS.commands, name: CONSUMERS.commandWorker }],
 });
-const events = new Counter({
-  name: "command_events_total",
-  help: "Command lifecycle events in this worker",
-  labelNames: ["event", "type"],
-  registers: [metrics],
-});
+const now = () => new Date();
 
-const consumer = await startWorkConsumer({
+const worker = await runWorker({
   js,
-  stream: STREAMS.commands,
-  consumer: CONSUMERS.commandWorker,
-  maxInFlight: config.WORKER_CONCURRENCY,
   logger,
-  handle: (msg, signal) =>
-    processCommand(
-      {
-        db,
-        js,
-        reports: jetStreamReportPublisher(js),
-        logger,
-        now: () => new Date(),
-        llm: new OfflineDraftProvider(),
-        handlers: [...greenHandlers, ...redHandlers],
-        config,
-        events: (event, m) => events.inc({ event, type: m.type }),
-      },
-      msg,
-      signal,
-    ),
+  spec: {
+    name: "command-worker",
+    stream: STREAMS.commands,
+    consumer: CONSUMERS.commandWorker,
+    dlqSource: "cmd",
+    ...commandWorkerSpec({
+      db,
+      js,
+      llm: new OfflineDraftProvider(),
+      share: new OutboxShareConnector(db, now),
+      now,
+      config,
+    }),
+  },
+  concurrency: config.WORKER_CONCURRENCY,
+  maxAttempts: config.MAX_ATTEMPTS,
+  retry: { baseMs: config.RETRY_BASE_MS, maxMs: config.RETRY_MAX_MS },
+  ackWaitMs: config.CONSUMER_ACK_WAIT_MS,
 });
+logWorkerEvents(worker.events, logger);
+meterWorkerEvents(worker.events, metrics, worker.inFlight);
+
+const shareEvents = new EventEmitter<ShareRelayEventMap>();
+shareEvents.on("share:delivered", (e) => logger.info(e, "share:delivered"));
+shareEvents.on("share:retry", (e) => logger.warn(e, "share:retry"));
+shareEvents.on("share:failed", (e) => logger.error(e, "share:failed"));
+const relay =
+  config.SHARE_WEBHOOK_URL && config.SHARE_WEBHOOK_SECRET
+    ? createWebhookRelay(
+        {
+          url: config.SHARE_WEBHOOK_URL,
+          secret: config.SHARE_WEBHOOK_SECRET,
+          maxAttempts: config.WEBHOOK_MAX_ATTEMPTS,
+          timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+          pollMs: config.WEBHOOK_POLL_MS,
+          retryBaseMs: config.WEBHOOK_RETRY_BASE_MS,
+          retryMaxMs: config.WEBHOOK_RETRY_MAX_MS,
+        },
+        { db, logger, events: shareEvents, clock: now },
+      )
+    : undefined;
+relay?.start();
 
 const app = createHttpApp({ logger, metrics });
-addHealthRoutes(app, { nc, db });
+addHealthRoutes(app, {
+  checks: {
+    nats: () => isNatsConnected(nc),
+    postgres: async () => {
+      await sql`select 1`.execute(db);
+      return true;
+    },
+    consumer: () => worker.health().ok,
+  },
+});
 await app.listen({ host: config.HOST, port: config.PORT });
-logger.info({ port: config.PORT, concurrency: config.WORKER_CONCURRENCY }, "command-worker:consuming");
+logger.info(
+  { port: config.PORT, concurrency: config.WORKER_CONCURRENCY, webhook_relay: Boolean(relay) },
+  "command-worker:consuming",
+);
 
 onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
-  // Stop pulling, finish or nak in-flight commands, then drain NATS (invariant 8).
-  await consumer.stop(config.SHUTDOWN_GRACE_MS);
+  // Stop pulling, finish or nak in-flight jobs (invariant 8), stop the relay, then close.
+  await worker.stop(config.SHUTDOWN_GRACE_MS);
+  await relay?.stop();
   await app.close();
   await nc.drain().catch(() => {});
   await db.destroy();

@@ -30,7 +30,7 @@ import {
   type TestNats,
   uniqueTenant,
   waitFor,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { greenHandlers } from "../src/handlers/index.ts";
 import { redHandlers } from "../src/handlers/red.ts";

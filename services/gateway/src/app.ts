@@ -8,9 +8,10 @@ import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { ErrorBody } from "@nexus/contracts";
-import { AppError, addHealthRoutes, authPlugin, createHttpApp, sendError } from "@nexus/platform";
-import type { FastifyInstance } from "fastify";
+import { AppError } from "@nexus/core";
+import { type App, addHealthRoutes, authPlugin, createHttpApp, sendError } from "@nexus/http";
 import { jsonSchemaTransform } from "fastify-type-provider-zod";
+import { sql } from "kysely";
 import type { GatewayDeps } from "./deps.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { commandRoutes } from "./routes/commands.ts";
@@ -25,7 +26,7 @@ const DEFAULT_CONSOLE_DIR = path.resolve(
  * Builds the gateway: auth/tenant, rate limit, multipart, OpenAPI at `/docs`, the console at
  * `/ui`, the command/approval/settings routes, the stream proxy, `/health`, `/ready`, `/metrics`.
  */
-export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
+export async function buildGateway(deps: GatewayDeps): Promise<App> {
   const app = createHttpApp({
     logger: deps.logger,
     bodyLimitBytes: deps.config.BODY_LIMIT_BYTES,
@@ -70,7 +71,17 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   commandRoutes(app, deps);
   approvalRoutes(app, deps);
   settingsRoutes(app, deps);
-  addHealthRoutes(app, { nc: deps.nc, db: deps.db });
+  // Ready while NATS answers: commands need nothing else. Postgres (decisions, settings) is
+  // reported but does not take the gateway out of rotation: those routes answer 503 on their own.
+  addHealthRoutes(app, {
+    checks: { nats: deps.natsReady },
+    informational: {
+      postgres: async () => {
+        await sql`select 1`.execute(deps.db);
+        return true;
+      },
+    },
+  });
 
   // The report stream lives in the stream service; proxy it unbuffered so the UI needs one origin.
   await app.register(fastifyReplyFrom, {
@@ -86,7 +97,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
         response: { 400: ErrorBody, 503: ErrorBody },
       },
     },
-    (req, reply) =>
+    (req, reply) => {
       reply.from(req.url, {
         onError: (r, { error }) =>
           sendError(
@@ -94,7 +105,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
             r as never,
             new AppError("DEPENDENCY_UNAVAILABLE", "The stream service is unavailable", undefined, { cause: error }),
           ),
-      }),
+      });
+    },
   );
 
   const consoleDir = deps.config.CONSOLE_DIR ?? DEFAULT_CONSOLE_DIR;

@@ -1,4 +1,5 @@
-import { AuthConfig, BaseConfig } from "@nexus/platform";
+import { AuthConfig } from "@nexus/http";
+import { BaseConfig } from "@nexus/runtime";
 import { z } from "zod";
 
 /** Gateway configuration (README "Configuration"). */
@@ -21,11 +22,19 @@ export const GatewayConfig = BaseConfig.extend(AuthConfig.shape).extend({
     .default(5 * 1024 * 1024),
   /** Requests per minute per tenant (and client address) before 429. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
-  /** Default ask time-to-live in seconds (a tenant may override it in compliance settings). */
-  ASK_TTL_SECONDS: z.coerce.number().int().min(1).default(86_400),
-  /** PubAck timeout in milliseconds; past it the request answers 503. */
+  /**
+   * PubAck timeout in milliseconds. A publish whose PubAck does not arrive in time is answered
+   * `504 ACCEPT_UNCONFIRMED` (it may still be stored; a retry of the same request learns the outcome).
+   */
   PUBLISH_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
+  /** How often the report-outbox relay looks for settings reports whose publish was lost, ms. */
+  OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(1000),
   /** Directory of the built console (packages/console/dist). */
   CONSOLE_DIR: z.string().optional(),
+  /**
+   * Fault injection for tests and drills: comma-separated write-path steps (e.g.
+   * `accept:after-command-publish`) at which the process kills itself with SIGKILL. Empty in production.
+   */
+  FAULT_INJECT_CRASH_AT: z.string().default(""),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfig>;

@@ -1,20 +1,64 @@
-import type { JetStreamClient } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
-import type { Database, ReportPublisher } from "@nexus/platform";
+import type { Database } from "@nexus/core";
+import type { JetStreamPublisher, LastMessageReader } from "@nexus/messaging";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { GatewayConfig } from "./config.ts";
 
+/**
+ * The steps of the write path between which a failure can be injected (tests and drills): a
+ * test's {@link FaultHook} may throw there, or the process may kill itself there
+ * (`FAULT_INJECT_CRASH_AT`).
+ */
+export type FaultStep =
+  | "accept:before-command-publish"
+  | "accept:after-command-publish"
+  | "accept:after-report-publish"
+  | "decide:before-register-write"
+  | "decide:after-register-write"
+  | "decide:after-report-publish"
+  | "settings:before-commit"
+  | "settings:after-commit"
+  | "settings:after-publish";
+
+/** Called at each {@link FaultStep}; a throw there is what the test injects. */
+export type FaultHook = (step: FaultStep) => void | Promise<void>;
+
 /** What the gateway's routes depend on: an explicit bag, no singletons. */
 export interface GatewayDeps {
   config: GatewayConfig;
   db: Kysely<Database>;
-  nc: NatsConnection;
-  js: JetStreamClient;
-  reports: ReportPublisher;
+  /** Publishes to JetStream (a `JetStreamClient`, or a test's wrapper that loses PubAcks). */
+  js: JetStreamPublisher;
+  /** Reads a register's newest entry (a command id's stored command, an ask's newest decision). */
+  readLast: LastMessageReader;
+  /** Whether NATS is connected right now (a publish while disconnected is refused, not buffered). */
+  natsConnected: () => boolean;
+  /** For `/ready`: NATS answers a round trip. */
+  natsReady: () => Promise<boolean>;
   logger: Logger;
   metrics: Registry;
   /** The clock; tests may pass a fixed one. */
   now: () => Date;
+  /** Fault injection (tests); absent in production. */
+  faults?: FaultHook;
+}
+
+/** Runs the fault hook of `step`, if any. */
+export async function faultAt(deps: Pick<GatewayDeps, "faults">, step: FaultStep): Promise<void> {
+  if (deps.faults) await deps.faults(step);
+}
+
+/** A {@link FaultHook} that SIGKILLs the process at the listed steps (`FAULT_INJECT_CRASH_AT`). */
+export function crashAt(steps: string): FaultHook | undefined {
+  const set = new Set(
+    steps
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+  if (set.size === 0) return undefined;
+  return (step) => {
+    if (set.has(step)) process.kill(process.pid, "SIGKILL");
+  };
 }

@@ -1,28 +1,41 @@
 import { STREAMS } from "@nexus/contracts";
-import { jetStreamReportPublisher, onShutdown, parseConfig, startRuntime } from "@nexus/platform";
+import { isNatsConnected, lastMessageReader } from "@nexus/messaging";
+import { onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import { buildGateway } from "./app.ts";
 import { GatewayConfig } from "./config.ts";
+import { crashAt } from "./deps.ts";
+import { startOutboxRelay } from "./write/settings.ts";
 
 const config = parseConfig(GatewayConfig, process.env);
-const { logger, nc, js, db, metrics } = await startRuntime("gateway", config, {
+const { logger, nc, js, jsm, db, metrics } = await startRuntime("gateway", config, {
   streams: [STREAMS.commands, STREAMS.approvals, STREAMS.reports],
 });
-const app = await buildGateway({
+const faults = crashAt(config.FAULT_INJECT_CRASH_AT);
+const deps = {
   config,
   db,
-  nc,
   js,
-  reports: jetStreamReportPublisher(js, config.PUBLISH_TIMEOUT_MS),
+  readLast: lastMessageReader(jsm),
+  natsConnected: () => isNatsConnected(nc),
+  natsReady: async () => {
+    if (!isNatsConnected(nc)) return false;
+    await nc.flush();
+    return true;
+  },
   logger,
   metrics,
   now: () => new Date(),
-});
+  ...(faults ? { faults } : {}),
+};
+const app = await buildGateway(deps);
 await app.listen({ host: config.HOST, port: config.PORT });
+const relay = startOutboxRelay(deps, { pollMs: config.OUTBOX_POLL_MS });
 logger.info({ port: config.PORT }, "gateway:listening");
 
 onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
-  // Stop taking requests, let in-flight ones finish (each is one transaction), then drain NATS.
+  // Stop taking requests and let in-flight ones finish, stop the relay, then drain NATS.
   await app.close();
+  await relay.stop();
   await nc.drain().catch(() => {});
   await db.destroy();
 });

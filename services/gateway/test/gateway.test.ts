@@ -8,7 +8,7 @@ import {
   type TestNats,
   tenantHeaders,
   uniqueTenant,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildGateway } from "../src/app.ts";

@@ -1,9 +1,12 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { apiError, parseCursor, type Tenant } from "@nexus/contracts";
-import { addHealthRoutes, authPlugin, createHttpApp, type Database } from "@nexus/platform";
+import { type Database, readSnapshot, type SnapshotReader } from "@nexus/core";
+import { type App, addHealthRoutes, authPlugin, createHttpApp } from "@nexus/http";
+import { isNatsConnected } from "@nexus/messaging";
 import type { FastifyInstance } from "fastify";
 import type { Kysely } from "kysely";
+import { sql } from "kysely";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { StreamConfig } from "./config.ts";
@@ -12,7 +15,6 @@ import { jetStreamReportLog, pickCursor, type ReportLog } from "./cursor.ts";
 import { snapshotFrame } from "./frames.ts";
 import { type HubLease, type HubListener, HubRegistry } from "./hub.ts";
 import { followFrom } from "./replay.ts";
-import { readSnapshot, type SnapshotReader } from "./snapshot.ts";
 
 /** Everything the stream service runs on; built by `main.ts` or a test. */
 export interface StreamDeps {
@@ -45,7 +47,7 @@ export interface StreamState {
 }
 
 /** The Fastify instance of the stream service with its {@link StreamState}. */
-export type StreamApp = FastifyInstance & { readonly reportStream: StreamState };
+export type StreamApp = App & { readonly reportStream: StreamState };
 
 /** Path of the report stream (CONTRACT.md, LOCKED). */
 export const STREAM_PATH = "/agent/reports/stream";
@@ -106,7 +108,15 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
 
   const app = createHttpApp({ logger, metrics });
   await app.register(authPlugin, { auth: config });
-  addHealthRoutes(app, { nc: deps.nc, db });
+  addHealthRoutes(app, {
+    checks: {
+      nats: () => isNatsConnected(deps.nc),
+      postgres: async () => {
+        await sql`select 1`.execute(db);
+        return true;
+      },
+    },
+  });
 
   const state: StreamState = {
     hubCount: () => hubs.size,
@@ -145,7 +155,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     if (from === null) {
       // Invariant 6: W first, then the database, then tail from W + 1.
       const w = await log.lastSeq(tenant);
-      const snapshot = await snapshotOf(db, tenant);
+      const snapshot = await snapshotOf(db, tenant, { worklogLimit: config.STREAM_WORKLOG_KEEP });
       if (conn.closed) return;
       conn.sendSnapshot(w, snapshotFrame({ snapshot, report_id: String(w), tenant, ts: now().toISOString() }));
       from = w;

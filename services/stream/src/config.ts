@@ -1,4 +1,5 @@
-import { AuthConfig, BaseConfig } from "@nexus/platform";
+import { AuthConfig } from "@nexus/http";
+import { BaseConfig } from "@nexus/runtime";
 import { z } from "zod";
 
 /**
@@ -28,6 +29,8 @@ export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
   HUB_BUFFER_SIZE: z.coerce.number().int().min(1).max(1_000_000).default(1000),
   /** A hub without connections stops after this many milliseconds (5000). */
   HUB_IDLE_MS: z.coerce.number().int().min(0).default(5000),
+  /** Commands the snapshot's worklog holds, newest first (200). */
+  STREAM_WORKLOG_KEEP: z.coerce.number().int().min(1).max(10_000).default(200),
   /** Reports fetched per JetStream pull while replaying from a cursor (256). */
   REPLAY_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(256),
 });

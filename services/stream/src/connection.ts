@@ -63,10 +63,12 @@ export class SseConnection {
   private readonly cleanups: (() => void)[] = [];
   private readonly now: () => Date;
 
-  constructor(
-    readonly res: ServerResponse,
-    private readonly opts: SseConnectionOptions,
-  ) {
+  readonly res: ServerResponse;
+  private readonly opts: SseConnectionOptions;
+
+  constructor(res: ServerResponse, opts: SseConnectionOptions) {
+    this.res = res;
+    this.opts = opts;
     this.now = opts.now ?? (() => new Date());
     res.on("close", () => this.close("client"));
     res.on("error", () => this.close("client"));

@@ -37,8 +37,10 @@ export class ReportRing {
   private head = 0;
   /** Number of frames held. */
   size = 0;
+  readonly capacity: number;
 
-  constructor(readonly capacity: number) {
+  constructor(capacity: number) {
+    this.capacity = capacity;
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError("capacity must be a positive integer");
     this.items = new Array(capacity);
   }
@@ -139,11 +141,12 @@ export class TenantHub {
   /** Set by the registry: called once when the hub stops for any reason. */
   onStopped: (() => void) | undefined;
 
-  private constructor(
-    readonly tenant: Tenant,
-    private readonly deps: HubDeps,
-    start: number,
-  ) {
+  readonly tenant: Tenant;
+  private readonly deps: HubDeps;
+
+  private constructor(tenant: Tenant, deps: HubDeps, start: number) {
+    this.tenant = tenant;
+    this.deps = deps;
     this.subject = subjects.report(tenant);
     this.baseSeq = start;
     this.lastSeq = start;
@@ -331,10 +334,13 @@ export class HubRegistry {
   private readonly live = new Set<TenantHub>();
   private closed = false;
 
-  constructor(
-    private readonly deps: HubDeps,
-    private readonly onCount?: (n: number) => void,
-  ) {}
+  private readonly deps: HubDeps;
+  private readonly onCount: ((n: number) => void) | undefined;
+
+  constructor(deps: HubDeps, onCount?: (n: number) => void) {
+    this.deps = deps;
+    this.onCount = onCount;
+  }
 
   /** Number of running hubs. */
   get size(): number {

@@ -1,5 +1,5 @@
 import { STREAMS } from "@nexus/contracts";
-import { onShutdown, parseConfig, startRuntime } from "@nexus/platform";
+import { onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import { buildStreamApp, closeStream } from "./app.ts";
 import { StreamConfig } from "./config.ts";
 

@@ -6,7 +6,7 @@ import {
   type TestDatabase,
   type TestNats,
   uniqueTenant,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pickCursor } from "../src/cursor.ts";
 import { readSnapshot } from "../src/snapshot.ts";

@@ -7,7 +7,7 @@ import {
   type TestNats,
   uniqueTenant,
   waitFor,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSnapshot, type SnapshotReader } from "../src/snapshot.ts";
 import { type Harness, publishMany, publishReport, reportIds, startHarness, strictlyIncreasing } from "./helpers.ts";

@@ -9,7 +9,7 @@ import {
   parseConfig,
   type ReportPublisher,
 } from "@nexus/platform";
-import { openSse, type SseClient, type TestDatabase, type TestNats, tenantHeaders } from "@nexus/platform/testing";
+import { openSse, type SseClient, type TestDatabase, type TestNats, tenantHeaders } from "@nexus/testkit";
 import { Registry } from "prom-client";
 import { buildStreamApp, type StreamApp, type StreamDeps } from "../src/app.ts";
 import { StreamConfig } from "../src/config.ts";

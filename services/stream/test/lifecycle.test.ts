@@ -8,7 +8,7 @@ import {
   tenantHeaders,
   uniqueTenant,
   waitFor,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeStream } from "../src/app.ts";
 import { isTooSlow } from "../src/connection.ts";

@@ -13,7 +13,7 @@ import {
   tenantHeaders,
   uniqueTenant,
   waitFor,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { publishReport, reportIds } from "./helpers.ts";
 

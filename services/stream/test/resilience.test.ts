@@ -5,7 +5,7 @@ import {
   type TestNats,
   uniqueTenant,
   waitFor,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Harness, publishMany, publishReport, reportIds, startHarness } from "./helpers.ts";
 

@@ -35,7 +35,7 @@ import {
   type TestDatabase,
   type TestNats,
   uniqueTenant,
-} from "@nexus/platform/testing";
+} from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSnapshot, type SnapshotReader, worklogEntry } from "../src/snapshot.ts";
 import { type Harness, startHarness } from "./helpers.ts";

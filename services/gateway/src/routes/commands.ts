@@ -1,11 +1,30 @@
-import { AnyCommandRequest, CommandAccepted, ErrorBody, normaliseCommandRequest, zodDetails } from "@nexus/contracts";
-import { AppError } from "@nexus/platform";
-import type { FastifyInstance } from "fastify";
-import { acceptCommand, validateCommand } from "../accept-command.ts";
+import { CommandAccepted, ErrorBody, normaliseCommandRequest, zodDetails } from "@nexus/contracts";
+import { AppError } from "@nexus/core";
+import type { App } from "@nexus/http";
+import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
+import { acceptCommand, validateCommand } from "../write/accept-command.ts";
+
+/**
+ * The body as Fastify checks it: any JSON object. The dialects (canonical and legacy) and each
+ * type's params are checked in the handler, so every failure gets its precise code
+ * (`UNKNOWN_COMMAND_TYPE` vs `VALIDATION_FAILED` with `params.*` paths).
+ */
+const CommandBody = z
+  .looseObject({})
+  .describe(
+    "A command in the canonical dialect ({command_id?, type, context?, params, client_context?}) or the legacy one ({command_type, params, correlation_id?})",
+  );
+
+function correlationOf(body: Record<string, unknown>): string | undefined {
+  const cc = body.client_context;
+  const fromCc = cc && typeof cc === "object" ? (cc as { correlation_id?: unknown }).correlation_id : undefined;
+  const c = fromCc ?? body.correlation_id;
+  return typeof c === "string" ? c : undefined;
+}
 
 /** `POST /sidecar/command` (CONTRACT.md, LOCKED): both dialects, 202 after the PubAck. */
-export function commandRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+export function commandRoutes(app: App, deps: GatewayDeps): void {
   app.post(
     "/sidecar/command",
     {
@@ -13,29 +32,19 @@ export function commandRoutes(app: FastifyInstance, deps: GatewayDeps): void {
       schema: {
         tags: ["commands"],
         summary: "Submit a command; answers 202 once it is durably accepted",
-        body: AnyCommandRequest,
-        response: { 202: CommandAccepted, 400: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+        body: CommandBody,
+        response: { 202: CommandAccepted, 400: ErrorBody, 409: ErrorBody, 503: ErrorBody, 504: ErrorBody },
       },
-      // The body is validated in the handler so that each failure gets its precise code
-      // (UNKNOWN_COMMAND_TYPE vs VALIDATION_FAILED with params.* paths); the schema documents it.
-      validatorCompiler: () => (data) => ({ value: data }),
     },
     async (req, reply) => {
-      const body = req.body as Record<string, unknown> | null;
-      const corr =
-        body && typeof body === "object"
-          ? ((body.client_context as { correlation_id?: unknown } | undefined)?.correlation_id ?? body.correlation_id)
-          : undefined;
-      if (typeof corr === "string") req.correlationId = corr;
-      if (!body || typeof body !== "object" || Array.isArray(body))
-        throw new AppError("VALIDATION_FAILED", "The body must be a JSON object", [
-          { path: "", issue: "Expected object" },
-        ]);
-      const n = normaliseCommandRequest(body);
-      if (!n.ok) throw new AppError("VALIDATION_FAILED", undefined, zodDetails(n.error));
+      const corr = correlationOf(req.body);
+      if (corr) req.correlationId = corr;
+      const n = normaliseCommandRequest(req.body);
+      if (!n.ok) throw new AppError("VALIDATION_FAILED", undefined, zodDetails(n.error), { stage: "validate" });
       const cmd = validateCommand(n.command);
       req.correlationId = cmd.correlation_id;
-      const accepted = await acceptCommand(deps, req.tenant, req.principal, cmd);
+      const traceparent = typeof req.headers.traceparent === "string" ? req.headers.traceparent : undefined;
+      const accepted = await acceptCommand(deps, req.tenant, req.principal, cmd, traceparent);
       return reply.code(202).send(accepted);
     },
   );

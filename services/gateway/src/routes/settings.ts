@@ -8,16 +8,24 @@ import {
   SettingsAccepted,
   SkinPatch,
 } from "@nexus/contracts";
-import { AppError, type Database } from "@nexus/platform";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import { AppError, type Database } from "@nexus/core";
+import type { App } from "@nexus/http";
+import type { FastifyRequest } from "fastify";
 import { fileTypeFromBuffer } from "file-type";
 import type { Transaction } from "kysely";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
-import { applySettings, mergeCompliance, mergePatch, photoInfo } from "../settings.ts";
+import { applySettings, mergeCompliance, mergePatch, photoInfo } from "../write/settings.ts";
 
 const CorrelationHeader = z.object({ "x-correlation-id": z.string().min(1).max(200).optional() }).passthrough();
-const responses = { 202: SettingsAccepted, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: ErrorBody };
+const responses = {
+  202: SettingsAccepted,
+  400: ErrorBody,
+  413: ErrorBody,
+  415: ErrorBody,
+  503: ErrorBody,
+  504: ErrorBody,
+};
 const ALLOWED = new Set<PhotoInfo["content_type"]>(["image/png", "image/jpeg", "image/webp"]);
 
 function correlation(req: FastifyRequest): string | undefined {
@@ -28,30 +36,25 @@ function correlation(req: FastifyRequest): string | undefined {
 }
 
 /** The settings endpoints (CONTRACT.md "Settings"): each answers 202, confirmed by `settings.updated`. */
-export function settingsRoutes(app: FastifyInstance, deps: GatewayDeps): void {
-  const patch = <S extends z.ZodType>(
-    url: string,
-    section: "profile" | "persona" | "skin" | "compliance",
-    body: S,
-    merge: (b: z.infer<S>) => (cur: Record<string, unknown>) => Record<string, unknown>,
-  ) =>
-    app.patch(
-      url,
-      {
-        config: { tenant: true },
-        schema: { tags: ["settings"], headers: CorrelationHeader, body, response: responses },
-      },
-      async (req, reply) => {
-        const corr = correlation(req);
-        const merged = merge(req.body as z.infer<S>);
-        return reply.code(202).send(await applySettings(deps, req.tenant, section, corr, merged));
-      },
-    );
-
-  patch("/profile", "profile", ProfilePatch, (b) => mergePatch(b));
-  patch("/assistant/persona", "persona", PersonaPatch, (b) => mergePatch(b));
-  patch("/assistant/skin", "skin", SkinPatch, (b) => mergePatch(b));
-  patch("/compliance/settings", "compliance", CompliancePatch, (b) => mergeCompliance(b));
+export function settingsRoutes(app: App, deps: GatewayDeps): void {
+  const opts = <B extends z.ZodType>(body: B) => ({
+    config: { tenant: true },
+    schema: { tags: ["settings"], headers: CorrelationHeader, body, response: responses },
+  });
+  app.patch("/profile", opts(ProfilePatch), async (req, reply) =>
+    reply.code(202).send(await applySettings(deps, req.tenant, "profile", correlation(req), mergePatch(req.body))),
+  );
+  app.patch("/assistant/persona", opts(PersonaPatch), async (req, reply) =>
+    reply.code(202).send(await applySettings(deps, req.tenant, "persona", correlation(req), mergePatch(req.body))),
+  );
+  app.patch("/assistant/skin", opts(SkinPatch), async (req, reply) =>
+    reply.code(202).send(await applySettings(deps, req.tenant, "skin", correlation(req), mergePatch(req.body))),
+  );
+  app.patch("/compliance/settings", opts(CompliancePatch), async (req, reply) =>
+    reply
+      .code(202)
+      .send(await applySettings(deps, req.tenant, "compliance", correlation(req), mergeCompliance(req.body))),
+  );
 
   app.post(
     "/profile/photo",

@@ -1,0 +1,285 @@
+/**
+ * Commands: one row per accepted command, keyed by (org_id, project_id, command_id), moved
+ * through its states by conditional updates so that a race or a redelivery has exactly one
+ * winner (ARCHITECTURE.md invariant 3). The command-worker owns these rows; the gateway writes
+ * none.
+ *
+ * ```
+ *   GREEN/YELLOW:  (message) ──receive──▶ running ──▶ done | failed
+ *   RED:           (message) ──receive──▶ accepted ──hold──▶ waiting_approval ──▶ done | failed | cancelled
+ * ```
+ *
+ * Each transition returns the row and the {@link Effects} it implies; the caller publishes them
+ * after the commit. A transition that finds its target state already reached returns the
+ * effects of that state again (so a publish lost to a crash is repeated on redelivery).
+ */
+import { type ApiError, type CommandMessage, subjects, type Tenant } from "@nexus/contracts";
+import { type Kysely, type Selectable, sql, type Transaction } from "kysely";
+import type { CommandsTable, Database } from "./db/schema.ts";
+import { type Effects, noEffects, type PendingReport } from "./effects.ts";
+import { reportMsgId } from "./ids.ts";
+import {
+  acceptedReport,
+  completedReport,
+  failedReport,
+  progressReport,
+  riskWarningReport,
+  startedReport,
+} from "./reports.ts";
+import type { CommandPolicy } from "./risk.ts";
+
+/** A query executor: the pool or an open transaction. */
+export type Db = Kysely<Database> | Transaction<Database>;
+/** A commands row. */
+export type CommandRow = Selectable<CommandsTable>;
+
+const keyOf = (t: Tenant, commandId: string) => ({ org_id: t.org_id, project_id: t.project_id, command_id: commandId });
+const tenantOfRow = (r: Pick<CommandRow, "org_id" | "project_id">): Tenant => ({
+  org_id: r.org_id,
+  project_id: r.project_id,
+});
+
+/** Statuses in which nothing more happens to a command. */
+export const FINAL_COMMAND_STATUSES: ReadonlySet<CommandRow["status"]> = new Set(["done", "failed", "cancelled"]);
+
+/** A report about a command (entity = command id), ready to publish. */
+export function commandReport(
+  row: Pick<CommandRow, "org_id" | "project_id" | "command_id" | "correlation_id">,
+  step: Parameters<typeof reportMsgId>[2],
+  report: PendingReport["report"],
+  ts: Date | string,
+  extraCausality: { ask_id?: string; correlation_id?: string } = {},
+): PendingReport {
+  const tenant = tenantOfRow(row);
+  return {
+    tenant,
+    msgId: reportMsgId(tenant, row.command_id, step),
+    report,
+    causality: {
+      correlation_id: extraCausality.correlation_id ?? row.correlation_id,
+      command_id: row.command_id,
+      ...(extraCausality.ask_id ? { ask_id: extraCausality.ask_id } : {}),
+    },
+    ts: typeof ts === "string" ? ts : ts.toISOString(),
+  };
+}
+
+/**
+ * The `command.accepted` report of a command message: the same bytes whoever builds it (the
+ * gateway after the command's PubAck, the worker when it first sees the message).
+ */
+export function acceptedPending(
+  m: Pick<CommandMessage, "tenant" | "command_id" | "type" | "correlation_id" | "accepted_at">,
+): PendingReport {
+  return {
+    tenant: m.tenant,
+    msgId: reportMsgId(m.tenant, m.command_id, "accepted"),
+    report: acceptedReport(m),
+    causality: { correlation_id: m.correlation_id, command_id: m.command_id },
+    ts: m.accepted_at,
+  };
+}
+
+/** The effects of a command having started: `command.started` (+ `risk.warning` when YELLOW). */
+function startedEffects(row: CommandRow): PendingReport[] {
+  const at = row.started_at ?? row.updated_at;
+  const out = [commandReport(row, "started", startedReport(row), at)];
+  if (row.risk_level === "YELLOW") out.push(commandReport(row, "risk.warning", riskWarningReport(row), at));
+  return out;
+}
+
+/** The report of a finished command without an ask (`command.completed` / `command.failed`). */
+function finalEffects(row: CommandRow): PendingReport[] {
+  if (row.ask_id) return []; // asks report their own outcome (ask.executed / ask.execution_failed / ask.cancelled)
+  const at = row.finished_at ?? row.updated_at;
+  if (row.status === "done") return [commandReport(row, "completed", completedReport(row, row.result), at)];
+  if (row.status === "failed") return [commandReport(row, "failed", failedReport(row, row.error as ApiError), at)];
+  return [];
+}
+
+/** How {@link receiveCommand} found the command. */
+export type Received =
+  /** New: inserted as `running` (GREEN/YELLOW: run it) or `accepted` (RED: hold it). */
+  | { kind: "inserted"; row: CommandRow; effects: Effects }
+  /** Seen before with the same body (a redelivery, or a retry past the duplicate window). */
+  | { kind: "existing"; row: CommandRow }
+  /**
+   * Seen before with another body: only possible when a client reuses a command id after
+   * the command stream's retention dropped the first message. The first command stands.
+   */
+  | { kind: "conflict"; row: CommandRow };
+
+/**
+ * Records a command message (first step of the command-worker). One statement: insert the row
+ * in its first state under `policy` (`running` with `started_at` and `attempts = 1` for GREEN
+ * and YELLOW, so a command that runs at once costs no second write; `accepted` for RED), or
+ * find the existing one.
+ * @returns see {@link Received}; the effects of an insert are `command.accepted` then
+ *   (when running) `command.started` and, for YELLOW, `risk.warning`.
+ */
+export async function receiveCommand(db: Db, m: CommandMessage, policy: CommandPolicy, now: Date): Promise<Received> {
+  const runs = policy.risk !== "RED";
+  const inserted = await db
+    .insertInto("commands")
+    .values({
+      ...keyOf(m.tenant, m.command_id),
+      type: m.type,
+      body_hash: m.body_hash,
+      correlation_id: m.correlation_id,
+      surface: m.surface ?? null,
+      principal: m.principal,
+      params: JSON.stringify(m.params),
+      context: JSON.stringify(m.context),
+      risk_level: policy.risk,
+      policy_version: policy.policyVersion,
+      status: runs ? "running" : "accepted",
+      attempts: runs ? 1 : 0,
+      accepted_at: m.accepted_at,
+      started_at: runs ? now : null,
+      updated_at: now,
+    })
+    .onConflict((oc) => oc.columns(["org_id", "project_id", "command_id"]).doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (inserted) {
+    const effects = noEffects();
+    effects.reports.push(acceptedPending(m));
+    if (runs) effects.reports.push(...startedEffects(inserted));
+    return { kind: "inserted", row: inserted, effects };
+  }
+  const row = await getCommand(db, m.tenant, m.command_id);
+  if (!row) throw new Error(`command ${m.command_id} vanished after a conflicting insert`);
+  return row.body_hash === m.body_hash ? { kind: "existing", row } : { kind: "conflict", row };
+}
+
+/**
+ * The effects that restate where an existing command stands, for a redelivered message whose
+ * earlier delivery may have died between commit and publish: `accepted` (+ `started` while it
+ * runs), or its final report. A command held for approval is restated by its ask
+ * (`holdForApproval` returns `ask.created` again).
+ */
+export function restateCommand(m: CommandMessage, row: CommandRow): Effects {
+  const effects = noEffects();
+  if (row.status === "accepted" || row.status === "running") effects.reports.push(acceptedPending(m));
+  if (row.status === "running") effects.reports.push(...startedEffects(row));
+  effects.reports.push(...finalEffects(row));
+  return effects;
+}
+
+/** Reads one command of a tenant; `undefined` when absent (or another tenant's). */
+export async function getCommand(db: Db, t: Tenant, commandId: string): Promise<CommandRow | undefined> {
+  return db
+    .selectFrom("commands")
+    .selectAll()
+    .where("org_id", "=", t.org_id)
+    .where("project_id", "=", t.project_id)
+    .where("command_id", "=", commandId)
+    .executeTakeFirst();
+}
+
+/**
+ * A redelivered command that was `running` (its worker died, or the handler failed and is
+ * being retried) runs again: `attempts + 1`.
+ * @returns the row when this delivery may run the handler; `undefined` when the command is no
+ *   longer `running` (another delivery finished it).
+ */
+export async function resumeCommand(db: Db, t: Tenant, commandId: string, now: Date): Promise<CommandRow | undefined> {
+  return db
+    .updateTable("commands")
+    .set({ attempts: sql`attempts + 1`, updated_at: now })
+    .where("org_id", "=", t.org_id)
+    .where("project_id", "=", t.project_id)
+    .where("command_id", "=", commandId)
+    .where("status", "=", "running")
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/**
+ * running → done with `result`.
+ * @returns the row and `command.completed`; when the command had already left `running`, the
+ *   row as it is and the report of that state (nothing changes).
+ */
+export async function completeCommand(
+  db: Db,
+  t: Tenant,
+  commandId: string,
+  result: unknown,
+  now: Date,
+): Promise<{ row: CommandRow | undefined; effects: Effects }> {
+  const row = await db
+    .updateTable("commands")
+    .set({ status: "done", result: JSON.stringify(result), finished_at: now, updated_at: now })
+    .where("org_id", "=", t.org_id)
+    .where("project_id", "=", t.project_id)
+    .where("command_id", "=", commandId)
+    .where("status", "=", "running")
+    .where("ask_id", "is", null)
+    .returningAll()
+    .executeTakeFirst();
+  return settled(db, t, commandId, row);
+}
+
+/**
+ * accepted | running → failed with `error` (a handler's permanent failure, or retries spent).
+ * @returns like {@link completeCommand}, with `command.failed`.
+ */
+export async function failCommand(
+  db: Db,
+  t: Tenant,
+  commandId: string,
+  error: ApiError,
+  now: Date,
+): Promise<{ row: CommandRow | undefined; effects: Effects }> {
+  const row = await db
+    .updateTable("commands")
+    .set({ status: "failed", error: JSON.stringify(error), finished_at: now, updated_at: now })
+    .where("org_id", "=", t.org_id)
+    .where("project_id", "=", t.project_id)
+    .where("command_id", "=", commandId)
+    .where("status", "in", ["accepted", "running"])
+    .where("ask_id", "is", null)
+    .returningAll()
+    .executeTakeFirst();
+  return settled(db, t, commandId, row);
+}
+
+async function settled(
+  db: Db,
+  t: Tenant,
+  commandId: string,
+  changed: CommandRow | undefined,
+): Promise<{ row: CommandRow | undefined; effects: Effects }> {
+  const row = changed ?? (await getCommand(db, t, commandId));
+  const effects = noEffects();
+  if (row) effects.reports.push(...finalEffects(row));
+  return { row, effects };
+}
+
+/** A coarse `command.progress` report (entity = command id, step `progress.<stage>`). */
+export function progressPending(
+  row: Pick<CommandRow, "org_id" | "project_id" | "command_id" | "correlation_id" | "type">,
+  stage: string,
+  percent: number | undefined,
+  now: Date,
+  correlationId?: string,
+): PendingReport {
+  return commandReport(row, `progress.${stage}`, progressReport(row, stage, percent), now, {
+    ...(correlationId ? { correlation_id: correlationId } : {}),
+  });
+}
+
+/** The newest `limit` commands of a tenant, newest first (the snapshot's worklog). */
+export async function listRecentCommands(db: Db, t: Tenant, limit: number): Promise<CommandRow[]> {
+  return db
+    .selectFrom("commands")
+    .selectAll()
+    .where("org_id", "=", t.org_id)
+    .where("project_id", "=", t.project_id)
+    .orderBy("updated_at", "desc")
+    .limit(limit)
+    .execute();
+}
+
+/** The subject a command message is published on (re-exported for callers that only hold a row). */
+export const commandSubject = (t: Tenant, commandId: string): string => subjects.command(t, commandId);

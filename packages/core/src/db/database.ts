@@ -1,0 +1,72 @@
+import { Kysely, PostgresDialect } from "kysely";
+import { type Migration, type MigrationProvider, Migrator } from "kysely/migration";
+import pg from "pg";
+import * as m0001 from "./migrations/0001_init.ts";
+import * as m0002 from "./migrations/0002_write_path.ts";
+import type { Database } from "./schema.ts";
+
+// bigint (int8) as string: report ids and history ids exceed 2^53 only in theory, but never lose digits.
+pg.types.setTypeParser(20, (v) => v);
+
+/** Options of {@link createDb}. */
+export interface DbOptions {
+  url: string;
+  /** Pool size: connections this process may hold (default 10). */
+  max?: number;
+  /** `application_name` shown in pg_stat_activity. */
+  applicationName?: string;
+  /**
+   * How long a query may wait for a pooled connection (or for a new one to connect), ms
+   * (default 2000). Past it the query fails with a pool timeout, which callers treat as
+   * "Postgres unavailable" instead of waiting behind a stalled database.
+   */
+  acquireTimeoutMs?: number;
+  /**
+   * Server-side `statement_timeout`, ms (default 5000; 0 = none). The client also gives up
+   * after this plus one second (`query_timeout`), so a database that stopped answering
+   * altogether (SIGSTOP, a dead network) cannot hang a request.
+   */
+  statementTimeoutMs?: number;
+  /** Called with errors of connections, idle or checked out, instead of crashing the process. */
+  onError?: (err: Error) => void;
+}
+
+/** A kysely instance over a pg Pool. Call `db.destroy()` to close the pool. */
+export function createDb(opts: DbOptions): Kysely<Database> {
+  const statementTimeout = opts.statementTimeoutMs ?? 5000;
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.max ?? 10,
+    application_name: opts.applicationName,
+    connectionTimeoutMillis: opts.acquireTimeoutMs ?? 2000,
+    ...(statementTimeout > 0 ? { statement_timeout: statementTimeout, query_timeout: statementTimeout + 1000 } : {}),
+  });
+  const onError = opts.onError ?? (() => {});
+  // pg-pool listens for errors on idle clients only; a checked-out client that loses its
+  // connection emits 'error' with no listener and crashes the process. Every client gets a
+  // listener for its whole life; the failed query itself rejects and is handled by its caller.
+  pool.on("connect", (client) => {
+    client.on("error", onError);
+  });
+  pool.on("error", onError);
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** Numbered migrations, in order. Add a file `NNNN_name.ts` and list it here. */
+const MIGRATIONS: Record<string, Migration> = { "0001_init": m0001, "0002_write_path": m0002 };
+
+const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
+
+/**
+ * Runs every pending migration with kysely's Migrator (which takes a Postgres advisory lock,
+ * so concurrent runs are safe).
+ * @throws the first migration error.
+ */
+export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+  return (results ?? [])
+    .filter((r: { status: string }) => r.status === "Success")
+    .map((r: { migrationName: string }) => r.migrationName);
+}

@@ -1,0 +1,156 @@
+import type { DecisionEntry } from "@nexus/contracts";
+import type { ColumnType, Generated, JSONColumnType } from "kysely";
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json<T extends object = Record<string, unknown>> = JSONColumnType<T, string, string>;
+type NullableJson<T = unknown> = ColumnType<T | null, string | null | undefined, string | null>;
+
+/** Per-tenant settings, one row per tenant. `settings_version` orders settings reports. */
+export interface TenantSettingsTable {
+  org_id: string;
+  project_id: string;
+  profile: Json;
+  persona: Json;
+  skin: Json;
+  compliance: Json;
+  /** Incremented on every compliance change; asks record the version they were created under. */
+  policy_version: Generated<number>;
+  settings_version: Generated<number>;
+  updated_at: Timestamp;
+}
+
+/** Command states: accepted → running → done | failed; RED: accepted → waiting_approval → done | failed | cancelled. */
+export type CommandStatus = "accepted" | "running" | "waiting_approval" | "done" | "failed" | "cancelled";
+
+/** One row per accepted command; (org_id, project_id, command_id) is the idempotency key. */
+export interface CommandsTable {
+  org_id: string;
+  project_id: string;
+  command_id: string;
+  type: string;
+  /** sha256 of the canonical JSON of {type, context, params}: same id + other hash → 409. */
+  body_hash: string;
+  correlation_id: string;
+  surface: string | null;
+  principal: string;
+  params: Json;
+  context: Json;
+  risk_level: string;
+  policy_version: number;
+  status: CommandStatus;
+  ask_id: string | null;
+  result: NullableJson;
+  error: NullableJson;
+  attempts: Generated<number>;
+  accepted_at: Timestamp;
+  started_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  finished_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  updated_at: Timestamp;
+}
+
+export type AskStatusDb = "open" | "decided" | "executing" | "done" | "failed" | "cancelled" | "expired";
+
+/** Asks: the held RED actions and their state machine. */
+export interface AsksTable {
+  ask_id: string;
+  org_id: string;
+  project_id: string;
+  command_id: string;
+  correlation_id: string;
+  status: AskStatusDb;
+  risk_level: string;
+  action: Json;
+  /** sha256 of the canonical JSON of the action arguments ("approve exactly what runs"). */
+  action_hash: string;
+  policy_version: number;
+  expires_at: Timestamp;
+  decision: "approve" | "reject" | null;
+  decided_by: string | null;
+  decision_note: string | null;
+  decision_correlation_id: string | null;
+  decided_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  result: NullableJson;
+  error: NullableJson;
+  /** The principal who sent the command. */
+  requested_by: string | null;
+  /** Distinct approvals needed (the tenant's `approvals_required` for the type when the ask was created). */
+  approvals_required: Generated<number>;
+  /** Every decision so far, oldest first (`DecisionEntry[]`), as the register holds them. */
+  decisions: ColumnType<DecisionEntry[], string | undefined, string>;
+  /** Sequence of the last register entry applied (bigint as string); older entries are skipped. */
+  register_seq: ColumnType<string, string | number | undefined, string | number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** Append-only action history: every decision, execution and expiry. */
+export interface ActionHistoryTable {
+  id: Generated<string>;
+  org_id: string;
+  project_id: string;
+  ask_id: string;
+  command_id: string;
+  event: "decided" | "executed" | "execution_failed" | "cancelled" | "expired";
+  decision: "approve" | "reject" | null;
+  executor_id: string;
+  note: string | null;
+  correlation_id: string;
+  details: NullableJson;
+  created_at: Generated<Date>;
+}
+
+/** Outbox of external shares, delivered by the approval-worker's relay. */
+export interface ShareOutboxTable {
+  share_id: string;
+  org_id: string;
+  project_id: string;
+  ask_id: string;
+  command_id: string;
+  recipient: string;
+  channel: string;
+  resource: Json;
+  message: string | null;
+  status: "queued" | "delivered" | "failed";
+  attempts: Generated<number>;
+  next_attempt_at: Timestamp;
+  last_error: string | null;
+  created_at: Generated<Date>;
+  delivered_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+/** Reports of changes the gateway committed itself, until their publish is confirmed. */
+export interface ReportOutboxTable {
+  id: Generated<string>;
+  org_id: string;
+  project_id: string;
+  /** The report's `Nats-Msg-Id` (unique: one row per fact). */
+  msg_id: string;
+  subject: string;
+  /** The UTF-8 JSON `ReportMessage`, byte for byte what is published. */
+  payload: string;
+  correlation_id: string;
+  created_at: Generated<Date>;
+  /** The relay leaves a row alone until this time (a publish in flight, or a fresh row). */
+  leased_until: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+/** The profile photo of a tenant (one per tenant). */
+export interface ProfilePhotosTable {
+  org_id: string;
+  project_id: string;
+  sha256: string;
+  content_type: string;
+  bytes: Buffer;
+  created_at: Generated<Date>;
+}
+
+/** The kysely database type. */
+export interface Database {
+  tenant_settings: TenantSettingsTable;
+  commands: CommandsTable;
+  asks: AsksTable;
+  action_history: ActionHistoryTable;
+  share_outbox: ShareOutboxTable;
+  profile_photos: ProfilePhotosTable;
+  report_outbox: ReportOutboxTable;
+}

@@ -1,0 +1,91 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController, type RawServerDefault } from "fastify";
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import type { Logger } from "pino";
+import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { installErrorHandling } from "./errors.ts";
+
+/**
+ * A Fastify instance whose routes take zod schemas and whose handlers see the parsed,
+ * typed `req.body` / `req.params` / `req.query` (no casts).
+ */
+export type App = FastifyInstance<
+  RawServerDefault,
+  IncomingMessage,
+  ServerResponse,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>;
+
+/** Options of {@link createHttpApp}. */
+export interface HttpAppOptions {
+  logger: Logger;
+  /** Body limit in bytes (default 2 MiB, CONTRACT.md). */
+  bodyLimitBytes?: number;
+  /** The metrics registry (one per process). */
+  metrics: Registry;
+  /** Answer keep-alive requests with 503 while closing (default true). */
+  return503OnClosing?: boolean;
+}
+
+/** A per-process Prometheus registry with Node default metrics and a `service` label. */
+export function createMetrics(service: string): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/** Replaces the value of secret query parameters (`token`, `api_key`, `ticket`, …) in a URL for logging. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&](?:token|api_key|access_token|ticket)=)[^&#]*/gi, "$1[redacted]");
+}
+
+/**
+ * A Fastify instance with what every service's HTTP side shares: the zod type provider, the
+ * standard error body for every failure, one access-log line per request with secrets
+ * redacted, an HTTP duration histogram, and `GET /metrics`.
+ */
+export function createHttpApp(opts: HttpAppOptions): App {
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    bodyLimit: opts.bodyLimitBytes ?? 2 * 1024 * 1024,
+    // Fastify's own request logging is off (it would log raw URLs); the onResponse hook below logs.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => crypto.randomUUID(),
+    requestIdHeader: "x-request-id",
+    return503OnClosing: opts.return503OnClosing ?? true,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandling(app as unknown as FastifyInstance);
+
+  const duration = new Histogram({
+    name: "nexus_http_request_duration_seconds",
+    help: "HTTP request duration, by method, route and status",
+    labelNames: ["method", "route", "status"],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [opts.metrics],
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    const route = req.routeOptions.url ?? "unknown";
+    duration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    if (route !== "/health" && route !== "/metrics" && route !== "/ready")
+      req.log.info(
+        {
+          method: req.method,
+          url: redactUrl(req.url),
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime),
+          ...(req.correlationId ? { correlation_id: req.correlationId } : {}),
+          ...(req.tenant ? { org_id: req.tenant.org_id, project_id: req.tenant.project_id } : {}),
+        },
+        "http",
+      );
+  });
+  app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {
+    reply.type(opts.metrics.contentType);
+    return opts.metrics.metrics();
+  });
+  return app;
+}

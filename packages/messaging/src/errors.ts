@@ -1,0 +1,47 @@
+/**
+ * Named server conditions (nats.js `JetStreamApiCodes`, nats-server `server/errors.json`) and
+ * predicates over the errors nats.js throws, so callers never match on message text.
+ */
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { errors as coreErrors, RequestError } from "@nats-io/nats-core";
+
+export { JetStreamApiCodes };
+
+/** The server refused a publish because `Nats-Expected-Last-Subject-Sequence` did not match (10071). */
+export function isWrongLastSequence(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
+}
+
+/** A stream (10059) or consumer (10014) does not exist. */
+export function isNotFound(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound)
+  );
+}
+
+/** No answer within the request's timeout (the request may still have been received). */
+export function isNatsTimeout(err: unknown): boolean {
+  return err instanceof coreErrors.TimeoutError;
+}
+
+/**
+ * The request reached the server but nobody answered for the subject: for a JetStream publish,
+ * no stream captured it, so nothing was stored. nats.js reports it as `JetStreamNotEnabled`
+ * (with a `RequestError` no-responders cause) or as a no-responders `RequestError`.
+ */
+export function isNoResponders(err: unknown): boolean {
+  if (err instanceof RequestError && err.isNoResponders()) return true;
+  const cause = err instanceof Error ? err.cause : undefined;
+  return cause instanceof RequestError && cause.isNoResponders();
+}
+
+/** JetStream answered the request with an API error: the request was refused, nothing stored. */
+export function isJetStreamApiError(err: unknown): err is JetStreamApiError {
+  return err instanceof JetStreamApiError;
+}
+
+/** The connection was closed or is draining: a buffered publish may never have left. */
+export function isConnectionClosed(err: unknown): boolean {
+  return err instanceof coreErrors.ClosedConnectionError || err instanceof coreErrors.DrainingConnectionError;
+}

@@ -1,0 +1,10 @@
+/**
+ * `@nexus/messaging`: NATS connect, the JetStream topology, typed publishing with honest
+ * failure classification, effects publishing, register reads, and `runWorker()`.
+ */
+export * from "./connect.ts";
+export * from "./errors.ts";
+export * from "./local-server.ts";
+export * from "./publish.ts";
+export * from "./topology.ts";
+export * from "./worker.ts";

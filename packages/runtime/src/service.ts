@@ -1,0 +1,70 @@
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { createDb, type Database } from "@nexus/core";
+import { createMetrics } from "@nexus/http";
+import { checkTopology, connectNats, provisionTopology, type TopologyOptions } from "@nexus/messaging";
+import type { Kysely } from "kysely";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { BaseConfig } from "./config.ts";
+import { createLogger } from "./logger.ts";
+
+/** The JetStream topology settings named by a service's configuration. */
+export function topologyOptions(config: BaseConfig): TopologyOptions {
+  return {
+    streamEventKeep: config.STREAM_EVENT_KEEP,
+    replicas: config.STREAM_REPLICAS,
+    storage: config.STREAM_STORAGE,
+    workMaxAgeSeconds: config.WORK_MAX_AGE_SECONDS,
+    duplicateWindowMs: config.DUPLICATE_WINDOW_MS,
+    consumerAckWaitMs: config.CONSUMER_ACK_WAIT_MS,
+  };
+}
+
+/** What every service's `main.ts` starts with. */
+export interface ServiceRuntime {
+  logger: Logger;
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  js: JetStreamClient;
+  db: Kysely<Database>;
+  metrics: Registry;
+}
+
+/** The pool options a service's configuration names. */
+export function dbOptions(config: BaseConfig, applicationName: string, logger?: Logger) {
+  return {
+    url: config.DATABASE_URL,
+    applicationName,
+    max: config.PG_POOL_MAX,
+    acquireTimeoutMs: config.PG_ACQUIRE_TIMEOUT_MS,
+    statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
+    onError: (err: Error) => logger?.warn({ err }, "postgres:connection-error"),
+  };
+}
+
+/**
+ * The shared start of a service: logger, NATS connection, topology (provisioned when
+ * `PROVISION_ON_START`, then checked so the service fails fast with a clear message when a
+ * stream or consumer is missing), Postgres pool and metrics registry.
+ * @throws {TopologyMissing} naming what is missing; nats.js errors when NATS does not answer.
+ */
+export async function startRuntime(
+  service: string,
+  config: BaseConfig,
+  need: Parameters<typeof checkTopology>[1],
+): Promise<ServiceRuntime> {
+  const logger = createLogger({ service, level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
+  const nc = await connectNats({ url: config.NATS_URL, name: service, logger });
+  const jsm = await jetstreamManager(nc);
+  if (config.PROVISION_ON_START) await provisionTopology(jsm, topologyOptions(config), logger);
+  await checkTopology(jsm, need);
+  return {
+    logger,
+    nc,
+    jsm,
+    js: jetstream(nc),
+    db: createDb(dbOptions(config, service, logger)),
+    metrics: createMetrics(service),
+  };
+}

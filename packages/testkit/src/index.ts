@@ -1,0 +1,119 @@
+import { randomBytes } from "node:crypto";
+import type { Tenant } from "@nexus/contracts";
+import { createDb, type Database, migrateToLatest } from "@nexus/core";
+import { connectNats, provisionTopology, type TopologyOptions } from "@nexus/messaging";
+import type { Kysely } from "kysely";
+import pg from "pg";
+import { pino } from "pino";
+import { inject } from "vitest";
+import { spawnNatsServer, withDatabase } from "./infra.ts";
+
+export * from "./infra.ts";
+export * from "./sse-client.ts";
+export * from "./stack.ts";
+
+/** A tenant no other test uses: `{org_id: "<prefix>-<hex>", project_id: "p-<hex>"}`. */
+export function uniqueTenant(prefix = "t"): Tenant {
+  return { org_id: `${prefix}-${randomBytes(4).toString("hex")}`, project_id: `p-${randomBytes(3).toString("hex")}` };
+}
+
+/** Headers naming a tenant in header mode. */
+export function tenantHeaders(t: Tenant): Record<string, string> {
+  return { "x-org-id": t.org_id, "x-project-id": t.project_id };
+}
+
+/** Topology settings for tests: small retention so CURSOR_EXPIRED is reachable, short ack wait. */
+export const TEST_TOPOLOGY: TopologyOptions = {
+  streamEventKeep: 2000,
+  replicas: 1,
+  storage: "file",
+  workMaxAgeSeconds: 3600,
+  duplicateWindowMs: 120_000,
+  consumerAckWaitMs: 30_000,
+};
+
+export type { TopologyOptions };
+
+/** A database of one's own, migrated. `drop()` closes and drops it. */
+export interface TestDatabase {
+  url: string;
+  db: Kysely<Database>;
+  drop(): Promise<void>;
+}
+
+/** Creates and migrates a fresh database on the run's Postgres (see global setup). */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const admin = inject("pgAdminUrl");
+  const name = `nexus_t_${randomBytes(5).toString("hex")}`;
+  const c = new pg.Client({ connectionString: admin });
+  await c.connect();
+  await c.query(`create database ${name}`);
+  await c.end();
+  const url = withDatabase(admin, name);
+  const db = createDb({ url, max: 5 });
+  await migrateToLatest(db);
+  return {
+    url,
+    db,
+    async drop() {
+      await db.destroy();
+      const c2 = new pg.Client({ connectionString: admin });
+      await c2.connect();
+      await c2.query(`drop database if exists ${name} with (force)`);
+      await c2.end();
+    },
+  };
+}
+
+/** A NATS server for one test file, provisioned with the topology. */
+export interface TestNats {
+  url: string;
+  /** True when this server is the file's own (it may be stopped and restarted). */
+  own: boolean;
+  /** Stops the server (own servers only). */
+  stop(): Promise<void>;
+  /** Restarts an own server on the same port and store (data survives). */
+  restart(): Promise<void>;
+}
+
+/**
+ * A JetStream server of the test file's own (spawned binary) when one can be spawned, otherwise
+ * the run's shared server. Either way the topology is provisioned with `topology`.
+ */
+export async function natsForTest(topology: Partial<TopologyOptions> = {}): Promise<TestNats> {
+  const opts = { ...TEST_TOPOLOGY, ...topology };
+  if (inject("natsMode") === "binary") {
+    let server = await spawnNatsServer();
+    await provision(server.url, opts);
+    return {
+      url: server.url,
+      own: true,
+      stop: () => server.stop(),
+      async restart() {
+        await server.stop();
+        server = await spawnNatsServer({ port: server.port, storeDir: server.storeDir });
+      },
+    };
+  }
+  const url = inject("natsUrl");
+  await provision(url, opts);
+  return {
+    url,
+    own: false,
+    stop: async () => {},
+    restart: async () => {
+      throw new Error("restart needs a nats-server binary");
+    },
+  };
+}
+
+async function provision(url: string, o: TopologyOptions): Promise<void> {
+  const logger = pino({ level: "silent" });
+  const nc = await connectNats({ url, name: "test-provision", logger });
+  try {
+    const { jetstreamManager } = await import("@nats-io/jetstream");
+    await provisionTopology(await jetstreamManager(nc), o, logger);
+  } finally {
+    await nc.close();
+  }
+}

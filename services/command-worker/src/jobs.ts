@@ -1,0 +1,339 @@
+/**
+ * The command-worker's jobs: the messages of NEXUS_COMMANDS.
+ *
+ * - `command` (`nexus.cmd.<org>.<project>.<command_id>`, published by the gateway): record it
+ *   under the tenant's risk policy, then run it (GREEN/YELLOW) or hold it for approval (RED).
+ * - `approved_action` (`….<command_id>.approved`, dispatched by the approval-worker): verify
+ *   the approved action is unchanged, run it, record the outcome.
+ *
+ * Each step is a core transition in Postgres followed by the publish of its effects and only
+ * then the ack (ARCHITECTURE.md "The write path"); a redelivery re-runs the step, which finds the
+ * state reached and restates the same effects (same `Nats-Msg-Id`s), so everything happens once
+ * (invariant 3), and a RED command never runs its action without an approval (invariant 2).
+ */
+import { randomUUID } from "node:crypto";
+import type { JsMsg } from "@nats-io/jetstream";
+import {
+  type ApiError,
+  ApprovedActionMessage,
+  apiError,
+  COMMAND_TYPES,
+  CommandMessage,
+  isCommandType,
+  subjects,
+  type Tenant,
+  tenantFromSubject,
+  zodDetails,
+} from "@nexus/contracts";
+import {
+  askProgressPending,
+  type CommandRow,
+  completeCommand,
+  completeExecution,
+  type Database,
+  type Effects,
+  failCommand,
+  failExecution,
+  holdForApproval,
+  policyFor,
+  progressPending,
+  readSettings,
+  receiveCommand,
+  restateCommand,
+  resumeCommand,
+  startExecution,
+} from "@nexus/core";
+import {
+  type HandlerContext,
+  HandlerError,
+  handlerFor,
+  isConnectorError,
+  isHandlerError,
+  type LlmProvider,
+  type ShareConnector,
+} from "@nexus/handlers";
+import {
+  type DeadLetterRequest,
+  type JetStreamPublisher,
+  type JobContext,
+  type Parsed,
+  publishEffects,
+  type WorkerSpec,
+} from "@nexus/messaging";
+import type { Kysely } from "kysely";
+
+/** A job of the command-worker. */
+export type CommandJob =
+  | { kind: "command"; message: CommandMessage }
+  | { kind: "approved_action"; message: ApprovedActionMessage };
+
+/** What the jobs depend on. */
+export interface CommandJobDeps {
+  db: Kysely<Database>;
+  js: JetStreamPublisher;
+  llm: LlmProvider;
+  share: ShareConnector;
+  now: () => Date;
+  config: {
+    ASK_TTL_SECONDS: number;
+    PUBLISH_TIMEOUT_MS: number;
+    FAULT_INJECT_HANDLER_DELAY_MS: number;
+  };
+}
+
+/**
+ * Parses a NEXUS_COMMANDS message. Poison (dead-lettered, never handled): not UTF-8 JSON, not a
+ * command or approved action, or published on another subject than its own tenant and id
+ * (a body can never act for another tenant than its subject names).
+ */
+export function parseCommandJob(msg: Pick<JsMsg, "data" | "subject">): Parsed<CommandJob> {
+  const subjectTenant = tenantFromSubject(msg.subject);
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(msg.data));
+  } catch {
+    return { ok: false, error: "the body is not UTF-8 JSON", tenant: subjectTenant };
+  }
+  const kind = (body as { kind?: unknown } | null)?.kind;
+  const issues = (e: { issues: { path: PropertyKey[]; message: string }[] }) =>
+    e.issues.map((i) => `${i.path.map(String).join(".") || "(root)"}: ${i.message}`).join("; ");
+  if (kind === "approved_action") {
+    const r = ApprovedActionMessage.safeParse(body);
+    if (!r.success)
+      return {
+        ok: false,
+        error: `the body does not match ApprovedActionMessage: ${issues(r.error)}`,
+        tenant: subjectTenant,
+      };
+    if (msg.subject !== subjects.approvedAction(r.data.tenant, r.data.command_id))
+      return {
+        ok: false,
+        error: "the tenant or command_id of the body differs from the subject",
+        tenant: subjectTenant,
+      };
+    return {
+      ok: true,
+      job: { kind: "approved_action", message: r.data },
+      tenant: r.data.tenant,
+      log: logFields(r.data.tenant, r.data.command_id, r.data.correlation_id, r.data.ask_id),
+    };
+  }
+  const r = CommandMessage.safeParse(body);
+  if (!r.success)
+    return { ok: false, error: `the body does not match CommandMessage: ${issues(r.error)}`, tenant: subjectTenant };
+  let expected: string;
+  try {
+    expected = subjects.command(r.data.tenant, r.data.command_id);
+  } catch {
+    return { ok: false, error: "command_id is not a valid subject token", tenant: subjectTenant };
+  }
+  if (msg.subject !== expected)
+    return { ok: false, error: "the tenant or command_id of the body differs from the subject", tenant: subjectTenant };
+  return {
+    ok: true,
+    job: { kind: "command", message: r.data },
+    tenant: r.data.tenant,
+    log: logFields(r.data.tenant, r.data.command_id, r.data.correlation_id),
+  };
+}
+
+function logFields(t: Tenant, commandId: string, correlationId: string, askId?: string) {
+  return {
+    org_id: t.org_id,
+    project_id: t.project_id,
+    command_id: commandId,
+    correlation_id: correlationId,
+    ...(askId ? { ask_id: askId } : {}),
+  };
+}
+
+/** The runner spec of the command-worker (see `runWorker`). */
+export function commandWorkerSpec(
+  deps: CommandJobDeps,
+): Pick<WorkerSpec<CommandJob>, "parse" | "handle" | "onExhausted"> {
+  return {
+    parse: parseCommandJob,
+    handle: (job, ctx) =>
+      job.kind === "command" ? handleCommand(deps, job.message, ctx) : handleApproved(deps, job.message, ctx),
+    async onExhausted(job, err, ctx) {
+      const error = exhaustedError(err, ctx.attempt);
+      const t = job.message.tenant;
+      const out =
+        job.kind === "command"
+          ? await failCommand(deps.db, t, job.message.command_id, error, deps.now())
+          : await deps.db.transaction().execute((tx) => failExecution(tx, t, job.message.ask_id, error, deps.now()));
+      await publish(deps, out.effects, ctx);
+      return error.code;
+    },
+  };
+}
+
+/** The failure of a job whose attempts are spent: the handler's own code when it gave one. */
+function exhaustedError(err: unknown, attempts: number): ApiError {
+  if (isHandlerError(err)) return apiError(err.code, `${err.message} (gave up after ${attempts} attempts)`);
+  return apiError("RETRIES_EXHAUSTED", `The command failed after ${attempts} attempts`);
+}
+
+async function publish(deps: CommandJobDeps, effects: Effects, ctx: Pick<JobContext, "traceparent">): Promise<void> {
+  if (effects.reports.length + effects.notifications.length + effects.messages.length === 0) return;
+  await publishEffects(deps.js, effects, {
+    timeoutMs: deps.config.PUBLISH_TIMEOUT_MS,
+    ...(ctx.traceparent ? { traceparent: ctx.traceparent } : {}),
+  });
+}
+
+/** A handler's failure that will not get better by retrying, as the command's error; `undefined` when it may. */
+function permanentError(err: unknown): ApiError | undefined {
+  if (isHandlerError(err) && !err.retryable) return apiError(err.code, err.message);
+  if (isConnectorError(err) && !err.retryable) return apiError("CONNECTOR_FAILED", err.message);
+  return undefined;
+}
+
+/** A command message: record it, then run it or hold it (module doc). */
+async function handleCommand(
+  deps: CommandJobDeps,
+  m: CommandMessage,
+  ctx: JobContext,
+): Promise<void | DeadLetterRequest> {
+  const t = m.tenant;
+  const settings = await readSettings(deps.db, t);
+  const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
+  const received = await receiveCommand(deps.db, m, policy, deps.now());
+  if (received.kind === "conflict")
+    return {
+      reason: "idempotency_conflict",
+      code: "IDEMPOTENCY_CONFLICT",
+      error: `command_id ${m.command_id} was reused with another body after the first command left the command stream; the first command stands`,
+    };
+  let row: CommandRow = received.row;
+  let effects: Effects;
+  if (received.kind === "inserted") effects = received.effects;
+  else if (row.status === "running") {
+    // Its worker died or the handler failed: run it again (attempts + 1).
+    const resumed = await resumeCommand(deps.db, t, m.command_id, deps.now());
+    if (!resumed) return handleCommand(deps, m, ctx); // finished meanwhile: restate that
+    row = resumed;
+    effects = restateCommand(m, row);
+  } else effects = restateCommand(m, row);
+
+  if (row.status === "accepted" || row.status === "waiting_approval") {
+    // RED: hold for a human; nothing runs before an approve decision (invariant 2).
+    const held = await deps.db
+      .transaction()
+      .execute((tx) => holdForApproval(tx, row, { askId: randomUUID(), policy, now: deps.now() }));
+    effects.reports.push(...held.effects.reports);
+    await publish(deps, effects, ctx);
+    ctx.logger.info({ ask_id: held.row.ask_id }, "command:held-for-approval");
+    return;
+  }
+  await publish(deps, effects, ctx);
+  if (row.status !== "running") return; // finished before: restated, nothing runs again
+
+  let result: unknown;
+  try {
+    result = await runHandler(deps, row.type, row.params, ctx, {
+      tenant: t,
+      commandId: m.command_id,
+      correlationId: m.correlation_id,
+      progress: async (stage, percent) => {
+        await publish(
+          deps,
+          { reports: [progressPending(row, stage, percent, deps.now())], notifications: [], messages: [] },
+          ctx,
+        );
+      },
+    });
+  } catch (err) {
+    const permanent = permanentError(err);
+    if (!permanent || ctx.signal.aborted) throw err;
+    const failed = await failCommand(deps.db, t, m.command_id, permanent, deps.now());
+    await publish(deps, failed.effects, ctx);
+    ctx.logger.info({ code: permanent.code }, "command:failed");
+    return;
+  }
+  ctx.signal.throwIfAborted();
+  const done = await completeCommand(deps.db, t, m.command_id, result, deps.now());
+  await publish(deps, done.effects, ctx);
+}
+
+/** An approved ask's action: verify, run, record (module doc). */
+async function handleApproved(deps: CommandJobDeps, m: ApprovedActionMessage, ctx: JobContext): Promise<void> {
+  const t = m.tenant;
+  const start = await deps.db.transaction().execute((tx) => startExecution(tx, t, m.ask_id, deps.now()));
+  if (start.kind === "settled") {
+    await publish(deps, start.effects, ctx);
+    return;
+  }
+  let result: unknown;
+  try {
+    result = await runHandler(deps, start.action.type, start.action.params, ctx, {
+      tenant: t,
+      commandId: m.command_id,
+      // Everything that follows a decision carries the decision's correlation id (LOCKED rule 4).
+      correlationId: m.correlation_id,
+      approval: { askId: m.ask_id, approvedBy: m.approved_by },
+      progress: async (stage, percent) => {
+        await publish(
+          deps,
+          { reports: [askProgressPending(start.row, stage, percent, deps.now())], notifications: [], messages: [] },
+          ctx,
+        );
+      },
+    });
+  } catch (err) {
+    const permanent = permanentError(err);
+    if (!permanent || ctx.signal.aborted) throw err;
+    const failed = await deps.db.transaction().execute((tx) => failExecution(tx, t, m.ask_id, permanent, deps.now()));
+    await publish(deps, failed.effects, ctx);
+    return;
+  }
+  ctx.signal.throwIfAborted();
+  const done = await deps.db.transaction().execute((tx) => completeExecution(tx, t, m.ask_id, result, deps.now()));
+  await publish(deps, done.effects, ctx);
+}
+
+/**
+ * Looks the handler up by type, parses the params with the registry's schema, and runs it.
+ * @throws {HandlerError}-like permanent failures for an unknown type or params that do not fit
+ *   (they cannot get better), and whatever the handler throws.
+ */
+async function runHandler(
+  deps: CommandJobDeps,
+  type: string,
+  rawParams: unknown,
+  ctx: JobContext,
+  c: Pick<HandlerContext, "tenant" | "commandId" | "correlationId" | "progress" | "approval">,
+): Promise<unknown> {
+  const handler = handlerFor(type);
+  if (!handler || !isCommandType(type)) throw permanent(apiError("HANDLER_FAILED", `No handler for ${type}`));
+  const params = COMMAND_TYPES[type].params.safeParse(rawParams);
+  if (!params.success)
+    throw permanent(apiError("VALIDATION_FAILED", `params do not fit ${type}`, zodDetails(params.error, "params")));
+  if (deps.config.FAULT_INJECT_HANDLER_DELAY_MS > 0) await sleep(deps.config.FAULT_INJECT_HANDLER_DELAY_MS, ctx.signal);
+  return handler.handle(params.data, {
+    logger: ctx.logger,
+    signal: ctx.signal,
+    now: deps.now,
+    llm: deps.llm,
+    connectors: { share: deps.share },
+    ...c,
+  });
+}
+
+function permanent(error: ApiError): HandlerError {
+  return new HandlerError(error.code, error.message, false);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+}
