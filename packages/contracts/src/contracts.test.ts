@@ -6,7 +6,6 @@ import {
   ErrorCode,
   errorSpec,
   InvalidSubjectToken,
-  msgId,
   normaliseCommandRequest,
   parseCursor,
   type ReportEvent,
@@ -20,7 +19,8 @@ const t = { org_id: "acme", project_id: "nexus" };
 describe("subject builders", () => {
   it("build per-tenant subjects", () => {
     expect(subjects.report(t)).toBe("nexus.report.acme.nexus");
-    expect(subjects.command(t, "draft_email.create")).toBe("nexus.cmd.acme.nexus.draft_email.create");
+    expect(subjects.command(t, "5b2f-1")).toBe("nexus.cmd.acme.nexus.5b2f-1");
+    expect(subjects.approvedAction(t, "5b2f-1")).toBe("nexus.cmd.acme.nexus.5b2f-1.approved");
     expect(subjects.approval(t, "a-1")).toBe("nexus.approval.acme.nexus.a-1");
     expect(subjects.caseAction(t)).toBe("nexus.notify.acme.nexus.case_action");
     expect(tenantFromSubject("nexus.report.acme.nexus")).toEqual(t);
@@ -29,10 +29,11 @@ describe("subject builders", () => {
     for (const bad of ["a.b", "*", ">", "a b", "", "x".repeat(65), "é"]) {
       expect(() => subjects.report({ org_id: bad, project_id: "p" })).toThrow(InvalidSubjectToken);
       expect(() => subjects.report({ org_id: "o", project_id: bad })).toThrow(InvalidSubjectToken);
-      expect(() => msgId({ org_id: bad, project_id: "p" }, "x")).toThrow(InvalidSubjectToken);
+      expect(() => subjects.command({ org_id: bad, project_id: "p" }, "x")).toThrow(InvalidSubjectToken);
     }
     expect(() => subjects.approval(t, "a.>")).toThrow(InvalidSubjectToken);
     expect(() => subjects.command(t, "x.*")).toThrow(InvalidSubjectToken);
+    expect(() => subjects.command(t, "a.b")).toThrow(InvalidSubjectToken);
   });
 });
 

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import type { Tenant } from "@nexus/contracts";
-import { createDb, type Database, migrateToLatest } from "@nexus/core";
-import { connectNats, provisionTopology, type TopologyOptions } from "@nexus/messaging";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { AgentReport, Causality, Tenant } from "@nexus/contracts";
+import { createDb, type Database, migrateToLatest, type ReportStep, reportMsgId } from "@nexus/core";
+import { connectNats, provisionTopology, publishReport, type TopologyOptions } from "@nexus/messaging";
 import type { Kysely } from "kysely";
 import pg from "pg";
 import { pino } from "pino";
@@ -117,3 +118,36 @@ async function provision(url: string, o: TopologyOptions): Promise<void> {
     await nc.close();
   }
 }
+
+/** Publishes reports for tests (a stand-in for a worker), see {@link reportPublisher}. */
+export interface ReportPublisher {
+  /**
+   * Publishes one report with `Nats-Msg-Id` `<org>.<project>.<entityId>:<step>`.
+   * @returns its report_id (the JetStream sequence, decimal).
+   */
+  publish(args: {
+    tenant: Tenant;
+    entityId: string;
+    step: ReportStep;
+    report: AgentReport;
+    causality: Causality;
+    ts: string;
+  }): Promise<string>;
+}
+
+/** A {@link ReportPublisher} on a JetStream client. */
+export function reportPublisher(js: JetStreamClient): ReportPublisher {
+  return {
+    async publish({ tenant, entityId, step, report, causality, ts }) {
+      const ack = await publishReport(js, {
+        tenant,
+        msgId: reportMsgId(tenant, entityId, step),
+        report,
+        causality,
+        ts,
+      });
+      return String(ack.seq);
+    },
+  };
+}
+export * from "./reports.ts";

@@ -16,6 +16,7 @@ import type { GatewayDeps } from "./deps.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { settingsRoutes } from "./routes/settings.ts";
+import { startOutboxRelay } from "./write/settings.ts";
 
 const DEFAULT_CONSOLE_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -24,7 +25,8 @@ const DEFAULT_CONSOLE_DIR = path.resolve(
 
 /**
  * Builds the gateway: auth/tenant, rate limit, multipart, OpenAPI at `/docs`, the console at
- * `/ui`, the command/approval/settings routes, the stream proxy, `/health`, `/ready`, `/metrics`.
+ * `/ui`, the command/approval/settings routes, the stream proxy, `/health`, `/ready`, `/metrics`,
+ * and the report-outbox relay (stopped by `app.close()`).
  */
 export async function buildGateway(deps: GatewayDeps): Promise<App> {
   const app = createHttpApp({
@@ -67,6 +69,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
     }),
   });
   await app.register(fastifyMultipart, { limits: { fileSize: deps.config.PHOTO_LIMIT_BYTES, files: 1, fields: 5 } });
+
+  // Settings reports whose publish after the commit was lost are published by this relay.
+  const relay = startOutboxRelay(deps, { pollMs: deps.config.OUTBOX_POLL_MS });
+  app.addHook("onClose", () => relay.stop());
 
   commandRoutes(app, deps);
   approvalRoutes(app, deps);

@@ -1,6 +1,6 @@
 import type { Database } from "@nexus/core";
 import type { JetStreamPublisher, LastMessageReader } from "@nexus/messaging";
-import type { Kysely } from "kysely";
+import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { GatewayConfig } from "./config.ts";
@@ -17,12 +17,16 @@ export type FaultStep =
   | "decide:before-register-write"
   | "decide:after-register-write"
   | "decide:after-report-publish"
+  | "settings:in-transaction"
   | "settings:before-commit"
   | "settings:after-commit"
   | "settings:after-publish";
 
-/** Called at each {@link FaultStep}; a throw there is what the test injects. */
-export type FaultHook = (step: FaultStep) => void | Promise<void>;
+/**
+ * Called at each {@link FaultStep}; a throw there is what the test injects. Steps inside the
+ * settings transaction get it (`trx`), so a test can kill that very connection.
+ */
+export type FaultHook = (step: FaultStep, ctx?: { trx?: Transaction<Database> }) => void | Promise<void>;
 
 /** What the gateway's routes depend on: an explicit bag, no singletons. */
 export interface GatewayDeps {
@@ -45,8 +49,12 @@ export interface GatewayDeps {
 }
 
 /** Runs the fault hook of `step`, if any. */
-export async function faultAt(deps: Pick<GatewayDeps, "faults">, step: FaultStep): Promise<void> {
-  if (deps.faults) await deps.faults(step);
+export async function faultAt(
+  deps: Pick<GatewayDeps, "faults">,
+  step: FaultStep,
+  ctx?: { trx?: Transaction<Database> },
+): Promise<void> {
+  if (deps.faults) await deps.faults(step, ctx);
 }
 
 /** A {@link FaultHook} that SIGKILLs the process at the listed steps (`FAULT_INJECT_CRASH_AT`). */

@@ -4,7 +4,6 @@ import { onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import { buildGateway } from "./app.ts";
 import { GatewayConfig } from "./config.ts";
 import { crashAt } from "./deps.ts";
-import { startOutboxRelay } from "./write/settings.ts";
 
 const config = parseConfig(GatewayConfig, process.env);
 const { logger, nc, js, jsm, db, metrics } = await startRuntime("gateway", config, {
@@ -29,13 +28,11 @@ const deps = {
 };
 const app = await buildGateway(deps);
 await app.listen({ host: config.HOST, port: config.PORT });
-const relay = startOutboxRelay(deps, { pollMs: config.OUTBOX_POLL_MS });
 logger.info({ port: config.PORT }, "gateway:listening");
 
 onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
-  // Stop taking requests and let in-flight ones finish, stop the relay, then drain NATS.
+  // Stop taking requests and let in-flight ones finish (and the relay), then drain NATS.
   await app.close();
-  await relay.stop();
   await nc.drain().catch(() => {});
   await db.destroy();
 });

@@ -1,6 +1,3 @@
-import { jetstream } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
-import { connectNats, createLogger, createMetrics, jetStreamReportPublisher, parseConfig } from "@nexus/platform";
 import {
   createTestDatabase,
   natsForTest,
@@ -9,42 +6,20 @@ import {
   tenantHeaders,
   uniqueTenant,
 } from "@nexus/testkit";
-import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildGateway } from "../src/app.ts";
-import { GatewayConfig } from "../src/config.ts";
+import { type GatewayHarness, startGateway } from "./harness.ts";
 
 let nats: TestNats;
 let database: TestDatabase;
-let nc: NatsConnection;
-let app: FastifyInstance;
+let gw: GatewayHarness;
 
 beforeAll(async () => {
   nats = await natsForTest();
   database = await createTestDatabase();
-  const logger = createLogger({ service: "gateway-test", level: "silent" });
-  nc = await connectNats({ url: nats.url, name: "gateway-test", logger });
-  const js = jetstream(nc);
-  const config = parseConfig(GatewayConfig, {
-    RATE_LIMIT_PER_MINUTE: "5",
-    NATS_URL: nats.url,
-    DATABASE_URL: database.url,
-  });
-  app = await buildGateway({
-    config,
-    db: database.db,
-    nc,
-    js,
-    reports: jetStreamReportPublisher(js),
-    logger,
-    metrics: createMetrics("gateway-test"),
-    now: () => new Date(),
-  });
-  await app.ready();
+  gw = await startGateway({ nats, db: database, env: { RATE_LIMIT_PER_MINUTE: "5" } });
 });
 afterAll(async () => {
-  await app?.close();
-  await nc?.close();
+  await gw?.close();
   await database?.drop();
   await nats?.stop();
 });
@@ -53,9 +28,9 @@ describe("gateway (in-process)", () => {
   it("rate-limits per tenant with 429 and the standard error body", async () => {
     const t = uniqueTenant();
     const statuses: number[] = [];
-    let last: any;
+    let last: { error?: unknown } = {};
     for (let i = 0; i < 7; i++) {
-      const r = await app.inject({
+      const r = await gw.app.inject({
         method: "PATCH",
         url: "/assistant/skin",
         headers: tenantHeaders(t),
@@ -68,7 +43,7 @@ describe("gateway (in-process)", () => {
     expect(statuses.slice(5)).toEqual([429, 429]);
     expect(last.error).toMatchObject({ code: "RATE_LIMITED", recoverable: true });
     // another tenant is not affected
-    const other = await app.inject({
+    const other = await gw.app.inject({
       method: "PATCH",
       url: "/assistant/skin",
       headers: tenantHeaders(uniqueTenant()),
@@ -78,7 +53,7 @@ describe("gateway (in-process)", () => {
   });
 
   it("serves generated OpenAPI with the LOCKED paths, and the console", async () => {
-    const spec = (await app.inject({ url: "/docs/json" })).json();
+    const spec = (await gw.app.inject({ url: "/docs/json" })).json();
     expect(Object.keys(spec.paths)).toEqual(
       expect.arrayContaining([
         "/sidecar/command",
@@ -88,18 +63,18 @@ describe("gateway (in-process)", () => {
         "/compliance/settings",
       ]),
     );
-    expect((await app.inject({ url: "/ui" })).statusCode).toBe(302);
-    const page = await app.inject({ url: "/ui/" });
+    expect((await gw.app.inject({ url: "/ui" })).statusCode).toBe(302);
+    const page = await gw.app.inject({ url: "/ui/" });
     expect(page.statusCode).toBe(200);
     expect(page.body).toMatch(/<html/i);
   });
 
   it("answers unknown routes and a non-multipart photo upload with the standard error body", async () => {
     const t = uniqueTenant();
-    const nf = await app.inject({ url: "/nope" });
+    const nf = await gw.app.inject({ url: "/nope" });
     expect(nf.statusCode).toBe(404);
     expect(nf.json().error.code).toBe("NOT_FOUND");
-    const photo = await app.inject({
+    const photo = await gw.app.inject({
       method: "POST",
       url: "/profile/photo",
       headers: tenantHeaders(t),

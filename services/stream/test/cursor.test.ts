@@ -1,4 +1,5 @@
 import { ErrorEvent } from "@nexus/contracts";
+import { readSnapshot } from "@nexus/core";
 import {
   createTestDatabase,
   natsForTest,
@@ -9,7 +10,6 @@ import {
 } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pickCursor } from "../src/cursor.ts";
-import { readSnapshot } from "../src/snapshot.ts";
 import { type Harness, publishMany, publishReport, reportIds, startHarness } from "./helpers.ts";
 
 const KEEP = 20;

@@ -1,4 +1,5 @@
 import { STREAMS, type Tenant } from "@nexus/contracts";
+import { readSnapshot, type SnapshotReader } from "@nexus/core";
 import {
   createTestDatabase,
   natsForTest,
@@ -9,7 +10,6 @@ import {
   waitFor,
 } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readSnapshot, type SnapshotReader } from "../src/snapshot.ts";
 import { type Harness, publishMany, publishReport, reportIds, startHarness, strictlyIncreasing } from "./helpers.ts";
 
 const HUB_BUFFER_SIZE = 5;

@@ -2,14 +2,17 @@ import { randomUUID } from "node:crypto";
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { AgentReport, Tenant } from "@nexus/contracts";
+import { connectNats } from "@nexus/messaging";
+import { createLogger, parseConfig } from "@nexus/runtime";
 import {
-  connectNats,
-  createLogger,
-  jetStreamReportPublisher,
-  parseConfig,
+  openSse,
   type ReportPublisher,
-} from "@nexus/platform";
-import { openSse, type SseClient, type TestDatabase, type TestNats, tenantHeaders } from "@nexus/testkit";
+  reportPublisher,
+  type SseClient,
+  type TestDatabase,
+  type TestNats,
+  tenantHeaders,
+} from "@nexus/testkit";
 import { Registry } from "prom-client";
 import { buildStreamApp, type StreamApp, type StreamDeps } from "../src/app.ts";
 import { StreamConfig } from "../src/config.ts";
@@ -78,7 +81,7 @@ export async function startHarness(o: {
     nc,
     js,
     jsm,
-    pub: jetStreamReportPublisher(js),
+    pub: reportPublisher(js),
     metrics,
     streamUrl,
     async open(t, opts = {}) {
@@ -119,7 +122,7 @@ export async function publishReport(pub: ReportPublisher, tenant: Tenant, label 
   const id = await pub.publish({
     tenant,
     entityId: commandId,
-    step: "progress",
+    step: "progress.step",
     report,
     causality: { correlation_id: `c-${label}`, command_id: commandId },
     ts: new Date().toISOString(),

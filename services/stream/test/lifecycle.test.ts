@@ -1,5 +1,5 @@
 import net from "node:net";
-import { createLogger } from "@nexus/platform";
+import { createLogger } from "@nexus/runtime";
 import {
   createTestDatabase,
   natsForTest,

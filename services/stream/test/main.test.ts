@@ -2,12 +2,14 @@ import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { jetstream } from "@nats-io/jetstream";
-import { connectNats, createLogger, jetStreamReportPublisher } from "@nexus/platform";
+import { connectNats } from "@nexus/messaging";
+import { createLogger } from "@nexus/runtime";
 import {
   createTestDatabase,
   freePort,
   natsForTest,
   openSse,
+  reportPublisher,
   type TestDatabase,
   type TestNats,
   tenantHeaders,
@@ -74,7 +76,7 @@ describe("main.ts (the service as a process)", () => {
         name: "main-test",
         logger: createLogger({ service: "t", level: "silent" }),
       });
-      const id = await publishReport(jetStreamReportPublisher(jetstream(nc)), t, "via-process");
+      const id = await publishReport(reportPublisher(jetstream(nc)), t, "via-process");
       await c.waitFor(() => reportIds(c).includes(id), 5000, "report");
       await nc.close();
 

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { JetStreamClient } from "@nats-io/jetstream";
 import {
   applyReport,
   type CommandMessage,
@@ -8,26 +9,23 @@ import {
   type Tenant,
 } from "@nexus/contracts";
 import {
-  acceptedReport,
-  actionHash,
-  askCreatedReport,
-  askDecidedReport,
-  askExecutedReport,
+  applyAskEvent,
   commandBodyHash,
   completeCommand,
-  completedReport,
-  createAsk,
-  decideAsk,
-  ensureTenant,
-  holdCommandForAsk,
-  insertCommand,
-  type ReportPublisher,
-  readSettings,
-  startCommand,
-  startedReport,
-  transitionAsk,
-  writeSection,
-} from "@nexus/platform";
+  completeExecution,
+  type Effects,
+  holdForApproval,
+  planDecision,
+  policyFor,
+  progressPending,
+  readSnapshot,
+  receiveCommand,
+  type SnapshotReader,
+  startExecution,
+  updateSettings,
+  worklogEntry,
+} from "@nexus/core";
+import { publishEffects } from "@nexus/messaging";
 import {
   createTestDatabase,
   natsForTest,
@@ -37,7 +35,6 @@ import {
   uniqueTenant,
 } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readSnapshot, type SnapshotReader, worklogEntry } from "../src/snapshot.ts";
 import { type Harness, startHarness } from "./helpers.ts";
 
 let nats: TestNats;
@@ -46,11 +43,11 @@ let h: Harness;
 /** Work a test wants done inside the server's snapshot read: before and after the real DB read. */
 let around: { before?: () => Promise<void>; after?: () => Promise<void> } = {};
 
-const reader: SnapshotReader = async (db, t) => {
+const reader: SnapshotReader = async (db, t, opts) => {
   const hooks = around;
   around = {};
   await hooks.before?.();
-  const s = await readSnapshot(db, t);
+  const s = await readSnapshot(db, t, opts);
   await hooks.after?.();
   return s;
 };
@@ -68,98 +65,106 @@ afterAll(async () => {
 });
 
 /**
- * A stand-in for the workers: each step writes the database first, then publishes the report
- * carrying the entity's new state (the order ARCHITECTURE.md invariant 6 relies on).
+ * A stand-in for the workers built from the real core transitions: each step commits its
+ * transition first, then publishes the effects it returned (the order ARCHITECTURE.md
+ * invariant 6 relies on).
  */
-function fakeWorker(t: Tenant, pub: ReportPublisher) {
+function fakeWorker(t: Tenant, js: JetStreamClient) {
   const db = tdb.db;
-  const publish = (
-    entityId: string,
-    step: string,
-    report: Parameters<ReportPublisher["publish"]>[0]["report"],
-    causality: { correlation_id: string; command_id?: string; ask_id?: string },
-  ) => pub.publish({ tenant: t, entityId, step, report, causality, ts: new Date().toISOString() });
+  const publish = (e: Effects) => publishEffects(js, e);
 
-  const message = (type: string, risk: "GREEN" | "RED"): CommandMessage => ({
-    v: 1,
-    tenant: t,
-    command_id: randomUUID(),
-    type,
-    context: {},
-    params: { brief: "hello" },
-    correlation_id: `c-${randomUUID()}`,
-    risk_level: risk,
-    policy_version: 0,
-    ask_ttl_seconds: 3600,
-    accepted_at: new Date().toISOString(),
-    principal: "anonymous",
+  const message = (type: string): CommandMessage => {
+    const params =
+      type === "external_share.prepare"
+        ? { recipient: "p@example.org", channel: "email", resource: { ref: "d", title: "D" } }
+        : { brief: "hello" };
+    return {
+      v: 1,
+      kind: "command",
+      tenant: t,
+      command_id: randomUUID(),
+      type,
+      context: {},
+      params,
+      correlation_id: `c-${randomUUID()}`,
+      accepted_at: new Date().toISOString(),
+      principal: "user-0",
+      body_hash: commandBodyHash({ type, context: {}, params }),
+    };
+  };
+  const policy = (risk: "GREEN" | "RED") => ({
+    ...policyFor("draft_email.create", { risk_overrides: {}, policy_version: 0 }, 0, 3600),
+    risk,
   });
 
   return {
-    /** accepted → running → done, one step per call of the returned iterator. */
+    /** received (running) → a progress step → done, one step per call. */
     green() {
-      const m = message("draft_email.create", "GREEN");
-      const cz = { correlation_id: m.correlation_id, command_id: m.command_id };
+      const m = message("draft_email.create");
       return [
         async () => {
-          await insertCommand(db, m, commandBodyHash(m));
-          await publish(m.command_id, "accepted", acceptedReport(m), cz);
+          const r = await receiveCommand(db, m, policy("GREEN"), new Date());
+          if (r.kind === "inserted") await publish(r.effects);
         },
         async () => {
-          await startCommand(db, t, m.command_id, new Date());
-          await publish(m.command_id, "started", startedReport(m), cz);
+          const row = {
+            org_id: t.org_id,
+            project_id: t.project_id,
+            command_id: m.command_id,
+            correlation_id: m.correlation_id,
+            type: m.type,
+          };
+          await publish({
+            reports: [progressPending(row, "writing", 50, new Date())],
+            notifications: [],
+            messages: [],
+          });
         },
         async () => {
-          const result = { subject: "Re: hello", body: "Thanks" };
-          await completeCommand(db, t, m.command_id, result, new Date());
-          await publish(m.command_id, "completed", completedReport(m, result), cz);
+          const done = await completeCommand(db, t, m.command_id, { subject: "Re: hello", body: "Thanks" }, new Date());
+          await publish(done.effects);
         },
       ];
     },
-    /** accepted → ask open → decided → executed. */
+    /** received (accepted) → ask open → approved → executed. */
     red() {
-      const m = message("external_share.prepare", "RED");
-      const askId = randomUUID();
-      const cz = { correlation_id: m.correlation_id, command_id: m.command_id, ask_id: askId };
-      const action = { type: m.type, command_id: m.command_id, params: m.params };
+      const m = message("external_share.prepare");
+      let askId = "";
       return [
         async () => {
-          await insertCommand(db, m, commandBodyHash(m));
-          await publish(m.command_id, "accepted", acceptedReport(m), cz);
+          const r = await receiveCommand(db, m, policy("RED"), new Date());
+          if (r.kind === "inserted") await publish(r.effects);
         },
         async () => {
-          const now = new Date();
-          const { row } = await createAsk(db, {
-            ask_id: askId,
-            tenant: t,
-            command_id: m.command_id,
-            correlation_id: m.correlation_id,
-            risk_level: "RED",
-            action,
-            action_hash: actionHash(action),
-            policy_version: 0,
-            expires_at: new Date(now.getTime() + 3600_000),
-            now,
-          });
-          await holdCommandForAsk(db, t, m.command_id, askId, now);
-          await publish(m.command_id, "ask", askCreatedReport(row, m.type), cz);
+          const r = await receiveCommand(db, m, policy("RED"), new Date());
+          const held = await db
+            .transaction()
+            .execute((tx) =>
+              holdForApproval(tx, r.row, { askId: randomUUID(), policy: policy("RED"), now: new Date() }),
+            );
+          askId = held.row.ask_id;
+          await publish(held.effects);
         },
         async () => {
-          const row = await decideAsk(db, t, askId, {
+          const row = await db.selectFrom("asks").selectAll().where("ask_id", "=", askId).executeTakeFirstOrThrow();
+          const plan = planDecision(row, null, {
+            principal: "user-1",
             decision: "approve",
-            decided_by: "user-1",
-            note: null,
-            correlation_id: "c-decide",
+            correlationId: "c-decide",
             now: new Date(),
+            allowSelfApproval: false,
           });
-          if (row) await publish(askId, "decided", askDecidedReport(row), cz);
+          if (plan.kind !== "append") throw new Error(`unexpected plan ${plan.kind}`);
+          const applied = await db.transaction().execute((tx) => applyAskEvent(tx, plan.entry, 1, new Date()));
+          if (applied.kind !== "unknown") await publish(applied.effects);
         },
         async () => {
-          const now = new Date();
-          await transitionAsk(db, t, askId, ["decided"], "executing", now);
-          const row = await transitionAsk(db, t, askId, ["executing"], "done", now, { result: { shared: true } });
-          await completeCommand(db, t, m.command_id, { shared: true }, now);
-          if (row) await publish(askId, "executed", askExecutedReport(row, { shared: true }), cz);
+          const start = await db.transaction().execute((tx) => startExecution(tx, t, askId, new Date()));
+          if (start.kind !== "run") throw new Error(`unexpected execution start ${start.kind}`);
+          const done = await db
+            .transaction()
+            .execute((tx) => completeExecution(tx, t, askId, { shared: true }, new Date()));
+          await publish(done.effects);
         },
       ];
     },
@@ -202,8 +207,7 @@ async function freshSnapshot(t: Tenant): Promise<{ id: number; snapshot: Snapsho
 describe("snapshot", () => {
   it("snapshot is consistent with its report_id: writes racing the snapshot read are never lost", async () => {
     const t = uniqueTenant("consist");
-    await ensureTenant(tdb.db, t);
-    const w = fakeWorker(t, h.pub);
+    const w = fakeWorker(t, h.js);
     // Some history before the connection.
     const early = [w.green(), w.red(), w.green()];
     await runInterleaved(early.map((s) => s.slice(0, 2)));
@@ -242,8 +246,7 @@ describe("snapshot", () => {
 
   it("snapshots taken while workers run concurrently all converge to the final state", async () => {
     const t = uniqueTenant("conv");
-    await ensureTenant(tdb.db, t);
-    const w = fakeWorker(t, h.pub);
+    const w = fakeWorker(t, h.js);
     const lists = Array.from({ length: 16 }, (_, i) => (i % 3 === 0 ? w.red() : w.green()));
     const work = runInterleaved(lists);
     const clients: SseClient[] = [];
@@ -269,15 +272,14 @@ describe("snapshot", () => {
 
   it("snapshot carries settings, worklog titles and autopilot from the database", async () => {
     const t = uniqueTenant("set");
-    await ensureTenant(tdb.db, t);
+    const o = { now: new Date(), correlationId: "c-settings" };
     await tdb.db.transaction().execute(async (trx) => {
-      await readSettings(trx, t, "update");
-      await writeSection(trx, t, "profile", { display_name: "Kim", locale: "de-DE" });
-      await writeSection(trx, t, "persona", { name: "Nex", tone: "friendly" });
-      await writeSection(trx, t, "skin", { theme: "dark" });
-      await writeSection(trx, t, "compliance", { risk_overrides: { "draft_email.create": "YELLOW" } });
+      await updateSettings(trx, t, "profile", () => ({ display_name: "Kim", locale: "de-DE" }), o);
+      await updateSettings(trx, t, "persona", () => ({ name: "Nex", tone: "friendly" }), o);
+      await updateSettings(trx, t, "skin", () => ({ theme: "dark" }), o);
+      await updateSettings(trx, t, "compliance", () => ({ risk_overrides: { "draft_email.create": "YELLOW" } }), o);
     });
-    const w = fakeWorker(t, h.pub);
+    const w = fakeWorker(t, h.js);
     const g = w.green();
     await g[0]!();
     const r = w.red();
@@ -288,8 +290,9 @@ describe("snapshot", () => {
     expect(snapshot.assistant).toEqual({ persona: { name: "Nex", tone: "friendly" }, skin: { theme: "dark" } });
     expect(snapshot.compliance.risk_overrides).toEqual({ "draft_email.create": "YELLOW" });
     expect(snapshot.compliance.policy_version).toBe(1);
-    expect(snapshot.worklog.map((x) => x.status).sort()).toEqual(["accepted", "waiting_approval"]);
-    expect(snapshot.worklog.find((x) => x.status === "accepted")?.title).toBe("Draft email accepted");
+    expect(snapshot.worklog.map((x) => x.status).sort()).toEqual(["running", "waiting_approval"]);
+    expect(snapshot.worklog.find((x) => x.status === "running")?.title).toBe("Draft email running");
+    expect(snapshot.settings_versions).toEqual({ profile: 4, persona: 4, skin: 4, compliance: 4 });
     expect(snapshot.asks).toHaveLength(1);
     expect(snapshot.asks[0]?.status).toBe("open");
     expect(snapshot.autopilot).toEqual({ status: "waiting_approval", in_flight: 1 });

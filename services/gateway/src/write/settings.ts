@@ -48,13 +48,14 @@ export async function applySettings(
   beforeCommit?: (trx: Transaction<Database>) => Promise<void>,
 ): Promise<SettingsAccepted> {
   const corr = correlationId ?? `corr-${randomUUID()}`;
-  await faultAt(deps, "settings:before-commit");
   let change: SettingsChange;
   let committing = false;
   try {
     change = await deps.db.transaction().execute(async (trx) => {
+      await faultAt(deps, "settings:in-transaction", { trx });
       if (beforeCommit) await beforeCommit(trx);
       const c = await updateSettings(trx, tenant, section, merge, { now: deps.now(), correlationId: corr });
+      await faultAt(deps, "settings:before-commit", { trx });
       committing = true; // the callback is done: what fails from here on is the COMMIT itself
       return c;
     });
