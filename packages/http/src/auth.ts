@@ -37,7 +37,7 @@ declare module "fastify" {
   interface FastifyRequest {
     /** The authenticated tenant; set on routes with `config: { tenant: true }`. */
     tenant: Tenant;
-    /** Who is acting: the JWT `sub`, `apikey:<principal>`, or `anonymous` in header mode. */
+    /** Who is acting: the JWT `sub`, `apikey:<principal>`, or in header mode `x-user-id` (else `anonymous`). */
     principal: string;
   }
   interface FastifyContextConfig {
@@ -90,6 +90,19 @@ function claimedTenant(req: FastifyRequest, allowQuery: boolean): { org?: string
   };
 }
 
+const PRINCIPAL_RE = /^[\x21-\x7e]{1,128}$/;
+
+/** Header mode's principal: `x-user-id` as given (a trusted network only), else `anonymous`. */
+function headerPrincipal(req: FastifyRequest): string {
+  const id = first(req.headers["x-user-id"]);
+  if (id === undefined) return "anonymous";
+  if (!PRINCIPAL_RE.test(id))
+    throw new AppError("VALIDATION_FAILED", "x-user-id must be 1-128 printable characters without spaces", [
+      { path: "headers.x-user-id", issue: "invalid" },
+    ]);
+  return id;
+}
+
 function validTenant(org: string | undefined, project: string | undefined): Tenant {
   if (org === undefined || project === undefined)
     throw new AppError("INVALID_TENANT", "x-org-id and x-project-id are required", [
@@ -108,7 +121,8 @@ function validTenant(org: string | undefined, project: string | undefined): Tena
  * Authentication and tenancy (CONTRACT.md "Tenancy and authentication") for routes with
  * `config: { tenant: true }`:
  * - header mode: tenant from `x-org-id` / `x-project-id` (or `org_id` / `project_id` query
- *   parameters on routes with `tenantFromQuery`); principal `anonymous`;
+ *   parameters on routes with `tenantFromQuery`); principal from `x-user-id` (1–128 printable
+ *   characters without spaces; `anonymous` when absent) — header mode trusts the network;
  * - JWT mode: `Authorization: Bearer` (or `token` query) verified with HS256; claims `org_id`,
  *   `project_id`, `sub`; tenant headers that disagree → 403 `TENANT_MISMATCH`;
  * - API keys (when configured): `x-api-key` (or `api_key` query) must be valid for the tenant.
@@ -169,7 +183,7 @@ export const authPlugin = fp(
         return;
       }
       req.tenant = tenant;
-      req.principal = "anonymous";
+      req.principal = headerPrincipal(req);
     });
   },
   { name: "nexus-auth" },
