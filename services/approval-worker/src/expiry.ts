@@ -32,17 +32,20 @@ export interface ExpirySweeperOptions {
   connected?: () => boolean;
 }
 
-/** A running sweeper. */
+/** A sweeper. */
 export interface ExpirySweeper {
   /** One pass. @returns how many expiry entries this call wrote. */
   tick(): Promise<number>;
+  /** Sweeps at once (asks that fell due while no worker ran), then every `intervalMs`. */
+  start(): void;
   stop(): Promise<void>;
 }
 
-/** Starts the sweeper: a pass at once (asks that fell due while no worker ran), then every `intervalMs`. */
-export function startExpirySweeper(o: ExpirySweeperOptions): ExpirySweeper {
+/** Creates the sweeper (see the module doc); `start()` runs it. */
+export function createExpirySweeper(o: ExpirySweeperOptions): ExpirySweeper {
   const batch = o.batchSize ?? 100;
-  let stopped = false;
+  let stopped = true;
+  let halted = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<number> | undefined;
 
@@ -50,7 +53,7 @@ export function startExpirySweeper(o: ExpirySweeperOptions): ExpirySweeper {
     const now = o.now();
     let written = 0;
     for (const row of await dueOpenAsks(o.db, now, batch)) {
-      if (stopped) break;
+      if (halted) break;
       const t = { org_id: row.org_id, project_id: row.project_id };
       const subject = subjects.approval(t, row.ask_id);
       const last = await o.readLast(STREAMS.approvals, subject);
@@ -89,11 +92,16 @@ export function startExpirySweeper(o: ExpirySweeperOptions): ExpirySweeper {
       if (!stopped) timer = setTimeout(loop, n >= batch ? 0 : o.intervalMs);
     });
   };
-  loop();
   return {
     tick,
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      loop();
+    },
     async stop() {
       stopped = true;
+      halted = true;
       clearTimeout(timer);
       await running;
     },

@@ -4,7 +4,7 @@ import { isNatsConnected, lastMessageReader, runWorker } from "@nexus/messaging"
 import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import { sql } from "kysely";
 import { ApprovalWorkerConfig } from "./config.ts";
-import { startExpirySweeper } from "./expiry.ts";
+import { createExpirySweeper } from "./expiry.ts";
 import { askEventSpec } from "./jobs.ts";
 
 const config = parseConfig(ApprovalWorkerConfig, process.env);
@@ -32,7 +32,7 @@ const worker = await runWorker({
 logWorkerEvents(worker.events, logger);
 meterWorkerEvents(worker.events, metrics, worker.inFlight);
 
-const sweeper = startExpirySweeper({
+const sweeper = createExpirySweeper({
   db,
   js,
   readLast: lastMessageReader(jsm),
@@ -42,6 +42,7 @@ const sweeper = startExpirySweeper({
   publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
   connected: () => isNatsConnected(nc),
 });
+sweeper.start();
 
 const app = createHttpApp({ logger, metrics });
 addHealthRoutes(app, {

@@ -1,61 +1,91 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
-import { freePort, REPO_ROOT, uniqueTenant, waitFor } from "@nexus/testkit";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { CONSUMERS, STREAMS } from "@nexus/contracts";
+import { connectNats, provisionTopology } from "@nexus/messaging";
+import {
+  createTestDatabase,
+  freePort,
+  natsForTest,
+  REPO_ROOT,
+  TEST_TOPOLOGY,
+  type TestDatabase,
+  type TestNats,
+  uniqueTenant,
+  waitFor,
+} from "@nexus/testkit";
+import { pino } from "pino";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { askRow, decideLikeGateway, type Harness, seedAsk, startHarness } from "./helpers.ts";
+import { appendEntry, nextEntry, seedAsk } from "./helpers.ts";
 
-let h: Harness;
+let nats: TestNats;
+let tdb: TestDatabase;
 beforeAll(async () => {
-  h = await startHarness();
+  nats = await natsForTest();
+  tdb = await createTestDatabase();
 });
 afterAll(async () => {
-  await h?.close();
+  await tdb?.drop();
+  await nats?.stop();
 });
 
-test("the service process: /ready, executes an approved ask, exposes metrics, drains and exits 0 on SIGTERM", async () => {
+test("the service process: /ready follows its consumer, applies a decision, exposes metrics, drains and exits 0 on SIGTERM", async () => {
   const port = await freePort();
   const out: string[] = [];
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ["--import", "tsx", path.join(REPO_ROOT, "services/approval-worker/src/main.ts")],
-    {
-      cwd: REPO_ROOT,
-      env: {
-        ...process.env,
-        NATS_URL: h.nats.url,
-        DATABASE_URL: h.tdb.url,
-        HOST: "127.0.0.1",
-        PORT: String(port),
-        LOG_LEVEL: "info",
-        SHUTDOWN_GRACE_MS: "2000",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
+  const child: ChildProcess = spawn(process.execPath, [path.join(REPO_ROOT, "services/approval-worker/src/main.ts")], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      NATS_URL: nats.url,
+      DATABASE_URL: tdb.url,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      LOG_LEVEL: "info",
+      SHUTDOWN_GRACE_MS: "2000",
     },
-  );
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   child.stdout?.on("data", (b: Buffer) => out.push(b.toString()));
   child.stderr?.on("data", (b: Buffer) => out.push(b.toString()));
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  const logger = pino({ level: "silent" });
+  const nc = await connectNats({ url: nats.url, name: "main-test", logger });
+  const ready = async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status;
   try {
-    await waitFor(
-      async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200,
-      20_000,
-      "approval-worker /ready",
-    ).catch((err) => {
+    await waitFor(async () => (await ready()) === 200, 20_000, "approval-worker /ready").catch((err) => {
       throw new Error(`${err.message}\n${out.join("")}`);
     });
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
 
-    const s = await seedAsk(h.db, uniqueTenant());
-    await decideLikeGateway(h, s, "approve");
-    await waitFor(async () => (await askRow(h, s)).status === "done", 15_000, "done by the service process");
-
+    const t = uniqueTenant();
+    const row = await seedAsk(tdb.db, t);
+    await appendEntry(jetstream(nc), nextEntry(row, null, "alice"));
+    await waitFor(
+      async () =>
+        (await tdb.db.selectFrom("asks").select("status").where("ask_id", "=", row.ask_id).executeTakeFirst())
+          ?.status === "decided",
+      15_000,
+      "decided by the service process",
+    );
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/nexus_approval_transitions_total\{[^}]*event="ask:executed"[^}]*\} 1/);
+    expect(metrics).toMatch(/nexus_jobs_total\{[^}]*outcome="success"[^}]*\} 1/);
+    expect(metrics).toMatch(/nexus_jobs_total\{[^}]*worker="approval-worker"/);
+
+    // Its durable consumer deleted: /ready fails within seconds (not silently 200), and the
+    // worker never re-creates it; once provisioned again, it is ready again.
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.delete(STREAMS.approvals, CONSUMERS.approvalWorker);
+    await waitFor(async () => (await ready()) === 503, 10_000, "/ready 503 without its consumer");
+    const body = await (await fetch(`http://127.0.0.1:${port}/ready`)).json();
+    expect(body.checks).toMatchObject({ consumer: false, nats: true, postgres: true });
+    await provisionTopology(jsm, TEST_TOPOLOGY, logger);
+    await waitFor(async () => (await ready()) === 200, 15_000, "/ready 200 again");
 
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
     expect(out.join("")).toContain("shutdown:done");
   } finally {
     if (child.exitCode === null) child.kill("SIGKILL");
+    await nc.close();
   }
 });

@@ -44,9 +44,10 @@ import {
   startExecution,
 } from "@nexus/core";
 import {
+  type CommandHandler,
+  HANDLERS,
   type HandlerContext,
   HandlerError,
-  handlerFor,
   isConnectorError,
   isHandlerError,
   type LlmProvider,
@@ -74,6 +75,8 @@ export interface CommandJobDeps {
   llm: LlmProvider;
   share: ShareConnector;
   now: () => Date;
+  /** The handler registry (default: every handler of `@nexus/handlers`). */
+  handlers?: readonly CommandHandler[];
   config: {
     ASK_TTL_SECONDS: number;
     PUBLISH_TIMEOUT_MS: number;
@@ -304,7 +307,7 @@ async function runHandler(
   ctx: JobContext,
   c: Pick<HandlerContext, "tenant" | "commandId" | "correlationId" | "progress" | "approval">,
 ): Promise<unknown> {
-  const handler = handlerFor(type);
+  const handler = (deps.handlers ?? HANDLERS).find((h) => h.type === type);
   if (!handler || !isCommandType(type)) throw permanent(apiError("HANDLER_FAILED", `No handler for ${type}`));
   const params = COMMAND_TYPES[type].params.safeParse(rawParams);
   if (!params.success)
