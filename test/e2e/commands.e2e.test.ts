@@ -41,6 +41,7 @@ describe("POST /sidecar/command end to end", () => {
     expect(r.status).toBe(202);
     expect(r.body).toEqual({
       accepted: true,
+      status: "accepted",
       command_id: body.command_id,
       first_followup_report_id: expect.stringMatching(/^[1-9][0-9]*$/),
       correlation_id: body.client_context.correlation_id,

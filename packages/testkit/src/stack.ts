@@ -52,7 +52,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     ServiceName,
     number
   >;
-  const children = new Map<ServiceName, ChildProcess>();
+  const children = new Map<ServiceName, { child: ChildProcess; exited: Promise<void> }>();
   const base = {
     NATS_URL: o.natsUrl,
     DATABASE_URL: o.databaseUrl,
@@ -69,11 +69,14 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       env: { ...process.env, ...base, ...o.serviceEnv?.[s], ...extraEnv, PORT: String(ports[s]) },
       stdio: ["ignore", out, out],
     });
-    children.set(s, child);
     let exited: number | null = null;
-    child.on("exit", (code) => {
-      exited = code ?? -1;
-    });
+    const exitedP = new Promise<void>((r) =>
+      child.on("exit", (code) => {
+        exited = code ?? -1;
+        r();
+      }),
+    );
+    children.set(s, { child, exited: exitedP });
     await waitFor(
       async () => {
         if (exited !== null) throw new Error(`${s} exited with ${exited}; see ${logDir}/${s}.log`);
@@ -91,13 +94,18 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   };
 
   const stop = async (s: ServiceName, signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
-    const c = children.get(s);
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const done = new Promise((r) => c.once("exit", r));
-    c.kill(signal);
-    await Promise.race([done, new Promise((r) => setTimeout(r, 15_000))]);
-    if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    const entry = children.get(s);
+    if (!entry) return;
     children.delete(s);
+    const { child, exited } = entry;
+    // `exited` settles even when the process died before this call (e.g. a fault-injected crash).
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    const timedOut = await Promise.race([
+      exited.then(() => false),
+      new Promise((r) => setTimeout(() => r(true), 15_000)),
+    ]);
+    if (timedOut) child.kill("SIGKILL");
+    await exited;
   };
 
   try {

@@ -94,6 +94,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
     base: deps.config.STREAM_URL,
     undici: { bodyTimeout: 0, headersTimeout: 10_000 },
   });
+  // Open proxied streams end when the gateway closes (their clients resume by Last-Event-ID
+  // elsewhere); otherwise app.close() would wait for streams that never finish on their own.
+  const streams = new Set<import("node:http").ServerResponse>();
+  app.addHook("preClose", async () => {
+    for (const res of streams) res.end();
+  });
   app.get(
     "/agent/reports/stream",
     {
@@ -104,6 +110,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
       },
     },
     (req, reply) => {
+      streams.add(reply.raw);
+      reply.raw.once("close", () => streams.delete(reply.raw));
       reply.from(req.url, {
         onError: (r, { error }) =>
           sendError(
