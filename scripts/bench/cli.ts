@@ -40,6 +40,8 @@ export interface BenchOptions {
   command: CommandSpec;
   /** `LOG_LEVEL` of our services (info, as deployed). */
   logLevel: string;
+  /** Run our services under `--cpu-prof` and print where they spend CPU. */
+  profile: boolean;
 }
 
 /** `pnpm bench --help`. */
@@ -60,6 +62,7 @@ export const USAGE = `pnpm bench [options]
   --type <type>           command type (prep_pack.create)
   --params <json>         command params (a prep_pack.create example)
   --log-level <level>     LOG_LEVEL of our services (info)
+  --profile               profile our services (node --cpu-prof) and print where they spend CPU
 `;
 
 const DEFAULT_PARAMS = { meeting_title: "Sync", attendees: ["Kim"], agenda: ["News"] };
@@ -97,6 +100,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
       type: { type: "string" },
       params: { type: "string" },
       "log-level": { type: "string" },
+      profile: { type: "boolean", default: false },
     },
   });
   if (v.help) return "help";
@@ -132,5 +136,6 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
     tenants: Math.round(positive("tenants", v.tenants, 8)),
     command: { type: v.type ?? "prep_pack.create", params },
     logLevel: v["log-level"] ?? "info",
+    profile: v.profile === true,
   };
 }

@@ -1,14 +1,16 @@
 /** Plain-text tables and number formats for the bench's stdout. */
 
 /**
- * Renders rows as an aligned table: the first column left-aligned, the others right-aligned,
- * a rule under the header.
+ * Renders rows as an aligned table with a rule under the header. `align` gives each column's
+ * alignment (default: the first column left, the others right, as suits numbers).
  */
-export function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][], align?: ("left" | "right")[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .map((c, i) =>
+        (align?.[i] ?? (i === 0 ? "left" : "right")) === "left" ? c.padEnd(widths[i]!) : c.padStart(widths[i]!),
+      )
       .join("  ")
       .trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");

@@ -6,15 +6,20 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import type { BenchOptions } from "./cli.ts";
 import { childPids, clockTicksPerSecond } from "./cpu.ts";
 import { table } from "./format.ts";
 import { runOpenLoop } from "./load/open-loop.ts";
 import { Cleanup } from "./procs.ts";
+import { type ProfileSummary, summariseProfile } from "./profile.ts";
 import type { BenchContext, Check } from "./scenario.ts";
 import { SCENARIOS } from "./scenarios/index.ts";
 import type { SseFeed } from "./sse-feed.ts";
+import { OUR_SERVICES } from "./stack.ts";
 import { benchTenants, type TargetId, TargetPool } from "./targets.ts";
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 /** Writes a timestamped progress line on stderr. */
 function log(line: string): void {
@@ -89,6 +94,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     tenants: benchTenants(options.tenants),
     command: options.command,
     logLevel: options.logLevel,
+    profileDir: options.profile ? path.join(logDir, "profiles") : undefined,
     cleanup,
     log,
   });
@@ -150,6 +156,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     process.off("exit", onExit);
   }
 
+  const profiles = options.profile ? readProfiles(path.join(logDir, "profiles"), targets.oursReadyUs ?? 0) : [];
   const checks = selected.flatMap((s) => sections.get(s.id)?.checks ?? []);
   const out = [
     `# pnpm bench${options.quick ? " --quick" : ""} — ${machine.date}`,
@@ -161,6 +168,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
       const sec = sections.get(s.id);
       return sec ? [sec.text, ""] : [`## ${s.title}: did not run`, ""];
     }),
+    ...(profiles.length > 0 ? [renderProfiles(profiles), ""] : []),
     "## Targets",
     "",
     table(
@@ -173,7 +181,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   process.stdout.write(`${out}\n`);
 
   if (options.jsonFile) {
-    const json = { machine, options, results: ctx.results, checks, ok: code === 0 };
+    const json = { machine, options, results: ctx.results, profiles, checks, ok: code === 0 };
     fs.writeFileSync(
       options.jsonFile,
       `${JSON.stringify(json, (_k, v) => (v === Number.POSITIVE_INFINITY ? "Infinity" : v), 2)}\n`,
@@ -181,4 +189,40 @@ export async function runBench(options: BenchOptions): Promise<number> {
     log(`results written to ${options.jsonFile}`);
   }
   return code;
+}
+
+/** Summaries of the profiles our services wrote on exit (`--profile`). */
+function readProfiles(dir: string, sinceUs: number): ProfileSummary[] {
+  return OUR_SERVICES.flatMap((s) => {
+    const file = path.join(dir, `${s}.cpuprofile`);
+    if (!fs.existsSync(file)) return [];
+    try {
+      return [summariseProfile(file, s, REPO_ROOT, sinceUs)];
+    } catch (err) {
+      log(`profile ${file}: ${(err as Error).message}`);
+      return [];
+    }
+  });
+}
+
+function renderProfiles(profiles: ProfileSummary[]): string {
+  const pc = (x: number) => `${(x * 100).toFixed(1)} %`;
+  return [
+    "## Where ours spends CPU (--profile: V8 samples after start-up, self time, all scenarios together)",
+    ...profiles.flatMap((p) => [
+      "",
+      `### ${p.service} (${p.samples.toLocaleString("en-US")} busy samples)`,
+      "",
+      table(
+        ["by package / file", "share", "by function", "share"],
+        Array.from({ length: Math.max(p.byGroup.length, p.byFunction.length) }, (_, i) => [
+          p.byGroup[i]?.name ?? "",
+          p.byGroup[i] ? pc(p.byGroup[i]!.share) : "",
+          p.byFunction[i]?.name ?? "",
+          p.byFunction[i] ? pc(p.byFunction[i]!.share) : "",
+        ]),
+        ["left", "right", "left", "right"],
+      ),
+    ]),
+  ].join("\n");
 }

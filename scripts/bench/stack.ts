@@ -29,6 +29,8 @@ export interface OurStackOptions {
   logDir: string;
   /** Environment for every service, on top of the bench's defaults (e.g. `LOG_LEVEL`). */
   env: Record<string, string>;
+  /** Extra environment per service (e.g. `NODE_OPTIONS` for profiling). */
+  serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
   logger: Logger;
 }
 
@@ -86,7 +88,13 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
       DATABASE_URL: databaseUrl.toString(),
     };
     await provisionAll(env, o.logger);
-    const stack = await startStack({ natsUrl: nats.url, databaseUrl: databaseUrl.toString(), env, logDir: o.logDir });
+    const stack = await startStack({
+      natsUrl: nats.url,
+      databaseUrl: databaseUrl.toString(),
+      env,
+      serviceEnv: o.serviceEnv,
+      logDir: o.logDir,
+    });
     undo.push(() => stack.close());
 
     const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);

@@ -18,8 +18,9 @@ import { fileURLToPath } from "node:url";
 import { AckPolicy, DeliverPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { type Cleanup, type ReadyProcess, spawnReadyProcess } from "./procs.ts";
+import { profileNodeOptions } from "./profile.ts";
 import { openSseFeed, type SseFeed } from "./sse-feed.ts";
-import { createLogger, type NatsServerProcess, spawnNatsServer, startOurStack } from "./stack.ts";
+import { createLogger, type NatsServerProcess, OUR_SERVICES, spawnNatsServer, startOurStack } from "./stack.ts";
 
 /** Names of the targets. */
 export type TargetId = "plain" | "pubAck" | "pipeline" | "ours";
@@ -98,6 +99,8 @@ export interface TargetEnv {
   command: CommandSpec;
   /** `LOG_LEVEL` of our services. */
   logLevel: string;
+  /** Where our services write `<service>.cpuprofile` (`--profile`); absent = not profiled. */
+  profileDir?: string;
   cleanup: Cleanup;
   log(line: string): void;
 }
@@ -107,6 +110,8 @@ export class TargetPool {
   private readonly env: TargetEnv;
   private readonly started = new Map<TargetId, Promise<Target>>();
   private baselineNats: Promise<NatsServerProcess> | undefined;
+  /** CLOCK_MONOTONIC microseconds when our stack was up (profiles count samples from then on). */
+  oursReadyUs: number | undefined;
 
   constructor(env: TargetEnv) {
     this.env = env;
@@ -224,8 +229,14 @@ export class TargetPool {
       workDir: this.env.workDir,
       logDir: this.env.logDir,
       env: { LOG_LEVEL: this.env.logLevel },
+      serviceEnv: this.env.profileDir
+        ? Object.fromEntries(
+            OUR_SERVICES.map((s) => [s, { NODE_OPTIONS: profileNodeOptions(this.env.profileDir!, s) }]),
+          )
+        : undefined,
       logger: createLogger({ service: "bench", level: "warn" }),
     });
+    this.oursReadyUs = Number(process.hrtime.bigint() / 1000n);
     this.env.cleanup.add("our stack", () => stack.close());
     const tenants = this.env.tenants;
     const headers = (t: BenchTenant) => ({ "x-org-id": t.org_id, "x-project-id": t.project_id });

@@ -30,9 +30,10 @@ export interface OpenLoopOptions {
   /** HTTP connections of the client pool (requests queue in the client beyond them). */
   connections: number;
   /**
-   * Stop early, as failed, once more than `maxLost` commands are unfinished this many
-   * milliseconds after their scheduled time (the max-rate search uses it to keep an
-   * overloaded step from building a backlog). Absent = never.
+   * Stop sending early once more than `maxLost` commands (plus rejected ones) are unfinished
+   * this many milliseconds after their scheduled time: the target is overloaded, and every
+   * further command would only lengthen the backlog the next phase has to wait out. Commands
+   * already sent still get their `timeoutMs`. Absent = never.
    */
   abortAfterMs?: number;
   /** Lost commands tolerated before aborting (with `abortAfterMs`). */
@@ -43,6 +44,8 @@ export interface OpenLoopOptions {
 export interface OpenLoopResult {
   /** Commands per second asked for. */
   rate: number;
+  /** Commands the phase would send without stopping early (rate × duration). */
+  planned: number;
   sent: number;
   /** Answered 202. */
   accepted: number;
@@ -161,7 +164,7 @@ export async function runOpenLoop(target: Target, feed: SseFeed, o: OpenLoopOpti
     const sent = next;
     // Commands never sent (abort) are not part of the phase.
     for (let i = sent; i < total; i++) pending.delete(i);
-    const deadline = (sent > 0 ? scheduled[sent - 1]! : t0) + (aborted ? 0 : o.timeoutMs);
+    const deadline = (sent > 0 ? scheduled[sent - 1]! : t0) + o.timeoutMs;
     while (pending.size > 0) {
       const left = deadline - performance.now();
       if (left <= 0) break;
@@ -199,6 +202,7 @@ export async function runOpenLoop(target: Target, feed: SseFeed, o: OpenLoopOpti
   for (const [k, v] of Object.entries(measured.cpuMs)) cpuMsPerCommand[k] = completed > 0 ? v / completed : Number.NaN;
   return {
     rate: o.rate,
+    planned: total,
     sent,
     accepted,
     rejected,

@@ -41,6 +41,21 @@ function step(r: OpenLoopResult, pass: boolean, fromE2e: boolean): MaxStep {
 
 const round50 = (x: number) => Math.max(50, Math.round(x / 50) * 50);
 
+/**
+ * The next rate to try, commands per second, or undefined when the search is done: double the
+ * highest pass (500 when nothing passed yet) until something fails, capped at `maxRate`; then
+ * bisect between the highest pass and the lowest failure above it, rounded to 50/s, until they
+ * are within 10 % (or 50/s) of each other.
+ */
+export function nextRate(steps: readonly { rate: number; pass: boolean }[], maxRate: number): number | undefined {
+  const lo = Math.max(0, ...steps.filter((s) => s.pass).map((s) => s.rate));
+  const hi = Math.min(Number.POSITIVE_INFINITY, ...steps.filter((s) => !s.pass && s.rate > lo).map((s) => s.rate));
+  if (!Number.isFinite(hi)) return lo >= maxRate ? undefined : Math.min(maxRate, lo > 0 ? lo * 2 : 500);
+  if (hi - lo <= Math.max(50, lo * 0.1)) return undefined;
+  const rate = round50((lo + hi) / 2);
+  return rate <= lo || rate >= hi ? undefined : rate;
+}
+
 export const maxScenario = registerScenario<MaxResult>({
   id: "max",
   title: "Highest sustainable rate",
@@ -55,20 +70,8 @@ export const maxScenario = registerScenario<MaxResult>({
       const steps: MaxStep[] = (e2e?.[id] ?? []).map((r) => step(r, sustainable(r, o.maxP99Ms, o.minCompletion), true));
       let highestRun: OpenLoopResult | undefined;
       for (let n = 0; n < o.maxSteps; n++) {
-        const lo = Math.max(0, ...steps.filter((s) => s.pass).map((s) => s.rate));
-        const hi = Math.min(
-          Number.POSITIVE_INFINITY,
-          ...steps.filter((s) => !s.pass && s.rate > lo).map((s) => s.rate),
-        );
-        let rate: number;
-        if (!Number.isFinite(hi)) {
-          if (lo >= o.maxRate) break;
-          rate = Math.min(o.maxRate, lo > 0 ? lo * 2 : 500);
-        } else {
-          if (hi - lo <= Math.max(50, lo * 0.1)) break;
-          rate = round50((lo + hi) / 2);
-          if (rate <= lo || rate >= hi) break;
-        }
+        const rate = nextRate(steps, o.maxRate);
+        if (rate === undefined) break;
         ctx.log(`max: ${id} step ${n + 1}/${o.maxSteps} at ${rate}/s for ${o.maxStepMs / 1000} s`);
         const total = Math.round((rate * o.maxStepMs) / 1000);
         const r = await runOpenLoop(target, feed, {
@@ -101,7 +104,7 @@ export const maxScenario = registerScenario<MaxResult>({
         .sort((a, b) => a.rate - b.rate)
         .map(
           (s) =>
-            `${s.rate}${s.pass ? "✓" : "✗"}(${ms(s.p99Ms)}ms${s.completed < s.sent ? `,${pct(s.sent ? s.completed / s.sent : 0)}` : ""}${s.aborted ? ",stopped" : ""})`,
+            `${s.rate}${s.pass ? "✓" : "✗"}(${Number.isFinite(s.p99Ms) ? `${ms(s.p99Ms)}ms` : "timeout"}${s.completed < s.sent ? `,${pct(s.sent ? s.completed / s.sent : 0)}` : ""}${s.aborted ? ",stopped" : ""})`,
         )
         .join(" ");
       rows.push([id, r.highest > 0 ? `${r.atCap ? "≥ " : ""}${int(r.highest)}` : "none", tried]);
