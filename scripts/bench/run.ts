@@ -21,6 +21,26 @@ import { benchTenants, type TargetId, TargetPool } from "./targets.ts";
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
+const WORK_DIR_PREFIX = "nexus-bench-work-";
+const OWNER_FILE = "owner.pid";
+
+/**
+ * Removes work directories (NATS stores, Postgres data) of earlier runs whose process is gone:
+ * a run stopped by Ctrl-C may exit before Postgres has finished shutting down and leave its data
+ * directory behind. A directory whose owner still runs (a parallel bench) is left alone.
+ */
+function removeStaleWorkDirs(): void {
+  for (const name of fs.readdirSync(os.tmpdir())) {
+    if (!name.startsWith(WORK_DIR_PREFIX)) continue;
+    const dir = path.join(os.tmpdir(), name);
+    try {
+      const owner = Number(fs.readFileSync(path.join(dir, OWNER_FILE), "utf8"));
+      if (fs.existsSync(`/proc/${owner}`)) continue;
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {}
+  }
+}
+
 /** Writes a timestamped progress line on stderr. */
 function log(line: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -59,7 +79,9 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const order = [...selected.filter((s) => !s.runLast), ...selected.filter((s) => s.runLast)];
 
   const started = performance.now();
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "nexus-bench-"));
+  removeStaleWorkDirs();
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), WORK_DIR_PREFIX));
+  fs.writeFileSync(path.join(workDir, OWNER_FILE), String(process.pid));
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "nexus-bench-logs-"));
   const cleanup = new Cleanup();
   const machine = describeMachine();
@@ -85,6 +107,9 @@ export async function runBench(options: BenchOptions): Promise<number> {
         process.kill(pid, "SIGTERM");
       } catch {}
     }
+    try {
+      fs.rmSync(workDir, { recursive: true, force: true });
+    } catch {}
   };
   process.on("exit", onExit);
 
