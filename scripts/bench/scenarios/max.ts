@@ -107,7 +107,8 @@ export const maxScenario = registerScenario<MaxResult>({
             `${s.rate}${s.pass ? "✓" : "✗"}(${Number.isFinite(s.p99Ms) ? `${ms(s.p99Ms)}ms` : "timeout"}${s.completed < s.sent ? `,${pct(s.sent ? s.completed / s.sent : 0)}` : ""}${s.aborted ? ",stopped" : ""})`,
         )
         .join(" ");
-      rows.push([id, r.highest > 0 ? `${r.atCap ? "≥ " : ""}${int(r.highest)}` : "none", tried]);
+      const lowest = Math.min(...r.steps.map((s) => s.rate));
+      rows.push([id, r.highest > 0 ? `${r.atCap ? "≥ " : ""}${int(r.highest)}` : `< ${int(lowest)}`, tried]);
     }
     const p = res.pipeline;
     const u = res.ours;
