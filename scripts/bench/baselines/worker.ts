@@ -1,0 +1,46 @@
+/**
+ * Baseline "pipeline" worker: a durable pull consumer on the command stream. For each message:
+ * parse the JSON, publish `{"report":{"type":"command.completed"},"causality":{"command_id":…}}`
+ * to `<REPORT_PREFIX>.<org>.<project>` (awaiting the PubAck), then ack. Up to `CONCURRENCY`
+ * messages at once (default 16, the command-worker's default `WORKER_CONCURRENCY`).
+ *
+ * Environment: `NATS_URL`, `STREAM`, `CONSUMER` (durable, already created), `REPORT_PREFIX`,
+ * `CONCURRENCY`. Prints `{"ready":true}` on stdout once it consumes.
+ */
+import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+
+const reportPrefix = process.env.REPORT_PREFIX ?? "bench.rep";
+const concurrency = Number(process.env.CONCURRENCY ?? 16);
+const nc = await connect({ servers: process.env.NATS_URL, noAsyncTraces: true, name: "bench-worker" });
+const js = jetstream(nc);
+const consumer = await js.consumers.get(process.env.STREAM ?? "BENCH_CMD", process.env.CONSUMER ?? "bench-worker");
+const messages = await consumer.consume({ max_messages: concurrency * 2 });
+process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
+process.on("SIGTERM", () => void nc.drain().then(() => process.exit(0)));
+
+let inFlight = 0;
+let slotFreed: (() => void) | undefined;
+for await (const m of messages) {
+  while (inFlight >= concurrency)
+    await new Promise<void>((r) => {
+      slotFreed = r;
+    });
+  inFlight++;
+  void (async () => {
+    try {
+      const cmd = m.json<{ command_id: string }>();
+      const [, , org, project] = m.subject.split(".");
+      const report = { report: { type: "command.completed" }, causality: { command_id: cmd.command_id } };
+      await js.publish(`${reportPrefix}.${org}.${project}`, JSON.stringify(report));
+      m.ack();
+    } catch {
+      m.nak();
+    } finally {
+      inFlight--;
+      const f = slotFreed;
+      slotFreed = undefined;
+      f?.();
+    }
+  })();
+}

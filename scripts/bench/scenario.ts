@@ -1,0 +1,77 @@
+/**
+ * The scenario interface. A scenario is one measured question ("how many 202/s", "what latency
+ * at 500/s"): it asks the context for the targets it needs, measures them, and renders its own
+ * table and target checks. Scenarios are listed in `scenarios/index.ts`; adding one (e.g.
+ * archiver throughput, replay from the archive) is a new module there and nothing else.
+ */
+import type { BenchOptions } from "./cli.ts";
+import type { SseFeed } from "./sse-feed.ts";
+import type { TargetId, TargetPool } from "./targets.ts";
+
+/** What a scenario can use. */
+export interface BenchContext {
+  options: BenchOptions;
+  targets: TargetPool;
+  /** A progress line on stderr. */
+  log(line: string): void;
+  /** The target's completion feed (one SSE connection per tenant), opened on first use. */
+  feed(id: TargetId): Promise<SseFeed>;
+  /**
+   * Sends unmeasured commands at 100/s for `e2eWarmupMs` through the target and its feed, once
+   * per target and run (JIT, connection pools, per-tenant rows and hubs).
+   */
+  warmUp(id: TargetId): Promise<void>;
+  /** Closes the target's feed (e.g. so that the accept scenario measures no SSE proxying). */
+  closeFeed(id: TargetId): Promise<void>;
+  /** Results of the scenarios that already ran in this run, by scenario id. */
+  results: Record<string, unknown>;
+}
+
+/** One target of the issue, evaluated on this run's figures. */
+export interface Check {
+  name: string;
+  /** The measured value, formatted. */
+  value: string;
+  /** The threshold, formatted (e.g. `≥ 0.60×`). */
+  threshold: string;
+  /** Undefined when it could not be evaluated (a part did not run or nothing passed). */
+  pass: boolean | undefined;
+}
+
+/** A scenario typed by its result shape `R` (which goes into `--json` as is). */
+export interface Scenario<R> {
+  /** The `--only` name. */
+  id: string;
+  title: string;
+  /**
+   * Runs after every other selected scenario because it leaves a target changed (the accept
+   * scenario stops our command-worker). Printing still follows the registry's order.
+   */
+  runLast?: boolean;
+  run(ctx: BenchContext): Promise<R>;
+  /** The scenario's section of the stdout report. */
+  render(result: R, options: BenchOptions): string;
+  checks(result: R, options: BenchOptions): Check[];
+}
+
+/** A scenario with its result type erased, as the registry holds it. */
+export interface RegisteredScenario {
+  id: string;
+  title: string;
+  runLast: boolean;
+  /** Runs it; `render` and `checks` then read the result it stored. */
+  run(ctx: BenchContext): Promise<{ result: unknown; render(): string; checks(): Check[] }>;
+}
+
+/** Wraps a typed scenario for the registry. */
+export function registerScenario<R>(s: Scenario<R>): RegisteredScenario {
+  return {
+    id: s.id,
+    title: s.title,
+    runLast: s.runLast ?? false,
+    async run(ctx) {
+      const result = await s.run(ctx);
+      return { result, render: () => s.render(result, ctx.options), checks: () => s.checks(result, ctx.options) };
+    },
+  };
+}

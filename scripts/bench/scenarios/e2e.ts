@@ -1,0 +1,169 @@
+/**
+ * End-to-end at fixed rates: open-loop commands at each rate (200, 500, 1000/s by default), POST
+ * → `command.completed` on SSE, ours against the bare pipeline baseline; latency, losses and CPU
+ * per completed command of every process.
+ */
+import { int, ms, pct, ratio, table } from "../format.ts";
+import { type OpenLoopResult, runOpenLoop, waitForQuiet } from "../load/open-loop.ts";
+import { registerScenario } from "../scenario.ts";
+import type { TargetId } from "../targets.ts";
+
+const TARGETS = ["pipeline", "ours"] as const satisfies readonly TargetId[];
+type E2eTarget = (typeof TARGETS)[number];
+
+/** Per target, one result per rate (in the order of `--rates`). */
+export type E2eResult = Partial<Record<E2eTarget, OpenLoopResult[]>>;
+
+/** Process columns: ours' name, the pipeline's counterpart. */
+const PAIRS: [string, string | undefined][] = [
+  ["gateway", "fastify"],
+  ["command-worker", "worker"],
+  ["stream", "sse"],
+  ["approval-worker", undefined],
+  ["nats-server", "nats-server"],
+  ["postgres", undefined],
+];
+
+/** Sum of the target's processes per command (load generator excluded), ms. */
+export function serverCpuPerCommand(r: OpenLoopResult): number {
+  return Object.entries(r.cpuMsPerCommand)
+    .filter(([k]) => k !== "load-generator")
+    .reduce((a, [, v]) => a + v, 0);
+}
+
+/** True when a phase meets the sustainability bound: p99 < `p99Ms`, completion ≥ `minCompletion`. */
+export function sustainable(r: OpenLoopResult, p99Ms: number, minCompletion: number): boolean {
+  return !r.aborted && r.sent > 0 && r.e2e.p99 < p99Ms && r.completed / r.sent >= minCompletion;
+}
+
+export const e2eScenario = registerScenario<E2eResult>({
+  id: "e2e",
+  title: "End-to-end latency at fixed rates (open loop)",
+  async run(ctx) {
+    const o = ctx.options;
+    const out: E2eResult = {};
+    for (const id of TARGETS) {
+      const target = await ctx.targets.get(id);
+      const feed = await ctx.feed(id);
+      await ctx.warmUp(id);
+      const list: OpenLoopResult[] = [];
+      for (const rate of o.rates) {
+        ctx.log(`e2e: ${id} at ${rate}/s for ${o.e2eDurationMs / 1000} s`);
+        const r = await runOpenLoop(target, feed, {
+          rate,
+          durationMs: o.e2eDurationMs,
+          timeoutMs: o.timeoutMs,
+          connections: o.openConnections,
+          // Hopelessly overloaded (1 % of the phase unfinished after half the timeout): stop
+          // sending, so the backlog left for the next rate stays bounded.
+          abortAfterMs: o.timeoutMs / 2,
+          maxLost: Math.ceil((rate * o.e2eDurationMs) / 1000 / 100),
+        });
+        ctx.log(
+          `e2e: ${id} at ${rate}/s: ${r.completed}/${r.sent} completed${r.aborted ? ` (stopped early, overloaded: ${r.sent} of ${r.planned} sent)` : ""}, p50 ${ms(r.e2e.p50)} ms, p99 ${ms(r.e2e.p99)} ms`,
+        );
+        list.push(r);
+        if (r.lost > 0 && !(await waitForQuiet(feed, 1000, 60_000))) ctx.log(`e2e: ${id} still busy after 60 s`);
+        else await waitForQuiet(feed, 300, 5000);
+      }
+      out[id] = list;
+    }
+    return out;
+  },
+  render(res, o) {
+    const lat: string[][] = [];
+    const cpu: string[][] = [];
+    o.rates.forEach((rate, i) => {
+      const p = res.pipeline?.[i];
+      const u = res.ours?.[i];
+      for (const [id, r] of [
+        ["pipeline", p],
+        ["ours", u],
+      ] as const) {
+        if (!r) continue;
+        lat.push([
+          String(rate),
+          id,
+          `${int(r.completed)}/${int(r.sent)}${r.aborted ? ` of ${int(r.planned)}*` : ""}`,
+          pct(r.sent ? r.completed / r.sent : 0),
+          ms(r.e2e.p50),
+          ms(r.e2e.p99),
+          ms(r.e2e.max),
+          ms(r.accept.p50),
+          ms(r.accept.p99),
+          ms(r.maxSendLagMs),
+        ]);
+        cpu.push([
+          String(rate),
+          id,
+          ...PAIRS.map(([ours, base]) => ms(r.cpuMsPerCommand[id === "ours" ? ours : (base ?? "")])),
+          ms(serverCpuPerCommand(r)),
+          ms(r.cpuMsPerCommand["load-generator"]),
+        ]);
+      }
+      if (p && u) {
+        lat.push([
+          String(rate),
+          "ours / pipeline",
+          "",
+          "",
+          ratio(u.e2e.p50, p.e2e.p50),
+          ratio(u.e2e.p99, p.e2e.p99),
+          ratio(u.e2e.max, p.e2e.max),
+          ratio(u.accept.p50, p.accept.p50),
+          ratio(u.accept.p99, p.accept.p99),
+          "",
+        ]);
+        cpu.push([
+          String(rate),
+          "ours / pipeline",
+          ...PAIRS.map(([ours, base]) => (base ? ratio(u.cpuMsPerCommand[ours], p.cpuMsPerCommand[base]) : "")),
+          ratio(serverCpuPerCommand(u), serverCpuPerCommand(p)),
+          "",
+        ]);
+      }
+    });
+    return [
+      `## End-to-end — open loop, POST → command.completed on SSE, ${o.e2eDurationMs / 1000} s per rate, ${o.tenants} tenants`,
+      "",
+      table(
+        ["rate/s", "target", "done/sent", "done", "p50 ms", "p99 ms", "max ms", "202 p50", "202 p99", "send lag"],
+        lat,
+      ),
+      "",
+      "Latency from each command's scheduled send time; a lost command (no 202, failed, or no completion",
+      `within ${o.timeoutMs / 1000} s) counts as infinitely slow ("timeout"). send lag = the load generator's worst delay.`,
+      `* = stopped sending early: 1 % of the phase was unfinished ${o.timeoutMs / 2000} s after its send (overloaded).`,
+      "",
+      "### CPU ms per completed command",
+      "",
+      table(
+        [
+          "rate/s",
+          "target",
+          "gateway|fastify",
+          "cmd-worker|worker",
+          "stream|sse",
+          "approval-w",
+          "nats",
+          "postgres",
+          "all servers",
+          "load gen",
+        ],
+        cpu,
+      ),
+    ].join("\n");
+  },
+  checks(res, o) {
+    const i = o.rates.indexOf(500);
+    const r = i >= 0 ? res.ours?.[i] : undefined;
+    return [
+      {
+        name: "e2e: ours p99 at 500 commands/s",
+        value: r ? (Number.isFinite(r.e2e.p99) ? `${ms(r.e2e.p99)} ms` : "timeout") : "–",
+        threshold: "≤ 50 ms",
+        pass: r ? r.e2e.p99 <= 50 : undefined,
+      },
+    ];
+  },
+});

