@@ -15,6 +15,7 @@
  */
 import { type ApiError, type CommandMessage, subjects, type Tenant } from "@nexus/contracts";
 import { type Kysely, type Selectable, sql, type Transaction } from "kysely";
+import { preparedQuery } from "./db/database.ts";
 import type { CommandsTable, Database } from "./db/schema.ts";
 import { type Effects, noEffects, type PendingReport } from "./effects.ts";
 import { reportMsgId } from "./ids.ts";
@@ -119,29 +120,37 @@ export type Received =
  */
 export async function receiveCommand(db: Db, m: CommandMessage, policy: CommandPolicy, now: Date): Promise<Received> {
   const runs = policy.risk !== "RED";
-  const inserted = await db
-    .insertInto("commands")
-    .values({
-      ...keyOf(m.tenant, m.command_id),
-      type: m.type,
-      body_hash: m.body_hash,
-      correlation_id: m.correlation_id,
-      surface: m.surface ?? null,
-      principal: m.principal,
-      params: JSON.stringify(m.params),
-      context: JSON.stringify(m.context),
-      risk_level: policy.risk,
-      policy_version: policy.policyVersion,
-      status: runs ? "running" : "accepted",
-      attempts: runs ? 1 : 0,
-      accepted_at: m.accepted_at,
-      started_at: runs ? now : null,
-      updated_at: now,
-    })
-    .onConflict((oc) => oc.columns(["org_id", "project_id", "command_id"]).doNothing())
-    .returningAll()
-    .executeTakeFirst();
-  if (inserted) {
+  const rows = await preparedQuery<Omit<CommandRow, "params" | "context" | "result" | "error">>(
+    db,
+    "nexus_receive_command",
+    `insert into commands (org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal,
+       params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, updated_at)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15, $16, $17)
+     on conflict (org_id, project_id, command_id) do nothing
+     returning ${LEAN_COLUMNS}`,
+    [
+      m.tenant.org_id,
+      m.tenant.project_id,
+      m.command_id,
+      m.type,
+      m.body_hash,
+      m.correlation_id,
+      m.surface ?? null,
+      m.principal,
+      JSON.stringify(m.params),
+      JSON.stringify(m.context),
+      policy.risk,
+      policy.policyVersion,
+      runs ? "running" : "accepted",
+      runs ? 1 : 0,
+      m.accepted_at,
+      runs ? now : null,
+      now,
+    ],
+  );
+  const lean = rows[0];
+  if (lean) {
+    const inserted: CommandRow = { ...lean, params: m.params, context: m.context, result: null, error: null };
     const effects = noEffects();
     effects.reports.push(acceptedPending(m));
     if (runs) effects.reports.push(...startedEffects(inserted));
@@ -151,6 +160,10 @@ export async function receiveCommand(db: Db, m: CommandMessage, policy: CommandP
   if (!row) throw new Error(`command ${m.command_id} vanished after a conflicting insert`);
   return row.body_hash === m.body_hash ? { kind: "existing", row } : { kind: "conflict", row };
 }
+
+/** Every column but the JSON payloads (params, context, result, error), which the caller already has. */
+const LEAN_COLUMNS =
+  "org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal, risk_level, policy_version, status, ask_id, attempts, accepted_at, started_at, finished_at, updated_at";
 
 /**
  * The effects that restate where an existing command stands, for a redelivered message whose
@@ -207,16 +220,16 @@ export async function completeCommand(
   result: unknown,
   now: Date,
 ): Promise<{ row: CommandRow | undefined; effects: Effects }> {
-  const row = await db
-    .updateTable("commands")
-    .set({ status: "done", result: JSON.stringify(result), finished_at: now, updated_at: now })
-    .where("org_id", "=", t.org_id)
-    .where("project_id", "=", t.project_id)
-    .where("command_id", "=", commandId)
-    .where("status", "=", "running")
-    .where("ask_id", "is", null)
-    .returningAll()
-    .executeTakeFirst();
+  const rows = await preparedQuery<Omit<CommandRow, "params" | "context" | "result" | "error">>(
+    db,
+    "nexus_complete_command",
+    `update commands set status = 'done', result = $4::jsonb, finished_at = $5, updated_at = $5
+     where org_id = $1 and project_id = $2 and command_id = $3 and status = 'running' and ask_id is null
+     returning ${LEAN_COLUMNS}`,
+    [t.org_id, t.project_id, commandId, JSON.stringify(result), now],
+  );
+  const lean = rows[0];
+  const row = lean ? { ...lean, params: {}, context: {}, result, error: null } : undefined;
   return settled(db, t, commandId, row);
 }
 

@@ -8,6 +8,7 @@
 import { type Compliance, type SettingsSection, subjects, type Tenant } from "@nexus/contracts";
 import { sql, type Transaction } from "kysely";
 import type { Db } from "./commands.ts";
+import { preparedQuery } from "./db/database.ts";
 import type { Database } from "./db/schema.ts";
 import { type PendingReport, reportMessageJson } from "./effects.ts";
 import { reportMsgId } from "./ids.ts";
@@ -75,6 +76,25 @@ export async function readSettings(db: Db, t: Tenant, lock?: "update"): Promise<
   if (lock === "update") q = q.forUpdate();
   const row = await q.executeTakeFirst();
   return toSettings(row ?? DEFAULTS);
+}
+
+/**
+ * The part of a tenant's settings the command-worker needs for every command (its compliance
+ * and policy version), read with a prepared statement; defaults when the tenant has no row.
+ */
+export async function readPolicySettings(
+  db: Db,
+  t: Tenant,
+): Promise<{ compliance: Compliance; policy_version: number }> {
+  const rows = await preparedQuery<{ compliance: Record<string, unknown>; policy_version: number }>(
+    db,
+    "nexus_read_policy",
+    "select compliance, policy_version from tenant_settings where org_id = $1 and project_id = $2",
+    [t.org_id, t.project_id],
+  );
+  const row = rows[0];
+  const s = toSettings({ ...DEFAULTS, ...(row ?? {}) });
+  return { compliance: s.compliance, policy_version: s.policy_version };
 }
 
 /** The values of a section as `settings.updated` carries them (compliance includes its policy_version). */

@@ -37,7 +37,7 @@ import {
   holdForApproval,
   policyFor,
   progressPending,
-  readSettings,
+  readPolicySettings,
   receiveCommand,
   restateCommand,
   resumeCommand,
@@ -199,7 +199,7 @@ async function handleCommand(
   ctx: JobContext,
 ): Promise<void | DeadLetterRequest> {
   const t = m.tenant;
-  const settings = await readSettings(deps.db, t);
+  const settings = await readPolicySettings(deps.db, t);
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
   const received = await receiveCommand(deps.db, m, policy, deps.now());
   if (received.kind === "conflict")

@@ -214,7 +214,7 @@ describe("retries", () => {
     await sleep(500);
     expect(calls.get(m.command_id)).toBe(4);
     const failed = (await reports(t)).find((r) => r.report.type === "command.failed");
-    expect((failed?.report as { error: { code: string; message: string } }).error).toMatchObject({
+    expect((failed!.report as { error: { code: string; message: string } }).error).toMatchObject({
       code: "HANDLER_FAILED",
       message: expect.stringMatching(/after 4 attempts/),
     });
@@ -294,7 +294,7 @@ describe("approved actions", () => {
       rs.some((x) => x.report.type === "ask.executed" && x.causality.ask_id === askId),
     );
     const executed = (await reports(t)).find((x) => x.report.type === "ask.executed");
-    expect((executed?.report as { result: { subject: string; body: string } }).result.body).toMatch(/decline/i);
+    expect((executed!.report as { result: { subject: string; body: string } }).result.body).toMatch(/decline/i);
     expect(executed?.causality.correlation_id).toBe("c-approve");
     expect(await row(m.command_id)).toMatchObject({ status: "done" });
     const history = await tdb.db
@@ -359,7 +359,7 @@ describe("approved actions", () => {
     await until(t, "both failed", (rs) => rs.filter((x) => x.report.type === "ask.execution_failed").length === 2);
     const failed = (await reports(t)).filter((x) => x.report.type === "ask.execution_failed");
     const codeOf = (askId: string) =>
-      (failed.find((x) => x.causality.ask_id === askId)?.report as { error: { code: string } }).error.code;
+      (failed.find((x) => x.causality.ask_id === askId)!.report as { error: { code: string } }).error.code;
     expect(codeOf(askA)).toBe("ACTION_CHANGED");
     expect(codeOf(askB)).toBe("POLICY_CHANGED");
     expect(

@@ -217,7 +217,7 @@ describe("decisions", () => {
     ).toBe(202);
     const askId = await openAsk(t);
     const created = (await reports(t)).find((x) => x.report.type === "ask.created" && x.causality.ask_id === askId);
-    expect((created?.report as { ask: { approvals_required?: number } }).ask.approvals_required).toBe(2);
+    expect((created!.report as { ask: { approvals_required?: number } }).ask.approvals_required).toBe(2);
     const first = await g.app.inject({
       method: "POST",
       url: `/approvals/${askId}/decide`,
@@ -231,7 +231,7 @@ describe("decisions", () => {
     await new Promise((r) => setTimeout(r, 500));
     let rs = (await reports(t)).filter((x) => x.causality.ask_id === askId);
     expect(rs.map((x) => x.report.type)).toEqual(["ask.created", "ask.decided"]);
-    expect((rs[1]?.report as { ask: unknown }).ask).toMatchObject({
+    expect((rs[1]!.report as { ask: unknown }).ask).toMatchObject({
       decision: "approve",
       approvals: { have: 1, need: 2 },
       status: "open",

@@ -195,7 +195,7 @@ describe("accept (POST /sidecar/command) under faults", () => {
     expect(other.body.error.code).toBe("IDEMPOTENCY_CONFLICT");
     await until(t, "completed", (rs) => reportTypesOf(rs, c.command_id).includes("command.completed"));
     const row = (await commandRows(c.command_id))[0];
-    expect((row?.params as { meeting_title: string }).meeting_title).toBe("Sync");
+    expect((row!.params as { meeting_title: string }).meeting_title).toBe("Sync");
   });
 
   for (const what of ["refuse", "lose-ack"] as const) {

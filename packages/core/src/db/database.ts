@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect } from "kysely";
+import { CompiledQuery, Kysely, PostgresDialect, type Transaction } from "kysely";
 import { type Migration, type MigrationProvider, Migrator } from "kysely/migration";
 import pg from "pg";
 import * as m0001 from "./migrations/0001_init.ts";
@@ -49,7 +49,30 @@ export function createDb(opts: DbOptions): Kysely<Database> {
     client.on("error", onError);
   });
   pool.on("error", onError);
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  pools.set(db, pool);
+  return db;
+}
+
+const pools = new WeakMap<object, pg.Pool>();
+
+/**
+ * Runs a named prepared statement (node-postgres: the server parses and plans `text` once per
+ * connection, then only binds and executes it) on the pool behind `db`. Used for the few
+ * statements every command runs; inside a transaction (no pool of its own) it runs the same
+ * text unprepared on the transaction's connection.
+ * @returns the rows, parsed with the pool's type parsers (jsonb → objects, timestamptz → Date,
+ *   int8 → string), like kysely's.
+ */
+export async function preparedQuery<R>(
+  db: Kysely<Database> | Transaction<Database>,
+  name: string,
+  text: string,
+  values: unknown[],
+): Promise<R[]> {
+  const pool = pools.get(db);
+  if (pool) return (await pool.query<R & pg.QueryResultRow>({ name, text, values })).rows;
+  return (await db.executeQuery<R>(CompiledQuery.raw(text, values))).rows;
 }
 
 /** Numbered migrations, in order. Add a file `NNNN_name.ts` and list it here. */

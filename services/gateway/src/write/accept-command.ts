@@ -35,7 +35,7 @@ import {
   commandMsgId,
   DependencyUnavailable,
 } from "@nexus/core";
-import { publishGuarded, publishReport } from "@nexus/messaging";
+import { newTraceparent, publishGuarded, publishReport } from "@nexus/messaging";
 import { faultAt, type GatewayDeps } from "../deps.ts";
 
 /** A validated command ready for acceptance. */
@@ -88,9 +88,11 @@ export async function acceptCommand(
   tenant: Tenant,
   principal: string,
   cmd: ValidCommand,
-  traceparent?: string,
+  incomingTraceparent?: string,
 ): Promise<CommandAccepted> {
   const bodyHash = commandBodyHash(cmd);
+  // One trace for the request: the command, its accepted report and all that follows.
+  const traceparent = incomingTraceparent ?? newTraceparent();
   const message: CommandMessage = {
     v: 1,
     kind: "command",
@@ -104,7 +106,7 @@ export async function acceptCommand(
     accepted_at: deps.now().toISOString(),
     principal,
     body_hash: bodyHash,
-    ...(traceparent ? { traceparent } : {}),
+    traceparent,
   };
   const subject = subjects.command(tenant, cmd.command_id);
   await faultAt(deps, "accept:before-command-publish");
@@ -116,7 +118,7 @@ export async function acceptCommand(
       tenant,
       msgId: commandMsgId(tenant, cmd.command_id),
       correlationId: cmd.correlation_id,
-      ...(traceparent ? { traceparent } : {}),
+      traceparent,
       extra: { [HEADERS.kind]: "command", [HEADERS.commandType]: cmd.type },
     },
     { expectLastSubjectSequence: 0, timeoutMs: deps.config.PUBLISH_TIMEOUT_MS, connected: deps.natsConnected },
