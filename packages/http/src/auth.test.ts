@@ -104,3 +104,42 @@ describe("auth plugin: API keys", () => {
     expect(() => parseApiKeys(["k:a.b:p"])).toThrow();
   });
 });
+
+describe("roles", () => {
+  async function withRoles(): Promise<App> {
+    app = createHttpApp({ logger: pino({ level: "silent" }), metrics: createMetrics("test") });
+    await app.register(authPlugin, { auth: { AUTH_MODE: "header", API_KEYS: [] } as AuthConfig });
+    app.get("/read", { config: { tenant: true, roles: ["viewer"] } }, async (req) => ({ roles: req.roles }));
+    app.post("/send", { config: { tenant: true, roles: ["operator"] } }, async () => ({ ok: true }));
+    app.post("/decide", { config: { tenant: true, roles: ["approver"] } }, async () => ({ ok: true }));
+    app.patch("/settings", { config: { tenant: true, roles: ["admin"] } }, async () => ({ ok: true }));
+    await app.ready();
+    return app;
+  }
+  const call = (a: App, method: "GET" | "POST" | "PATCH", url: string, roles?: string) =>
+    a.inject({ method, url, headers: { ...TENANT, ...(roles !== undefined ? { "x-roles": roles } : {}) } });
+
+  it("the role matrix: viewer reads; operator sends; approver decides; admin does everything; else 403 FORBIDDEN", async () => {
+    const a = await withRoles();
+    const matrix: [string, Record<string, number>][] = [
+      ["viewer", { read: 200, send: 403, decide: 403, settings: 403 }],
+      ["operator", { read: 200, send: 200, decide: 403, settings: 403 }],
+      ["approver", { read: 200, send: 403, decide: 200, settings: 403 }],
+      ["admin", { read: 200, send: 200, decide: 200, settings: 200 }],
+      ["operator,approver", { read: 200, send: 200, decide: 200, settings: 403 }],
+    ];
+    for (const [roles, want] of matrix) {
+      const got = {
+        read: (await call(a, "GET", "/read", roles)).statusCode,
+        send: (await call(a, "POST", "/send", roles)).statusCode,
+        decide: (await call(a, "POST", "/decide", roles)).statusCode,
+        settings: (await call(a, "PATCH", "/settings", roles)).statusCode,
+      };
+      expect({ roles, ...got }).toEqual({ roles, ...want });
+    }
+    const denied = await call(a, "POST", "/send", "viewer");
+    expect(denied.json().error).toMatchObject({ code: "FORBIDDEN", stage: "auth" });
+    expect((await call(a, "GET", "/read")).json().roles).toEqual(["admin"]);
+    expect((await call(a, "GET", "/read", "superuser")).statusCode).toBe(400);
+  });
+});

@@ -33,18 +33,36 @@ export const AuthConfig = z.object({
 });
 export type AuthConfig = z.infer<typeof AuthConfig>;
 
+/**
+ * Roles (CONTRACT.md "Roles and separation of duties"): `viewer` reads the stream, history and
+ * snapshot; `operator` also sends commands; `approver` also decides asks; `admin` may do
+ * everything (settings, compliance, dead letters, purge).
+ */
+export const Role = z.enum(["viewer", "operator", "approver", "admin"]);
+export type Role = z.infer<typeof Role>;
+
+/** True when `held` satisfies a route that requires any of `required` (`admin` satisfies all; every role reads). */
+export function hasRole(held: readonly Role[], required: readonly Role[]): boolean {
+  if (required.length === 0 || held.includes("admin")) return true;
+  return required.some((r) => held.includes(r) || (r === "viewer" && held.length > 0));
+}
+
 declare module "fastify" {
   interface FastifyRequest {
     /** The authenticated tenant; set on routes with `config: { tenant: true }`. */
     tenant: Tenant;
     /** Who is acting: the JWT `sub`, `apikey:<principal>`, or in header mode `x-user-id` (else `anonymous`). */
     principal: string;
+    /** The principal's roles (see {@link Role}). */
+    roles: Role[];
   }
   interface FastifyContextConfig {
     /** Resolve and require a tenant for this route. */
     tenant?: boolean;
     /** Also accept tenant and token from the query string (EventSource cannot send headers). */
     tenantFromQuery?: boolean;
+    /** Roles of which the principal must hold one (403 FORBIDDEN otherwise); `admin` always may. */
+    roles?: Role[];
   }
 }
 
@@ -103,6 +121,27 @@ function headerPrincipal(req: FastifyRequest): string {
   return id;
 }
 
+/** Roles from a claim value: an array of names or a space/comma separated string; unknown names are dropped. */
+export function rolesOf(v: unknown): Role[] {
+  const names = Array.isArray(v) ? v : typeof v === "string" ? v.split(/[\s,]+/) : [];
+  return names.filter((n): n is Role => Role.safeParse(n).success);
+}
+
+/**
+ * Header mode's roles: `x-roles` (comma-separated) as given — a trusted network only; without
+ * the header, `admin` (the local-development default).
+ */
+function headerRoles(req: FastifyRequest): Role[] {
+  const h = first(req.headers["x-roles"]);
+  if (h === undefined) return ["admin"];
+  const roles = rolesOf(h);
+  if (roles.length === 0 && h.trim() !== "")
+    throw new AppError("VALIDATION_FAILED", "x-roles must name viewer, operator, approver or admin", [
+      { path: "headers.x-roles", issue: "invalid" },
+    ]);
+  return roles;
+}
+
 function validTenant(org: string | undefined, project: string | undefined): Tenant {
   if (org === undefined || project === undefined)
     throw new AppError("INVALID_TENANT", "x-org-id and x-project-id are required", [
@@ -141,6 +180,15 @@ export const authPlugin = fp(
     }
     app.decorateRequest("tenant", null as unknown as Tenant);
     app.decorateRequest("principal", "anonymous");
+    app.decorateRequest("roles", null as unknown as Role[]);
+    // Authorisation runs after authentication (onRequest) for routes that name roles.
+    app.addHook("preHandler", async (req) => {
+      const required = req.routeOptions.config?.roles;
+      if (required && !hasRole(req.roles ?? [], required))
+        throw new AppError("FORBIDDEN", `This needs one of the roles ${required.join(", ")}`, undefined, {
+          stage: "auth",
+        });
+    });
 
     app.addHook("onRequest", async (req) => {
       const cfg = req.routeOptions.config;
@@ -168,6 +216,7 @@ export const authPlugin = fp(
           throw new AppError("TENANT_MISMATCH");
         req.tenant = { org_id: claims.org_id, project_id: claims.project_id };
         req.principal = claims.sub;
+        req.roles = rolesOf((claims as { roles?: unknown }).roles);
         return;
       }
 
@@ -180,10 +229,12 @@ export const authPlugin = fp(
           throw new AppError("TENANT_MISMATCH");
         req.tenant = tenant;
         req.principal = key.principal;
+        req.roles = ["admin"];
         return;
       }
       req.tenant = tenant;
       req.principal = headerPrincipal(req);
+      req.roles = headerRoles(req);
     });
   },
   { name: "nexus-auth" },

@@ -190,7 +190,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     );
   }
 
-  app.get(STREAM_PATH, { config: { tenant: true, tenantFromQuery: true } }, async (req, reply) => {
+  app.get(STREAM_PATH, { config: { tenant: true, tenantFromQuery: true, roles: ["viewer"] } }, async (req, reply) => {
     const tenant = req.tenant;
     const rawCursor = pickCursor(req.headers["last-event-id"], (req.query as Record<string, unknown>).cursor);
     reply.hijack();

@@ -10,7 +10,7 @@ export function approvalRoutes(app: App, deps: GatewayDeps): void {
   app.post(
     "/approvals/:ask_id/decide",
     {
-      config: { tenant: true },
+      config: { tenant: true, roles: ["approver"] },
       schema: {
         tags: ["approvals"],
         summary: "Approve or reject an ask; answers 202, confirmed by ask.* reports",

@@ -28,7 +28,7 @@ export function commandRoutes(app: App, deps: GatewayDeps): void {
   app.post(
     "/sidecar/command",
     {
-      config: { tenant: true },
+      config: { tenant: true, roles: ["operator"] },
       schema: {
         tags: ["commands"],
         summary: "Submit a command; answers 202 once it is durably accepted",

@@ -38,7 +38,7 @@ function correlation(req: FastifyRequest): string | undefined {
 /** The settings endpoints (CONTRACT.md "Settings"): each answers 202, confirmed by `settings.updated`. */
 export function settingsRoutes(app: App, deps: GatewayDeps): void {
   const opts = <B extends z.ZodType>(body: B) => ({
-    config: { tenant: true },
+    config: { tenant: true, roles: ["admin" as const] },
     schema: { tags: ["settings"], headers: CorrelationHeader, body, response: responses },
   });
   app.patch("/profile", opts(ProfilePatch), async (req, reply) =>
@@ -59,7 +59,7 @@ export function settingsRoutes(app: App, deps: GatewayDeps): void {
   app.post(
     "/profile/photo",
     {
-      config: { tenant: true },
+      config: { tenant: true, roles: ["admin"] },
       bodyLimit: deps.config.PHOTO_LIMIT_BYTES + 1024 * 1024,
       schema: {
         tags: ["settings"],
@@ -104,7 +104,7 @@ export function settingsRoutes(app: App, deps: GatewayDeps): void {
   app.get(
     "/profile/photo",
     {
-      config: { tenant: true, tenantFromQuery: true },
+      config: { tenant: true, tenantFromQuery: true, roles: ["viewer"] },
       schema: { tags: ["settings"], summary: "The current profile photo" },
     },
     async (req, reply) => {
