@@ -52,7 +52,11 @@ async function follow(c: NexusClient, o: Parameters<NexusClient["follow"]>[0] = 
 }
 
 const TEXT = "The quarterly plan is ready. It covers hiring and budget. Reviews happen in March.";
-const SHARE = { recipient: "partner@example.org", resource: { ref: "doc:42", title: "Q3 plan" }, channel: "email" as const };
+const SHARE = {
+  recipient: "partner@example.org",
+  resource: { ref: "doc:42", title: "Q3 plan" },
+  channel: "email" as const,
+};
 
 const about = (commandId: string, type: string) => (r: ReportEvent) =>
   r.causality.command_id === commandId && r.report.type === type;

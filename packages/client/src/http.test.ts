@@ -136,6 +136,14 @@ describe("writing calls: retries (local server)", () => {
     expect(server.requests[0]?.path).toBe("/approvals/ask-1/decide");
   });
 
+  it("a refused connection certainly stored nothing: NETWORK_ERROR after the retries, not ACCEPT_UNCONFIRMED", async () => {
+    const gone = await localServer(() => {});
+    await gone.close();
+    const e = await caught(client(gone, { retry: { maxAttempts: 2 } }).sendCommand({ type: "doc.summary.create" }));
+    expect(e).toMatchObject({ code: "NETWORK_ERROR", status: 0, attempts: 2, recoverable: true });
+    expect(e.message).toContain("ECONNREFUSED");
+  });
+
   it("504 on every attempt ends as ACCEPT_UNCONFIRMED after maxAttempts", async () => {
     server = await localServer((_req, res) => apiError(res, 504, "ACCEPT_UNCONFIRMED", true));
     const e = await caught(client(server, { retry: { maxAttempts: 3 } }).decide("a1", { decision: "reject" }));

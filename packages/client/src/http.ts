@@ -92,6 +92,22 @@ function retryableStatus(status: number, kind: CallKind): boolean {
   return (status === 502 || status === 504) && kind !== "once";
 }
 
+/**
+ * True when a failed `fetch` certainly never delivered the request (connection refused, host
+ * not found), so it cannot have taken effect. Node's fetch names the cause (`cause.code`);
+ * browsers say nothing, and then the answer is false: unknown means "may have taken effect".
+ */
+function neverSent(err: unknown): boolean {
+  const code = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN";
+}
+
+function describe(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  const code = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  return typeof code === "string" ? `${msg}: ${code}` : msg;
+}
+
 /** Joins a base URL, a path and query parameters (undefined ones are left out). */
 export function buildUrl(baseUrl: string, path: string, query?: Record<string, string | number | undefined>): string {
   const u = new URL(baseUrl.replace(/\/+$/, "") + path);
@@ -157,7 +173,7 @@ export class Transport {
         // No answer: the request may or may not have reached the server.
         failure = new NexusApiError({
           code: "NETWORK_ERROR",
-          message: `${spec.method} ${spec.path}: no answer (${err instanceof Error ? err.message : String(err)})`,
+          message: `${spec.method} ${spec.path}: no answer (${describe(err)})`,
           recoverable: true,
           status: 0,
           correlation_id: spec.correlationId,
@@ -165,7 +181,7 @@ export class Transport {
           cause: err,
         });
         retryable = spec.kind !== "once";
-        unconfirmed = true;
+        if (!neverSent(err)) unconfirmed = true;
       }
       const tooLong = retryAfterMs !== undefined && retryAfterMs > retry.maxRetryAfterMs;
       if (!retryable || attempt >= retry.maxAttempts || tooLong)

@@ -84,6 +84,8 @@ function summary(evs: StreamEvent[]): string[] {
           return `progress:${e.data.progress.stage}`;
         case "unrecognized":
           return `unrecognized:${e.event}`;
+        default:
+          return (e as StreamEvent).type;
       }
     });
 }
