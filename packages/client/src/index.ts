@@ -30,7 +30,15 @@ export {
   type WaitOptions,
 } from "./client.ts";
 export { isNexusApiError, NexusApiError, type NexusApiErrorInit } from "./errors.ts";
-export { type CallKind, DEFAULT_RETRY, type RetryInfo, type RetryOptions } from "./http.ts";
+export {
+  type CallKind,
+  type CallSpec,
+  DEFAULT_RETRY,
+  type RetryInfo,
+  type RetryOptions,
+  Transport,
+  type TransportOptions,
+} from "./http.ts";
 export { compareReportIds, isReportId, type ParsedReport, parseReportEvent } from "./reports.ts";
 export { type StateChangeListener, StateFollower } from "./state.ts";
 export {
