@@ -272,6 +272,35 @@ describe("report stream against a local SSE server", () => {
     expect(rec[1]?.delayMs).toBe(1000);
   });
 
+  it("CREDENTIAL_EXPIRED: reconnects with a fresh token from the token function and resumes by Last-Event-ID", async () => {
+    server = await localServer((req, res, n) => {
+      if (req.headers.authorization !== `Bearer tok-${n}`) return apiError(res, 401, "UNAUTHENTICATED", false);
+      sseStart(res);
+      if (n === 1) {
+        res.write(snapshotFrame("10") + reportFrame("11"));
+        res.end(frame("error", { error: { code: "CREDENTIAL_EXPIRED", message: "exp", recoverable: true }, ts: "t" }));
+        return;
+      }
+      res.write(reportFrame("12"));
+    });
+    let i = 0;
+    const c = createClient({ baseUrl: server.url, auth: { mode: "bearer", token: async () => `tok-${++i}` } });
+    const seen: StreamEvent[] = [];
+    for await (const ev of c.events({ random: () => 0 })) {
+      seen.push(ev);
+      if (ev.type === "report" && ev.data.report_id === "12") break;
+    }
+    expect(summary(seen)).toEqual([
+      "open:-",
+      "snapshot#10",
+      "report#11",
+      "error:CREDENTIAL_EXPIRED",
+      "reconnecting:closed",
+      "open:11",
+      "report#12",
+    ]);
+  });
+
   it("a 403 ends the stream with that NexusApiError (retrying cannot fix it)", async () => {
     server = await localServer((_req, res) => apiError(res, 403, "TENANT_MISMATCH", false));
     const stream = client(server).events();
