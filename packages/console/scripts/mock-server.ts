@@ -12,6 +12,8 @@
  * - `/__mock/redeliver`         send the tenant's last report again (at-least-once delivery)
  * - `/__mock/retention?keep=1`  keep only the newest n reports (older cursors expire)
  * - `/__mock/expire-cursors`    answer the next stream request that has a cursor with CURSOR_EXPIRED
+ * - `/__mock/burst?n=5000&rate=500`  publish n reports (accepted → started → completed of synthetic
+ *                               commands) at `rate` per second; answers when the last one is sent
  */
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -318,6 +320,51 @@ async function handleSettings(req: IncomingMessage, res: ServerResponse, t: Tena
   );
 }
 
+/**
+ * Publishes `n` reports at `rate` per second in 10 ms ticks: synthetic commands of every GREEN type go
+ * accepted → started → completed, a few in flight at a time (a load test of the console).
+ */
+async function burst(t: Tenant, n: number, rate: number): Promise<void> {
+  const types = ["draft_email.create", "doc.summary.create", "prep_pack.create", "calendar.options.create"] as const;
+  const steps: (() => void)[] = [];
+  for (let k = 0; steps.length < n; k++) {
+    const type = types[k % types.length]!;
+    const spec = COMMAND_TYPES[type];
+    const command = { command_id: `burst-${Date.now().toString(36)}-${k}`, type };
+    const c = { correlation_id: `burst-c-${k}`, command_id: command.command_id };
+    const params: Record<string, unknown> = {
+      to: "kim@example.com",
+      brief: `Burst message ${k}`,
+      meeting_title: `Meeting ${k}`,
+      attendees: ["Kim"],
+      agenda: ["One", "Two"],
+      text: `Sentence one of ${k}. Sentence two. Sentence three.`,
+      duration_minutes: 30,
+      window: { start: "2030-03-04T09:00:00+01:00", end: "2030-03-04T17:00:00+01:00" },
+    };
+    steps.push(() => publish(t, { type: "command.accepted", status: "accepted", title: `${spec.title} accepted`, command, risk_level: "GREEN" }, c));
+    steps.push(() => publish(t, { type: "command.started", status: "running", title: `${spec.title} started`, command }, c));
+    steps.push(() =>
+      publish(t, { type: "command.completed", status: "done", title: `${spec.title} ready`, command, result: fakeResult(type, params) }, c),
+    );
+  }
+  // Interleave: three commands in flight at a time.
+  const order: (() => void)[] = [];
+  for (let i = 0; i < steps.length; i += 9) {
+    const group = steps.slice(i, i + 9);
+    for (let s = 0; s < 3; s++) for (let j = s; j < group.length; j += 3) order.push(group[j]!);
+  }
+  order.length = n;
+  const perTick = Math.max(1, Math.round(rate / 100));
+  const start = Date.now();
+  for (let i = 0; i < order.length; i += perTick) {
+    for (const f of order.slice(i, i + perTick)) f();
+    const due = start + ((i + perTick) / rate) * 1000;
+    const wait = due - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
 function handleStream(req: IncomingMessage, res: ServerResponse, t: Tenant, url: URL) {
   const d = data(t);
   console.log(
@@ -403,6 +450,13 @@ const server = createServer(async (req, res) => {
       if (last) for (const c of d.clients) sse(c, "report", last, last.report_id);
       return reply(res, 200, { ok: true, report_id: last?.report_id });
     }
+    if (req.method === "POST" && path === "/__mock/burst") {
+      const n = Number(url.searchParams.get("n") ?? 5000);
+      const rate = Number(url.searchParams.get("rate") ?? 500);
+      const started = Date.now();
+      await burst(t, n, rate);
+      return reply(res, 200, { ok: true, sent: n, ms: Date.now() - started, last: d.reports.at(-1)?.report_id });
+    }
     if (req.method === "POST" && path === "/__mock/retention") {
       const keep = Number(url.searchParams.get("keep") ?? 1);
       const cut = d.reports.length - keep;
@@ -418,4 +472,8 @@ const server = createServer(async (req, res) => {
     if (!res.headersSent) fail(res, apiError("INTERNAL"));
   }
 });
-server.listen(port, "127.0.0.1", () => console.log(`mock NEXUS API with the console at http://127.0.0.1:${port}/ui`));
+server.listen(port, "127.0.0.1", () => {
+  const a = server.address();
+  const actual = typeof a === "object" && a ? a.port : port;
+  console.log(`mock NEXUS API with the console at http://127.0.0.1:${actual}/ui`);
+});
