@@ -14,8 +14,7 @@ export const ROOT = path.resolve(import.meta.dirname, "../..");
 /** Debian's Chromium; playwright-core drives it, no downloaded browser. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 /** True when Chromium and the built console are both there (tests skip visibly otherwise). */
-export const CAN_RUN =
-  fs.existsSync(CHROMIUM) && fs.existsSync(path.join(ROOT, "packages/console/dist/index.html"));
+export const CAN_RUN = fs.existsSync(CHROMIUM) && fs.existsSync(path.join(ROOT, "packages/console/dist/index.html"));
 /** Where screenshots for the README go. */
 export const DOCS = path.join(ROOT, "docs");
 
@@ -135,15 +134,16 @@ export async function axeSerious(page: Page): Promise<{ id: string; impact: stri
     const r = await axe.run(document, { resultTypes: ["violations"] });
     return r.violations
       .filter((v: any) => v.impact === "serious" || v.impact === "critical")
-      .map((v: any) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n: any) => n.target.join(" ")).slice(0, 5) }));
+      .map((v: any) => ({
+        id: v.id,
+        impact: v.impact,
+        nodes: v.nodes.map((n: any) => n.target.join(" ")).slice(0, 5),
+      }));
   });
 }
 
 function require_resolve(spec: string): string {
-  const candidates = [
-    path.join(ROOT, "node_modules", spec),
-    path.join(ROOT, "packages/console/node_modules", spec),
-  ];
+  const candidates = [path.join(ROOT, "node_modules", spec), path.join(ROOT, "packages/console/node_modules", spec)];
   const found = candidates.find((c) => fs.existsSync(c));
   if (!found) throw new Error(`${spec} is not installed (pnpm install)`);
   return found;
