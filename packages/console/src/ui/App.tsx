@@ -123,15 +123,28 @@ function useOlder(store: ReturnType<typeof createStore>, tenant: Tenant, s: Live
     if (busy.current || state.historyBefore === null) return;
     busy.current = true;
     setSt((x) => ({ ...x, loading: true, failed: false }));
-    const page = await fetchHistory(tenant, state.historyBefore, 100);
-    busy.current = false;
-    if (store.get() !== state) return; // the tenant changed meanwhile
-    if (page.kind === "unsupported") setSt({ loading: false, failed: false, unsupported: true });
-    else if (page.kind === "error") setSt({ loading: false, failed: true, unsupported: false });
-    else {
-      store.addHistory(page.reports, page.next_before);
+    // Pages whose reports are all about commands already shown add nothing: go on (a few pages at most).
+    for (let pages = 0; pages < 5; pages++) {
+      const before = store.get().historyBefore;
+      if (before === null) break;
+      const page = await fetchHistory(tenant, before, 100);
+      if (store.get() !== state) {
+        busy.current = false;
+        return; // the tenant changed meanwhile
+      }
+      if (page.kind === "unsupported") {
+        setSt({ loading: false, failed: false, unsupported: true });
+        break;
+      }
+      if (page.kind === "error") {
+        setSt({ loading: false, failed: true, unsupported: false });
+        break;
+      }
+      const added = store.addHistory(page.reports, page.next_before);
       setSt({ loading: false, failed: false, unsupported: false });
+      if (added > 0 || page.next_before === null) break;
     }
+    busy.current = false;
   }, [store, tenant]);
   // After a snapshot whose worklog was full, fetch one page at once: a reload shows as much as before.
   useEffect(() => {

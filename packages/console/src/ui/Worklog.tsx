@@ -177,7 +177,7 @@ const Row = memo(function Row(p: RowProps) {
   const running = w.status === "accepted" || w.status === "running";
   return (
     <li
-      class={`row st-${w.status}`}
+      class={`row row-${w.status}`}
       id={`work-${id}`}
       data-testid={`work-${id}`}
       data-status={w.status}
@@ -205,6 +205,19 @@ const Row = memo(function Row(p: RowProps) {
           </time>
         </div>
       </div>
+      {canExpand && (
+        <button
+          type="button"
+          class="link toggle"
+          aria-expanded={p.expanded}
+          aria-controls={`work-d-${id}`}
+          aria-describedby={`work-t-${id}`}
+          data-testid={`work-toggle-${id}`}
+          onClick={() => p.onToggle(id)}
+        >
+          {p.expanded ? t("worklog.hideDetails") : t("worklog.details")}
+        </button>
+      )}
       {running && p.progress && (
         <div class="progress" data-testid={`work-progress-${id}`}>
           {p.progress.percent !== undefined && (
@@ -214,18 +227,6 @@ const Row = memo(function Row(p: RowProps) {
           )}
           {p.progress.text && <pre class="prewrap stream-text">{p.progress.text}</pre>}
         </div>
-      )}
-      {canExpand && (
-        <button
-          type="button"
-          class="link"
-          aria-expanded={p.expanded}
-          aria-controls={`work-d-${id}`}
-          data-testid={`work-toggle-${id}`}
-          onClick={() => p.onToggle(id)}
-        >
-          {p.expanded ? t("worklog.hideDetails") : t("worklog.details")}
-        </button>
       )}
       {p.expanded && w.status === "done" && w.result !== undefined && (
         <div class="result" id={`work-d-${id}`} data-testid={`work-result-${id}`}>
