@@ -143,6 +143,16 @@ function publish(t: Tenant, report: AgentReport, causality: ReportEvent["causali
   const ev: ReportEvent = { report, causality, tenant: t, ts: new Date().toISOString(), report_id: String(d.seq) };
   d.reports.push(ev);
   d.state = applyReport(d.state, ev);
+  // One approval of several: the contracts' applyReport marks the ask decided; it stays open.
+  const ask = (report as { ask?: { ask_id: string; approvals?: { have: number; need: number } } }).ask;
+  if (report.type === "ask.decided" && ask?.approvals && ask.approvals.have < ask.approvals.need) {
+    d.state = {
+      ...d.state,
+      asks: d.state.asks.map((a) =>
+        a.ask_id === ask.ask_id ? { ...a, status: "open", decision: undefined, decided_by: undefined } : a,
+      ),
+    };
+  }
   for (const c of d.clients) sse(c, "report", ev, ev.report_id);
 }
 

@@ -40,11 +40,7 @@ function TenantSwitcher(props: { tenant: Tenant; recent: Tenant[]; onSwitch(t: T
   const others = props.recent.filter((r) => !sameTenant(r, tenant));
   return (
     <details class="tenant-menu" ref={menu} data-testid="tenant-menu">
-      <summary
-        id="tenant-summary"
-        data-testid="tenant-summary"
-        aria-label={`${t("tenant.menu")}: ${tenant.org_id}/${tenant.project_id}`}
-      >
+      <summary id="tenant-summary" data-testid="tenant-summary">
         <span class="pill-label">{t("tenant.label")}</span>{" "}
         <strong data-testid="tenant-current">{`${tenant.org_id}/${tenant.project_id}`}</strong>
         <span class="caret" aria-hidden="true">

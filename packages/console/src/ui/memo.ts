@@ -27,8 +27,11 @@ export function memo<P extends object>(fn: FunctionComponent<P>): FunctionCompon
   return Memo as unknown as FunctionComponent<P>;
 }
 
-/** Focuses the element with `id` after the next render (and scrolls it into view when needed). */
-export function focusById(id: string, tries = 5): void {
+/**
+ * Focuses the element with `id` after the next render (and scrolls it into view when needed);
+ * waits up to `tries` frames for it to appear (a lazily loaded view takes a few).
+ */
+export function focusById(id: string, tries = 60): void {
   const attempt = (left: number) => {
     const el = document.getElementById(id);
     if (el) {
