@@ -338,6 +338,24 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
       e.database.db.selectFrom("share_outbox").selectAll().where("ask_id", "=", askId).execute();
     expect(await outbox(approveAsk)).toHaveLength(1);
     expect(await outbox(rejectAsk)).toHaveLength(0);
+
+    // A reload rebuilds the page from a snapshot (titles written by another service): what each
+    // entry says stays the same.
+    const shown = (id: string) =>
+      page.evaluate(
+        (cid) => [
+          document.getElementById(`work-t-${cid}`)?.textContent,
+          document.querySelector(`[data-testid="work-status-${cid}"]`)?.textContent,
+          document.querySelector(`[data-testid="work-line-${cid}"]`)?.textContent,
+        ],
+        id,
+      );
+    const before = [await shown(approveCmd), await shown(rejectCmd)];
+    await page.reload();
+    await page.waitForFunction(() => (window as W).__nexus?.state != null);
+    await workEntry(page, rejectCmd, "cancelled");
+    expect([await shown(approveCmd), await shown(rejectCmd)]).toEqual(before);
+    expect(before[1]).toEqual(["External share", "Cancelled", "Rejected: the action never ran."]);
     expect(errors).toEqual([]);
 
     await page.screenshot({ path: path.join(ARTIFACTS, "console-wide-decisions.png"), fullPage: true });
