@@ -14,4 +14,7 @@ const guess = pickLang(last, navigator.languages ?? [navigator.language]);
 if (guess !== "en") void loadLang(guess);
 
 const root = document.getElementById("app");
-if (root) render(<App />, root);
+if (root) {
+  root.replaceChildren(); // the static "Loading…" shown until the script ran
+  render(<App />, root);
+}
