@@ -138,8 +138,9 @@ export function parseStreamEvent(name: string, data: string, onProblem?: (p: Par
     });
     return null;
   }
-  const event = withExtras(parsed.data, json);
+  // A report's schema has no defaults or transforms: once it validates, the received object is
+  // the parsed one plus the keys zod would strip (no copy per report). The snapshot's has defaults.
   return name === "snapshot"
-    ? { kind: "snapshot", event: event as SnapshotWire }
-    : { kind: "report", event: event as ReportEvent };
+    ? { kind: "snapshot", event: withExtras(parsed.data, json) as SnapshotWire }
+    : { kind: "report", event: json as ReportEvent };
 }
