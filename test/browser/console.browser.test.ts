@@ -13,6 +13,7 @@ import { REPO_ROOT, uniqueTenant } from "@nexus/testkit";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "../e2e/fixture.ts";
+import { axeSerious } from "./mock.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.join(REPO_ROOT, "test-artifacts");
@@ -134,7 +135,7 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
       .poll(() => page.locator(`[data-testid="composer-status"][data-command-id="${id}"]`).textContent(), {
         timeout: UI_WAIT_MS,
       })
-      .toMatch(/^accepted/);
+      .toMatch(/^Sent/);
     return id;
   }
 
@@ -173,7 +174,11 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
     expect(await email.textContent()).toMatch(/Subject:/);
     expect(((await email.locator("pre").textContent()) ?? "").length).toBeGreaterThan(20);
     expect(await email.locator("pre").textContent()).toMatch(/Kim/);
-    expect(await page.getByTestId(`work-status-${draft}`).textContent()).toBe("done");
+    expect(await page.getByTestId(`work-status-${draft}`).textContent()).toBe("Done");
+    // focus moved from the form to the new entry
+    await expect
+      .poll(() => page.evaluate(() => document.activeElement?.getAttribute("data-testid")))
+      .toBe(`work-${draft}`);
 
     // prep_pack.create → summary and checklist
     const prep = await submitCommand(page, "prep_pack.create", {
@@ -242,8 +247,9 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
     const cardText = (await card.textContent()) ?? "";
     expect(cardText).toContain("partner@example.org");
     expect(cardText).toContain("Q3 plan");
-    expect(cardText).toContain("slack");
-    expect(await page.getByTestId(`ask-risk-${askId}`).textContent()).toBe("RED");
+    expect(cardText).toContain("Slack");
+    expect(cardText).toContain("Here is the plan for next quarter.");
+    expect(await page.getByTestId(`ask-risk-${askId}`).getAttribute("data-level")).toBe("RED");
     expect(await page.getByTestId(`ask-expiry-${askId}`).textContent()).toMatch(/Expires in/);
     await page.getByTestId(`approve-${askId}`).waitFor({ state: "visible" });
     await page.getByTestId(`reject-${askId}`).waitFor({ state: "visible" });
@@ -253,6 +259,7 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
     expect(await page.getByTestId("worklog").locator("> li").count()).toBe(5);
     expect(await page.getByTestId("worklog").locator("> li").first().getAttribute("data-testid")).toBe(`work-${share}`);
     expect(errors).toEqual([]);
+    expect(await axeSerious(page)).toEqual([]);
 
     await page.screenshot({ path: path.join(ARTIFACTS, "console-wide.png"), fullPage: true });
     // For the README (docs/console.png is copied from it by hand): one tall viewport, so the
@@ -293,11 +300,16 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
     expect(decide.request().postDataJSON()).toMatchObject({ decision: "approve", note: "fine to send" });
     const approved = page.locator(`[data-testid="asks-recent"] [data-testid="ask-${approveAsk}"][data-status="done"]`);
     await approved.waitFor();
-    await expect.poll(() => page.getByTestId(`ask-outcome-${approveAsk}`).textContent()).toMatch(/^Executed/);
+    await expect.poll(() => page.getByTestId(`ask-outcome-${approveAsk}`).textContent()).toMatch(/^Approved and done/);
+    // focus followed the decision to its outcome; decider and note are shown
+    await expect
+      .poll(() => page.evaluate(() => document.activeElement?.getAttribute("data-testid")))
+      .toBe(`ask-outcome-${approveAsk}`);
+    expect(await page.getByTestId(`ask-decider-${approveAsk}`).textContent()).toMatch(/^Decided by \S+ on /);
     await expect.poll(() => page.getByTestId(`ask-pending-${approveAsk}`).count()).toBe(0);
     await workEntry(page, approveCmd, "done");
     expect(await page.getByTestId(`work-result-${approveCmd}`).textContent()).toMatch(
-      /Shared “Roadmap” with partner@example\.org via email/,
+      /Shared “Roadmap” with partner@example\.org via Email/,
     );
 
     // reject without a note
@@ -311,7 +323,8 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
       .waitFor();
     await expect.poll(() => page.getByTestId(`ask-outcome-${rejectAsk}`).textContent()).toMatch(/^Rejected/);
     await workEntry(page, rejectCmd, "cancelled");
-    expect(await page.getByTestId(`work-${rejectCmd}`).textContent()).toMatch(/Cancelled: the action never ran/);
+    expect(await page.getByTestId(`work-${rejectCmd}`).textContent()).toMatch(/Rejected: the action never ran/);
+    expect(await page.getByTestId(`work-status-${rejectCmd}`).textContent()).toBe("Cancelled");
 
     // no decision buttons left, nothing open, autopilot idle
     expect(
@@ -325,6 +338,24 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
       e.database.db.selectFrom("share_outbox").selectAll().where("ask_id", "=", askId).execute();
     expect(await outbox(approveAsk)).toHaveLength(1);
     expect(await outbox(rejectAsk)).toHaveLength(0);
+
+    // A reload rebuilds the page from a snapshot (titles written by another service): what each
+    // entry says stays the same.
+    const shown = (id: string) =>
+      page.evaluate(
+        (cid) => [
+          document.getElementById(`work-t-${cid}`)?.textContent,
+          document.querySelector(`[data-testid="work-status-${cid}"]`)?.textContent,
+          document.querySelector(`[data-testid="work-line-${cid}"]`)?.textContent,
+        ],
+        id,
+      );
+    const before = [await shown(approveCmd), await shown(rejectCmd)];
+    await page.reload();
+    await page.waitForFunction(() => (window as W).__nexus?.state != null);
+    await workEntry(page, rejectCmd, "cancelled");
+    expect([await shown(approveCmd), await shown(rejectCmd)]).toEqual(before);
+    expect(before[1]).toEqual(["External share", "Cancelled", "Rejected: the action never ran."]);
     expect(errors).toEqual([]);
 
     await page.screenshot({ path: path.join(ARTIFACTS, "console-wide-decisions.png"), fullPage: true });
@@ -442,5 +473,38 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
 
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: path.join(ARTIFACTS, "console-375.png"), fullPage: true });
+  });
+  it("honours a deep link through the /ui redirect and serves compressed, cached assets without source maps", async () => {
+    const t = uniqueTenant("deep");
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-GB" });
+    contexts.push(context);
+    const page = await context.newPage();
+    const q = new URLSearchParams({ org_id: t.org_id, project_id: t.project_id });
+    await page.goto(`${e.stack.gatewayUrl}/ui?${q}`);
+    expect(new URL(page.url()).pathname).toBe("/ui/");
+    expect(new URL(page.url()).search).toBe(`?${q}`);
+    await page.waitForFunction(() => (window as W).__nexus?.state != null);
+    expect(await page.evaluate(() => (window as W).__nexus?.tenant)).toEqual(t);
+    expect(await page.getByTestId("tenant-current").textContent()).toBe(`${t.org_id}/${t.project_id}`);
+
+    const root = await fetch(`${e.stack.gatewayUrl}/?${q}`, { redirect: "manual" });
+    expect(root.status).toBe(302);
+    expect(root.headers.get("location")).toBe(`/ui/?${q}`);
+
+    const index = await fetch(`${e.stack.gatewayUrl}/ui/`, { headers: { "accept-encoding": "br, gzip" } });
+    expect(index.headers.get("cache-control")).toBe("no-cache");
+    const html = await index.text();
+    const scripts = [...html.matchAll(/(?:src|href)="(\/ui\/assets\/[^"]+\.(?:js|css))"/g)].map((m) => m[1]!);
+    expect(scripts.length).toBeGreaterThanOrEqual(2);
+    for (const asset of scripts) {
+      const res = await fetch(`${e.stack.gatewayUrl}${asset}`, { headers: { "accept-encoding": "br" } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-encoding")).toBe("br");
+      expect(res.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+      expect(res.headers.get("vary")).toMatch(/accept-encoding/i);
+      const body = await res.text();
+      expect(body).not.toMatch(/sourceMappingURL/);
+      expect((await fetch(`${e.stack.gatewayUrl}${asset}.map`)).status).toBe(404);
+    }
   });
 });

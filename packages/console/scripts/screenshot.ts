@@ -1,6 +1,6 @@
 /**
  * Loads the console in headless Chromium (Debian's /usr/bin/chromium via playwright-core),
- * reports page errors and takes screenshots at 1280 px and 375 px.
+ * reports page errors and takes screenshots at 1280 px and 390 px.
  *
  * Usage: tsx scripts/screenshot.ts <url> <out-prefix> [wait-ms]
  * e.g.   tsx scripts/screenshot.ts http://127.0.0.1:4173/ui/ /tmp/console
@@ -14,7 +14,7 @@ const browser = await chromium.launch({
 });
 const errors: string[] = [];
 try {
-  for (const width of [1280, 375]) {
+  for (const width of [1280, 390]) {
     const page = await browser.newPage({ viewport: { width, height: width > 800 ? 900 : 800 } });
     page.on("pageerror", (e) => errors.push(`pageerror@${width}: ${e.message}`));
     page.on("console", (m) => {

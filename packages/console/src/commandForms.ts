@@ -31,6 +31,7 @@ export const CHANNELS = ["email", "link", "slack", "teams"] as const;
 
 /** The fields of each command type, in form order. */
 export const COMMAND_FORMS: Record<CommandType, readonly FieldDef[]> = {
+  "echo.test": [{ key: "message", label: "Message", kind: "text", param: "message", hint: "Echoed back unchanged" }],
   "draft_email.create": [
     { key: "to", label: "To", kind: "email", param: "to", placeholder: "kim@example.com" },
     { key: "subject", label: "Subject", kind: "text", param: "subject" },
@@ -156,6 +157,9 @@ export function buildParams(type: CommandType, v: FormValues): Record<string, un
     if (value !== "" && value !== undefined) p[key] = value;
   };
   switch (type) {
+    case "echo.test":
+      opt("message", str(v.message));
+      return p;
     case "draft_email.create":
       opt("to", str(v.to));
       opt("subject", str(v.subject));

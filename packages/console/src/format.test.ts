@@ -1,10 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { buildParams, fieldForPath } from "./commandForms.ts";
 import {
+  dateFormatCount,
   effectiveTimeZone,
   formatCountdown,
+  formatInstant,
   formatSlot,
+  formatTime,
+  isoOffsetMinutes,
   parseBusy,
+  slotZone,
   splitLines,
   uuid,
   zonedLocalToIso,
@@ -21,9 +26,39 @@ describe("format", () => {
   });
 
   it("formats slots in the given zone", () => {
-    const s = formatSlot("2026-02-03T08:00:00Z", "2026-02-03T08:30:00Z", "Europe/Berlin", "en-GB");
+    const s = formatSlot(
+      "2026-02-03T08:00:00Z",
+      "2026-02-03T08:30:00Z",
+      slotZone("Europe/Berlin", undefined, "UTC"),
+      "en-GB",
+    );
     expect(s).toContain("09:00");
     expect(s).toContain("09:30");
+  });
+
+  it("shows slots in the zone the command asked for, else at the slots' own offset", () => {
+    const start = "2030-03-04T10:00:00+05:45";
+    const end = "2030-03-04T10:30:00+05:45";
+    const asked = slotZone("Asia/Kathmandu", start, "Europe/Berlin");
+    expect(asked).toEqual({ zone: "Asia/Kathmandu", label: "Asia/Kathmandu" });
+    expect(formatSlot(start, end, asked, "en-GB")).toMatch(/10:00.*10:30/);
+    const fixed = slotZone(undefined, start, "Europe/Berlin");
+    expect(fixed).toEqual({ zone: null, label: "UTC+05:45" });
+    expect(formatSlot(start, end, fixed, "en-GB")).toMatch(/10:00.*10:30/);
+    expect(formatSlot(start, end, slotZone(undefined, undefined, "Europe/Berlin"), "en-GB")).toMatch(/05:15.*05:45/);
+    expect(isoOffsetMinutes("2030-03-04T10:00:00-03:30")).toBe(-210);
+    expect(isoOffsetMinutes("2030-03-04T10:00:00Z")).toBe(0);
+    expect(isoOffsetMinutes("2030-03-04T10:00:00")).toBeNull();
+  });
+
+  it("builds one Intl.DateTimeFormat per locale, zone and options, however often it formats", () => {
+    formatTime("2026-02-03T08:00:00Z", "Asia/Seoul", "ko-KR");
+    const n = dateFormatCount();
+    for (let i = 0; i < 1000; i++) {
+      formatTime(new Date(Date.UTC(2026, 1, 3, 8, 0, i)).toISOString(), "Asia/Seoul", "ko-KR", Date.UTC(2026, 1, 3));
+      formatInstant("2026-02-03T08:00:00Z", "Asia/Seoul", "ko-KR");
+    }
+    expect(dateFormatCount()).toBeLessThanOrEqual(n + 2);
   });
 
   it("falls back to the browser zone for an unknown profile zone", () => {
@@ -31,10 +66,11 @@ describe("format", () => {
     expect(effectiveTimeZone("Not/AZone")).toBe(Intl.DateTimeFormat().resolvedOptions().timeZone);
   });
 
-  it("counts down", () => {
+  it("counts down, with units per language", () => {
     expect(formatCountdown(65_000)).toBe("1m 05s");
     expect(formatCountdown(3_720_000)).toBe("1h 02m");
     expect(formatCountdown(-5)).toBe("0s");
+    expect(formatCountdown(65_000, { d: "일", h: "시간", m: "분", s: "초" })).toBe("1분 05초");
   });
 
   it("reads lines and busy intervals", () => {

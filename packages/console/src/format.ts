@@ -1,18 +1,51 @@
 /**
- * Pure formatting and form-conversion helpers (no DOM), shared by the components and tested
- * in `format.test.ts`.
+ * Pure formatting helpers (no DOM), tested in `format.test.ts`.
+ *
+ * `Intl.DateTimeFormat` objects are expensive to build (tens of microseconds each), so there is
+ * exactly one per locale, time zone and option set ({@link dateFormat}); rendering a row never
+ * builds one.
  */
-import type { ReportEvent } from "@nexus/contracts";
 
-/** True when this runtime's ICU knows the IANA zone `tz`. */
+const formats = new Map<string, Intl.DateTimeFormat>();
+
+/**
+ * The shared `Intl.DateTimeFormat` for `locale`, `timeZone` and `options` (created on first use).
+ * @throws RangeError when `timeZone` is not a zone this runtime knows (check with {@link isTimeZone}).
+ */
+export function dateFormat(
+  locale: string | undefined,
+  timeZone: string,
+  options: Intl.DateTimeFormatOptions,
+): Intl.DateTimeFormat {
+  const key = `${locale ?? ""}|${timeZone}|${JSON.stringify(options)}`;
+  let f = formats.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat(locale, { ...options, timeZone });
+    formats.set(key, f);
+  }
+  return f;
+}
+
+/** How many formatters exist (for tests: rendering must not grow it per row). */
+export function dateFormatCount(): number {
+  return formats.size;
+}
+
+const zoneValid = new Map<string, boolean>();
+/** True when this runtime's ICU knows the IANA zone `tz` (answers are cached). */
 export function isTimeZone(tz: string | undefined | null): tz is string {
   if (!tz) return false;
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: tz });
-    return true;
-  } catch {
-    return false;
+  let ok = zoneValid.get(tz);
+  if (ok === undefined) {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: tz });
+      ok = true;
+    } catch {
+      ok = false;
+    }
+    zoneValid.set(tz, ok);
   }
+  return ok;
 }
 
 /** The browser's own time zone (`UTC` if it cannot tell). */
@@ -25,67 +58,102 @@ export function effectiveTimeZone(profileTz?: string | null): string {
   return isTimeZone(profileTz) ? profileTz : browserTimeZone();
 }
 
-/** A locale Intl accepts: the profile's when valid, else `undefined` (the browser's). */
-export function effectiveLocale(profileLocale?: string | null): string | undefined {
-  if (!profileLocale) return undefined;
+/** A locale Intl accepts: `preferred` when valid, else `undefined` (the browser's). */
+export function effectiveLocale(preferred?: string | null): string | undefined {
+  if (!preferred) return undefined;
   try {
-    return Intl.DateTimeFormat.supportedLocalesOf([profileLocale]).length > 0 ? profileLocale : undefined;
+    return Intl.DateTimeFormat.supportedLocalesOf([preferred]).length > 0 ? preferred : undefined;
   } catch {
     return undefined;
   }
 }
 
-/**
- * Formats an ISO instant as date and time in `tz` (e.g. `3 Feb 2026, 10:00 CET`).
- * Returns the input unchanged when it is not a date.
- */
+const INSTANT: Intl.DateTimeFormatOptions = { dateStyle: "medium", timeStyle: "short" };
+const TIME: Intl.DateTimeFormatOptions = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+const DAY_TIME: Intl.DateTimeFormatOptions = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+const SLOT: Intl.DateTimeFormatOptions = {
+  weekday: "short",
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+};
+
+/** Date and time in `tz` (`3 Feb 2026, 10:00`). Returns the input unchanged when it is not a date. */
 export function formatInstant(iso: string, tz: string, locale?: string): string {
   const t = Date.parse(iso);
-  if (Number.isNaN(t)) return iso;
-  return new Intl.DateTimeFormat(locale, {
-    dateStyle: "medium",
-    timeStyle: "short",
-    timeZone: tz,
-  }).format(t);
-}
-
-/** Formats a time of day only (for the worklog's compact timestamps). */
-export function formatTime(iso: string, tz: string, locale?: string): string {
-  const t = Date.parse(iso);
-  if (Number.isNaN(t)) return iso;
-  return new Intl.DateTimeFormat(locale, {
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    timeZone: tz,
-  }).format(t);
+  return Number.isNaN(t) ? iso : dateFormat(locale, tz, INSTANT).format(t);
 }
 
 /**
- * Formats a slot `[start, end)` in `tz`, e.g. `Tue, Feb 3, 2026, 10:00 – 10:30 AM GMT+1`.
- * Uses `formatRange` so a same-day range names the day once.
+ * A compact time for lists: the time of day when `iso` is on the same day as `now` in `tz`,
+ * else day and time.
  */
-export function formatSlot(start: string, end: string, tz: string, locale?: string): string {
-  const a = Date.parse(start);
-  const b = Date.parse(end);
+export function formatTime(iso: string, tz: string, locale?: string, now: number = Date.now()): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return iso;
+  const day = dateFormat("en-CA", tz, { year: "numeric", month: "2-digit", day: "2-digit" });
+  return day.format(t) === day.format(now)
+    ? dateFormat(locale, tz, TIME).format(t)
+    : dateFormat(locale, tz, DAY_TIME).format(t);
+}
+
+/** `+01:00` / `-05:30` / `Z` at the end of an ISO 8601 instant, in minutes east of UTC; `null` without one. */
+export function isoOffsetMinutes(iso: string): number | null {
+  const m = /(?:([+-])(\d{2}):?(\d{2})|Z)$/.exec(iso);
+  if (!m) return null;
+  if (!m[1]) return 0;
+  return (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3]));
+}
+
+function offsetLabel(minutes: number): string {
+  const sign = minutes < 0 ? "-" : "+";
+  const a = Math.abs(minutes);
+  return `UTC${sign}${String(Math.floor(a / 60)).padStart(2, "0")}:${String(a % 60).padStart(2, "0")}`;
+}
+
+/** The zone a slot list is shown in and its label. */
+export interface SlotZone {
+  /** An IANA zone, or `null` to show the instants at their own fixed offset. */
+  zone: string | null;
+  label: string;
+}
+
+/**
+ * Picks the zone of a calendar command's slots: the zone the command asked for (`params.timezone`,
+ * when known), else the fixed offset the slots carry (`2030-03-04T10:00:00+01:00`), else `fallback`.
+ */
+export function slotZone(asked: string | undefined, firstSlot: string | undefined, fallback: string): SlotZone {
+  if (isTimeZone(asked)) return { zone: asked, label: asked };
+  const off = firstSlot ? isoOffsetMinutes(firstSlot) : null;
+  if (off !== null && off !== 0) return { zone: null, label: offsetLabel(off) };
+  if (off === 0 && !isTimeZone(fallback)) return { zone: "UTC", label: "UTC" };
+  return { zone: fallback, label: fallback };
+}
+
+/**
+ * Formats a slot `[start, end)` in `z` (e.g. `Mon, 4 Mar 2030, 10:00 – 10:30`). With a fixed
+ * offset (`z.zone === null`) the wall-clock time of the slot's own offset is shown.
+ */
+export function formatSlot(start: string, end: string, z: SlotZone, locale?: string): string {
+  let a = Date.parse(start);
+  let b = Date.parse(end);
   if (Number.isNaN(a) || Number.isNaN(b)) return `${start} – ${end}`;
-  const f = new Intl.DateTimeFormat(locale, {
-    weekday: "short",
-    year: "numeric",
-    month: "short",
-    day: "numeric",
-    hour: "2-digit",
-    minute: "2-digit",
-    timeZone: tz,
-    timeZoneName: "short",
-  });
+  let tz = z.zone;
+  if (tz === null) {
+    const off = (isoOffsetMinutes(start) ?? 0) * 60_000;
+    a += off;
+    b += off;
+    tz = "UTC";
+  }
+  const f = dateFormat(locale, tz, SLOT);
   return typeof f.formatRange === "function" ? f.formatRange(a, b) : `${f.format(a)} – ${f.format(b)}`;
 }
 
 /** Offset of `tz` from UTC at instant `t`, in milliseconds (positive east of Greenwich). */
 export function zoneOffsetMs(t: number, tz: string): number {
-  const parts = new Intl.DateTimeFormat("en-US", {
-    timeZone: tz,
+  const parts = dateFormat("en-US", tz, {
     hourCycle: "h23",
     year: "numeric",
     month: "2-digit",
@@ -116,18 +184,23 @@ export function zonedLocalToIso(local: string, tz: string): string | null {
   return Number.isNaN(t) ? null : new Date(t).toISOString();
 }
 
-/** A remaining duration as `2d 3h`, `1h 02m`, `4m 05s` or `0s`. */
-export function formatCountdown(ms: number): string {
+/** A remaining duration split into units, for {@link formatCountdown} in any language. */
+export function countdownParts(ms: number): { d: number; h: number; m: number; s: number } {
   const s = Math.max(0, Math.floor(ms / 1000));
-  const d = Math.floor(s / 86400);
-  const h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = s % 60;
+  return { d: Math.floor(s / 86400), h: Math.floor((s % 86400) / 3600), m: Math.floor((s % 3600) / 60), s: s % 60 };
+}
+
+/** A remaining duration as `2d 3h`, `1h 02m`, `4m 05s` or `0s` (unit letters given per language). */
+export function formatCountdown(
+  ms: number,
+  units: { d: string; h: string; m: string; s: string } = { d: "d", h: "h", m: "m", s: "s" },
+): string {
+  const { d, h, m, s } = countdownParts(ms);
   const two = (n: number) => String(n).padStart(2, "0");
-  if (d > 0) return `${d}d ${h}h`;
-  if (h > 0) return `${h}h ${two(m)}m`;
-  if (m > 0) return `${m}m ${two(sec)}s`;
-  return `${sec}s`;
+  if (d > 0) return `${d}${units.d} ${h}${units.h}`;
+  if (h > 0) return `${h}${units.h} ${two(m)}${units.m}`;
+  if (m > 0) return `${m}${units.m} ${two(s)}${units.s}`;
+  return `${s}${units.s}`;
 }
 
 /** Non-empty, trimmed lines of a textarea. */
@@ -147,11 +220,6 @@ export function parseBusy(text: string): { start: string; end: string }[] {
     const i = l.indexOf("/");
     return i < 0 ? { start: l, end: "" } : { start: l.slice(0, i).trim(), end: l.slice(i + 1).trim() };
   });
-}
-
-/** A short sentence announcing a report in the live region, e.g. `Draft ready: command.completed`. */
-export function announce(ev: ReportEvent): string {
-  return `${ev.report.title}: ${ev.report.type}`;
 }
 
 /** A random id for `correlation_id`s: `ui-` plus 12 hex digits. */

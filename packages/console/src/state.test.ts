@@ -1,6 +1,23 @@
-import type { AgentReport, ReportEvent, Snapshot, SnapshotEvent } from "@nexus/contracts";
+import type { AgentReport, ReportEvent, Snapshot } from "@nexus/contracts";
 import { describe, expect, it } from "vitest";
-import { initialState, openAsks, parseStreamEvent, reduce, resolvedAsks, type StreamAction } from "./state.ts";
+import {
+  applyConn,
+  applyHistory,
+  applyProgress,
+  applyReportEvent,
+  applySnapshot,
+  applyStreamError,
+  autopilot,
+  createLiveState,
+  LIVE_LIMIT,
+  type LiveState,
+  openAsks,
+  resolvedAsks,
+  snapshotView,
+  worklogOrder,
+} from "./state.ts";
+import { createStore } from "./store.ts";
+import { parseStreamEvent, type SnapshotWire } from "./wire.ts";
 
 const tenant = { org_id: "acme", project_id: "nexus" };
 const ts = "2026-02-03T09:00:00.000Z";
@@ -16,202 +33,367 @@ function emptySnapshot(): Snapshot {
   };
 }
 
-function snapshotEv(reportId: string, snapshot: Snapshot = emptySnapshot()): StreamAction {
-  const event: SnapshotEvent = { snapshot, report_id: reportId, tenant, ts };
-  return { kind: "snapshot", event };
+function snap(reportId: string, snapshot: Snapshot = emptySnapshot()): SnapshotWire {
+  return { snapshot, report_id: reportId, tenant, ts };
 }
 
-function reportEv(
+function rep(
   reportId: string,
   report: AgentReport,
   causality: ReportEvent["causality"] = { correlation_id: "c-1", command_id: "cmd-1" },
-): StreamAction {
-  const event: ReportEvent = { report, report_id: reportId, causality, tenant, ts };
-  return { kind: "report", event };
+): ReportEvent {
+  return { report, report_id: reportId, causality, tenant, ts };
 }
 
-const accepted: AgentReport = {
+const cmd = (id: string) => ({ command_id: id, type: "draft_email.create" });
+const accepted = (id = "cmd-1"): AgentReport => ({
   type: "command.accepted",
   status: "accepted",
-  title: "Draft email",
-  command: { command_id: "cmd-1", type: "draft_email.create" },
+  title: "Draft email accepted",
+  command: cmd(id),
   risk_level: "GREEN",
-};
-const completed: AgentReport = {
+});
+const completed = (id = "cmd-1"): AgentReport => ({
   type: "command.completed",
   status: "done",
   title: "Draft ready",
-  command: { command_id: "cmd-1", type: "draft_email.create" },
+  command: cmd(id),
   result: { subject: "Re: offer", body: "Dear Kim,\n\nno, thanks." },
-};
+});
 
-function run(actions: StreamAction[]) {
-  return actions.reduce(reduce, initialState());
+function live(reportId = "10", snapshot?: Snapshot): LiveState {
+  const s = createLiveState();
+  applySnapshot(s, snap(reportId, snapshot));
+  return s;
 }
 
+const share = {
+  ask_id: "ask-1",
+  risk_level: "RED" as const,
+  status: "open" as const,
+  action: {
+    type: "external_share.prepare",
+    command_id: "cmd-s",
+    params: { recipient: "p@example.org", resource: { ref: "r", title: "T" }, channel: "email" },
+  },
+  expires_at: "2099-01-01T00:00:00Z",
+};
+
 describe("console state", () => {
-  it("starts connecting, with no snapshot", () => {
-    const s = initialState();
+  it("starts connecting, with nothing", () => {
+    const s = createLiveState();
     expect(s.connState).toBe("connecting");
-    expect(s.snapshot).toBeNull();
+    expect(snapshotView(s)).toBeNull();
     expect(s.lastId).toBeNull();
   });
 
-  it("a snapshot replaces the whole state and sets the cursor", () => {
-    const withWork = run([snapshotEv("10"), reportEv("11", accepted)]);
-    expect(withWork.snapshot?.worklog).toHaveLength(1);
+  it("a snapshot replaces everything and sets the cursor", () => {
+    const s = live("10");
+    applyReportEvent(s, rep("11", accepted()));
+    expect(worklogOrder(s)).toHaveLength(1);
     const fresh = emptySnapshot();
     fresh.profile = { display_name: "Other" };
-    const s = reduce(withWork, snapshotEv("20", fresh));
-    expect(s.snapshot).toBe(fresh);
-    expect(s.snapshot?.worklog).toHaveLength(0);
+    applySnapshot(s, snap("20", fresh));
+    expect(worklogOrder(s)).toHaveLength(0);
+    expect(s.settings?.profile.display_name).toBe("Other");
     expect(s.lastId).toBe(20);
   });
 
-  it("a snapshot with a lower report_id (the stream was reset) still replaces the state", () => {
-    const s = run([snapshotEv("100"), snapshotEv("3")]);
-    expect(s.lastId).toBe(3);
-  });
-
-  it("applies a report with applyReport and advances the cursor", () => {
-    const s = run([snapshotEv("10"), reportEv("11", accepted), reportEv("14", completed)]);
+  it("applies reports with the contracts' rules and advances the cursor", () => {
+    const s = live("10");
+    applyReportEvent(s, rep("11", accepted()));
+    expect(autopilot(s)).toEqual({ status: "running", in_flight: 1 });
+    applyReportEvent(s, rep("14", completed()));
     expect(s.lastId).toBe(14);
-    const w = s.snapshot?.worklog[0];
-    expect(w?.command_id).toBe("cmd-1");
-    expect(w?.status).toBe("done");
-    expect(w?.result).toEqual(completed.type === "command.completed" ? completed.result : null);
-    expect(s.snapshot?.autopilot).toEqual({ status: "idle", in_flight: 0 });
-    expect(s.lastReport?.report_id).toBe("14");
+    const w = worklogOrder(s)[0];
+    expect(w).toMatchObject({ command_id: "cmd-1", status: "done", result: { subject: "Re: offer" } });
+    expect(autopilot(s)).toEqual({ status: "idle", in_flight: 0 });
   });
 
-  it("autopilot follows the reports: running while in flight", () => {
-    const s = run([snapshotEv("10"), reportEv("11", accepted)]);
-    expect(s.snapshot?.autopilot).toEqual({ status: "running", in_flight: 1 });
+  it("dedupes by report_id: a redelivered or older report changes nothing", () => {
+    const s = live("10");
+    expect(applyReportEvent(s, rep("11", accepted()))).toBe(true);
+    expect(applyReportEvent(s, rep("11", accepted()))).toBe(false);
+    applyReportEvent(s, rep("15", completed()));
+    expect(applyReportEvent(s, rep("12", { ...accepted(), title: "stale" }))).toBe(false);
+    expect(worklogOrder(s)[0]?.status).toBe("done");
+    expect(s.applied).toEqual(["11", "15"]);
+    const t = live("10");
+    expect(applyReportEvent(t, rep("10", accepted()))).toBe(false);
+    expect(applyReportEvent(t, rep("9", accepted()))).toBe(false);
   });
 
-  it("a duplicate report (same report_id) is ignored and returns the same state object", () => {
-    const s1 = run([snapshotEv("10"), reportEv("11", accepted)]);
-    const s2 = reduce(s1, reportEv("11", accepted));
-    expect(s2).toBe(s1);
-    expect(s2.applied).toEqual(["11"]);
+  it("compares report_ids as numbers and ignores reports before a snapshot", () => {
+    const s = live("9");
+    expect(applyReportEvent(s, rep("10", accepted()))).toBe(true);
+    const none = createLiveState();
+    expect(applyReportEvent(none, rep("11", accepted()))).toBe(false);
   });
 
-  it("an older report (report_id at or below the cursor) is ignored", () => {
-    const s1 = run([snapshotEv("10"), reportEv("11", accepted), reportEv("15", completed)]);
-    // A late re-delivery of an earlier report must not move the entry back.
-    const s2 = reduce(s1, reportEv("12", { ...accepted, title: "stale" }));
-    expect(s2).toBe(s1);
-    expect(s2.snapshot?.worklog[0]?.status).toBe("done");
-    // Reports at or below the snapshot's id are ignored too.
-    const s3 = run([snapshotEv("10"), reportEv("9", accepted), reportEv("10", accepted)]);
-    expect(s3.snapshot?.worklog).toHaveLength(0);
-    expect(s3.applied).toEqual([]);
+  it("keeps unchanged entries as the same object (rows are memoised by identity)", () => {
+    const s = live("10");
+    applyReportEvent(s, rep("11", accepted("a")));
+    applyReportEvent(s, rep("12", accepted("b"), { correlation_id: "c", command_id: "b" }));
+    const a = s.live.get("a");
+    applyReportEvent(s, rep("13", completed("b"), { correlation_id: "c", command_id: "b" }));
+    expect(s.live.get("a")).toBe(a);
+    expect(worklogOrder(s).map((w) => w.command_id)).toEqual(["b", "a"]);
   });
 
-  it("compares report_ids as numbers, not strings", () => {
-    const s = run([snapshotEv("9"), reportEv("10", accepted)]);
-    expect(s.applied).toEqual(["10"]);
+  it("orders the worklog by last update, newest first", () => {
+    const s = live("10");
+    applyReportEvent(s, rep("11", accepted("a"), { correlation_id: "c", command_id: "a" }));
+    applyReportEvent(s, rep("12", accepted("b"), { correlation_id: "c", command_id: "b" }));
+    applyReportEvent(s, rep("13", completed("a"), { correlation_id: "c", command_id: "a" }));
+    expect(worklogOrder(s).map((w) => w.command_id)).toEqual(["a", "b"]);
   });
 
-  it("ignores reports before any snapshot", () => {
-    const s = run([reportEv("11", accepted)]);
-    expect(s.snapshot).toBeNull();
-    expect(s.applied).toEqual([]);
+  it("keeps at most LIVE_LIMIT live entries and moves the history cursor past the dropped ones", () => {
+    const s = live("10");
+    for (let i = 0; i < LIVE_LIMIT + 5; i++) {
+      applyReportEvent(s, rep(String(11 + i), accepted(`c${i}`), { correlation_id: "c", command_id: `c${i}` }));
+    }
+    expect(s.live.size).toBe(LIVE_LIMIT);
+    expect(s.live.has("c0")).toBe(false);
+    expect(s.live.has(`c${LIVE_LIMIT + 4}`)).toBe(true);
+    // c4 (report 15) was the newest dropped: history must be asked for reports before 16.
+    expect(s.historyBefore).toBe(16);
+    expect(s.mayHaveOlder).toBe(true);
+    // still in flight although not shown
+    expect(autopilot(s).in_flight).toBe(LIVE_LIMIT + 5);
   });
 
-  it("keeps the list of applied report_ids in order, each once, across snapshots", () => {
-    const s = run([
-      snapshotEv("10"),
-      reportEv("11", accepted),
-      reportEv("11", accepted),
-      reportEv("13", completed),
-      snapshotEv("13"),
-      reportEv("13", completed),
-      reportEv("20", { ...completed, command: { command_id: "cmd-2", type: "draft_email.create" } }),
+  it("costs the same per report whatever the worklog's length", () => {
+    const time = (n: number) => {
+      const s = live("1");
+      for (let i = 0; i < n; i++)
+        applyReportEvent(s, rep(String(2 + i), accepted(`c${i}`), { correlation_id: "c", command_id: `c${i}` }));
+      const t0 = performance.now();
+      for (let i = 0; i < 2000; i++) {
+        applyReportEvent(
+          s,
+          rep(String(100_000 + i), completed(`c${i % n}`), { correlation_id: "c", command_id: `c${i % n}` }),
+        );
+      }
+      return performance.now() - t0;
+    };
+    time(50); // warm up
+    const small = time(50);
+    const large = time(LIVE_LIMIT);
+    // Linear work would make the large case ~20x slower; allow generous noise.
+    expect(large).toBeLessThan(small * 5 + 20);
+  });
+
+  it("adds history pages below the live entries without duplicating known commands", () => {
+    const s = live("100");
+    applyReportEvent(s, rep("101", accepted("new"), { correlation_id: "c", command_id: "new" }));
+    const page: ReportEvent[] = [
+      rep("90", completed("new"), { correlation_id: "c", command_id: "new" }), // known live: skipped
+      rep("80", completed("old1"), { correlation_id: "c", command_id: "old1" }),
+      rep("70", accepted("old1"), { correlation_id: "c", command_id: "old1" }), // older report of a loaded one
+      rep("60", accepted("old2"), { correlation_id: "c", command_id: "old2" }),
+    ];
+    expect(applyHistory(s, page, "60")).toBe(2);
+    expect(worklogOrder(s).map((w) => [w.command_id, w.status])).toEqual([
+      ["new", "accepted"],
+      ["old1", "done"],
+      ["old2", "accepted"],
     ]);
-    expect(s.applied).toEqual(["11", "13", "20"]);
+    expect(s.historyBefore).toBe(60);
+    expect(s.historyDone).toBe(false);
+    // A live report about a loaded entry moves it to the top.
+    applyReportEvent(s, rep("102", completed("old2"), { correlation_id: "c", command_id: "old2" }));
+    expect(worklogOrder(s).map((w) => w.command_id)).toEqual(["old2", "new", "old1"]);
+    applyHistory(s, [], null);
+    expect(s.historyDone).toBe(true);
   });
 
   it("CURSOR_EXPIRED marks a resync; the next snapshot replaces the state and shows resynced", () => {
-    const before = run([{ kind: "open" }, snapshotEv("10"), reportEv("11", accepted)]);
-    expect(before.connState).toBe("live");
-    const lost = reduce(before, { kind: "disconnected" });
-    expect(lost.connState).toBe("reconnecting");
-    const reopened = reduce(lost, { kind: "open" });
-    expect(reopened.connState).toBe("live");
-    const expired = reduce(reopened, {
-      kind: "error",
-      event: { error: { code: "CURSOR_EXPIRED", message: "too old", recoverable: true }, ts },
-    });
-    expect(expired.resyncPending).toBe(true);
-    expect(expired.connState).toBe("live");
-    expect(expired.snapshot?.worklog).toHaveLength(1); // nothing replaced yet
-    const fresh = reduce(expired, snapshotEv("500"));
-    expect(fresh.connState).toBe("resynced");
-    expect(fresh.resyncPending).toBe(false);
-    expect(fresh.snapshot?.worklog).toHaveLength(0);
-    expect(fresh.lastId).toBe(500);
-    // Reports after the fresh snapshot apply as usual; the badge stays resynced until the connection changes.
-    const after = reduce(fresh, reportEv("501", accepted));
-    expect(after.applied).toEqual(["11", "501"]);
-    expect(after.connState).toBe("resynced");
-    expect(reduce(after, { kind: "disconnected" }).connState).toBe("reconnecting");
+    const s = createLiveState();
+    applyConn(s, "open");
+    applySnapshot(s, snap("10"));
+    applyReportEvent(s, rep("11", accepted()));
+    applyConn(s, "disconnected");
+    expect(s.connState).toBe("reconnecting");
+    applyConn(s, "open");
+    applyStreamError(s, { code: "CURSOR_EXPIRED", message: "too old", recoverable: true });
+    expect(s.resyncPending).toBe(true);
+    applySnapshot(s, snap("500"));
+    expect(s.connState).toBe("resynced");
+    expect(worklogOrder(s)).toHaveLength(0);
+    applyReportEvent(s, rep("501", accepted()));
+    expect(s.applied).toEqual(["11", "501"]);
+    expect(applyConn(s, "open")).toBe(false);
+    applyConn(s, "disconnected");
+    expect(s.connState).toBe("reconnecting");
   });
 
-  it("other SSE errors do not trigger a resync", () => {
-    const s = reduce(run([snapshotEv("1")]), {
-      kind: "error",
-      event: { error: { code: "INTERNAL", message: "x", recoverable: true }, ts },
-    });
-    expect(s.resyncPending).toBe(false);
-    expect(s.lastStreamError?.code).toBe("INTERNAL");
-    expect(reduce(s, snapshotEv("2")).connState).toBe("live");
+  it("asks: open ones by expiry, resolved newest first; N-of-M approvals keep the ask open", () => {
+    const s = live("10");
+    applyReportEvent(
+      s,
+      rep(
+        "11",
+        {
+          type: "ask.created",
+          status: "pending_approval",
+          title: "Approve",
+          command: cmd("cmd-s"),
+          ask: { ...share, requested_by: "kim", approvals_required: 2 } as never,
+        },
+        { correlation_id: "c", command_id: "cmd-s", ask_id: "ask-1" },
+      ),
+    );
+    expect(openAsks(s)[0]).toMatchObject({ ask_id: "ask-1", requested_by: "kim", approvals_required: 2 });
+    expect(autopilot(s).status).toBe("waiting_approval");
+    applyReportEvent(
+      s,
+      rep(
+        "12",
+        {
+          type: "ask.decided",
+          status: "accepted",
+          title: "Approved",
+          command: cmd("cmd-s"),
+          ask: {
+            ask_id: "ask-1",
+            decision: "approve",
+            decided_by: "lee",
+            approvals: { have: 1, need: 2 },
+            note: "ok",
+          } as never,
+        },
+        { correlation_id: "c", command_id: "cmd-s", ask_id: "ask-1" },
+      ),
+    );
+    const a = openAsks(s)[0];
+    expect(a?.status).toBe("open");
+    expect(a?.approval_progress).toEqual({ have: 1, need: 2 });
+    expect(a?.approvals).toEqual([{ principal: "lee", decision: "approve", note: "ok", at: ts }]);
+    applyReportEvent(
+      s,
+      rep(
+        "13",
+        {
+          type: "ask.decided",
+          status: "accepted",
+          title: "Approved",
+          command: cmd("cmd-s"),
+          ask: { ask_id: "ask-1", decision: "approve", decided_by: "kim2", approvals: { have: 2, need: 2 } } as never,
+        },
+        { correlation_id: "c", command_id: "cmd-s", ask_id: "ask-1" },
+      ),
+    );
+    expect(openAsks(s)).toHaveLength(0);
+    const r = resolvedAsks(s)[0];
+    expect(r).toMatchObject({ status: "decided", decided_by: "kim2", decided_at: ts });
+    expect(r?.approvals?.map((x) => x.principal)).toEqual(["lee", "kim2"]);
   });
 
-  it("ping changes nothing", () => {
-    const s = run([snapshotEv("1")]);
-    expect(reduce(s, { kind: "ping" })).toBe(s);
+  it("settings.updated: a lower version than one applied is ignored, its correlation id is still seen", () => {
+    const s = live("10");
+    const upd = (id: string, name: string, version: number, cid: string) =>
+      applyReportEvent(
+        s,
+        rep(
+          id,
+          {
+            type: "settings.updated",
+            status: "done",
+            title: "x",
+            section: "persona",
+            values: { name },
+            version,
+          } as never,
+          {
+            correlation_id: cid,
+          },
+        ),
+      );
+    upd("11", "B", 2, "c-b");
+    upd("12", "A", 1, "c-a");
+    expect(s.settings?.persona.name).toBe("B");
+    expect(s.settingsSeen.get("c-a")).toBe("persona");
+    expect(s.sectionCid.persona).toBe("c-b");
+    upd("13", "C", 3, "c-c");
+    expect(s.settings?.persona.name).toBe("C");
   });
 
-  it("reset forgets everything (tenant switch)", () => {
-    const s = reduce(run([{ kind: "open" }, snapshotEv("10"), reportEv("11", accepted)]), { kind: "reset" });
-    expect(s).toEqual(initialState());
+  it("progress events fill the running entry and are dropped when it finishes", () => {
+    const s = live("10");
+    applyReportEvent(s, rep("11", accepted()));
+    applyProgress(s, { progress: { command_id: "cmd-1", stage: "drafting", percent: 40, text_delta: "Dear " } });
+    applyProgress(s, { progress: { command_id: "cmd-1", stage: "drafting", text_delta: "Kim" } });
+    expect(s.progress.get("cmd-1")).toEqual({ stage: "drafting", percent: 40, text: "Dear Kim" });
+    applyReportEvent(s, rep("12", completed()));
+    expect(s.progress.has("cmd-1")).toBe(false);
+    expect(applyProgress(s, { progress: { command_id: "cmd-1", stage: "late" } })).toBe(false);
   });
 
-  it("asks: open ones by expiry, resolved ones newest first", () => {
-    const ask = (id: string, exp: string, status?: "open" | "done") => ({
-      ask_id: id,
-      risk_level: "RED" as const,
-      action: { type: "external_share.prepare", command_id: `c-${id}`, params: {} },
-      expires_at: exp,
-      status,
-    });
-    const snap = emptySnapshot();
-    snap.asks = [
-      ask("a", "2026-02-03T10:00:00Z"),
-      ask("b", "2026-02-03T09:30:00Z"),
-      ask("c", "2026-02-03T08:00:00Z", "done"),
-      ask("d", "2026-02-03T08:00:00Z", "done"),
-    ];
-    expect(openAsks(snap).map((a) => a.ask_id)).toEqual(["b", "a"]);
-    expect(resolvedAsks(snap).map((a) => a.ask_id)).toEqual(["d", "c"]);
+  it("reads the optional principal of the snapshot", () => {
+    const s = createLiveState();
+    const sn = { ...emptySnapshot(), principal: { id: "u1", roles: ["viewer"] } };
+    applySnapshot(s, snap("1", sn as Snapshot));
+    expect(s.principal).toEqual({ id: "u1", roles: ["viewer"] });
+  });
+});
+
+describe("store", () => {
+  it("tells subscribers once per frame however many reports arrived", () => {
+    const frames: (() => void)[] = [];
+    const store = createStore(false, (fn) => frames.push(fn));
+    let calls = 0;
+    store.subscribe(() => calls++);
+    store.dispatch({ kind: "snapshot", event: snap("10") });
+    for (let i = 0; i < 100; i++)
+      store.dispatch({
+        kind: "report",
+        event: rep(String(11 + i), accepted(`c${i}`), { correlation_id: "c", command_id: `c${i}` }),
+      });
+    expect(frames).toHaveLength(1);
+    frames.shift()?.();
+    expect(calls).toBe(1);
+    expect(store.get().applied).toHaveLength(100);
   });
 });
 
 describe("parseStreamEvent", () => {
-  it("parses snapshot, report, error and ping events", () => {
-    const snap: SnapshotEvent = { snapshot: emptySnapshot(), report_id: "7", tenant, ts };
-    expect(parseStreamEvent("snapshot", JSON.stringify(snap))).toMatchObject({
-      kind: "snapshot",
-      event: { report_id: "7" },
-    });
-    const rep = { report: accepted, report_id: "8", causality: { correlation_id: "c" }, tenant, ts };
-    expect(parseStreamEvent("report", JSON.stringify(rep))).toMatchObject({
+  it("parses snapshot, report, error, progress and ping events and keeps unknown optional fields", () => {
+    const sn = {
+      snapshot: { ...emptySnapshot(), principal: { id: "u", roles: ["admin"] } },
+      report_id: "7",
+      tenant,
+      ts,
+    };
+    const p = parseStreamEvent("snapshot", JSON.stringify(sn));
+    expect(p).toMatchObject({ kind: "snapshot", event: { report_id: "7", snapshot: { principal: { id: "u" } } } });
+    const r = {
+      report: {
+        type: "ask.decided",
+        status: "accepted",
+        title: "x",
+        ask: { ask_id: "a", decision: "approve", decided_by: "k", note: "n", approvals: { have: 1, need: 2 } },
+      },
+      report_id: "8",
+      causality: { correlation_id: "c" },
+      tenant,
+      ts,
+    };
+    expect(parseStreamEvent("report", JSON.stringify(r))).toMatchObject({
       kind: "report",
-      event: { report_id: "8" },
+      event: { report: { ask: { note: "n", approvals: { have: 1, need: 2 } } } },
     });
-    const err = { error: { code: "CURSOR_EXPIRED", message: "m", recoverable: true }, ts };
-    expect(parseStreamEvent("error", JSON.stringify(err))).toMatchObject({ kind: "error" });
+    const err = { error: { code: "ACCEPT_UNCONFIRMED", message: "m", recoverable: true }, ts };
+    expect(parseStreamEvent("error", JSON.stringify(err))).toMatchObject({
+      kind: "error",
+      event: { error: { code: "ACCEPT_UNCONFIRMED" } },
+    });
+    expect(
+      parseStreamEvent("progress", JSON.stringify({ progress: { command_id: "x", stage: "s", percent: 140 } })),
+    ).toEqual({
+      kind: "progress",
+      event: { progress: { command_id: "x", stage: "s", percent: 100 } },
+    });
     expect(parseStreamEvent("ping", JSON.stringify({ ts }))).toEqual({ kind: "ping" });
   });
 
@@ -220,8 +402,9 @@ describe("parseStreamEvent", () => {
     const note = (p: { event: string; reason: string }) => problems.push(`${p.event}: ${p.reason}`);
     expect(parseStreamEvent("report", "{not json", note)).toBeNull();
     expect(parseStreamEvent("report", JSON.stringify({ report: { type: "nope" } }), note)).toBeNull();
+    expect(parseStreamEvent("progress", JSON.stringify({ progress: {} }), note)).toBeNull();
     expect(parseStreamEvent("whatever", "{}", note)).toBeNull();
-    expect(problems).toHaveLength(3);
+    expect(problems).toHaveLength(4);
     expect(problems[0]).toContain("not JSON");
   });
 });

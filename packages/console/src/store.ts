@@ -1,20 +1,38 @@
 /**
- * Holds the {@link ConsoleState} and tells subscribers when it changes. Also mirrors it to
- * `window.__nexus` for browser tests.
+ * Holds the {@link LiveState} of the tenant shown and tells subscribers when it changed — at most
+ * once per animation frame, however many reports arrived in between, and during a burst (more
+ * than {@link BURST_CHANGES} changes between two renders) at most every {@link BURST_FRAME_MS}:
+ * 500 reports a second cost ten renders a second, not 500. Also mirrors the state to
+ * `window.__nexus` for browser tests: a new object whenever the connection state changes (tests
+ * record the sequence) and once per frame otherwise; `state` is computed only when read.
  */
-import type { Snapshot, Tenant } from "@nexus/contracts";
-import { type ConnState, type ConsoleState, initialState, reduce, type StreamAction } from "./state.ts";
+import type { ReportEvent, Snapshot, Tenant } from "@nexus/contracts";
+import {
+  applyConn,
+  applyHistory,
+  applyProgress,
+  applyReportEvent,
+  applySnapshot,
+  applyStreamError,
+  type ConnState,
+  createLiveState,
+  type LiveState,
+  snapshotView,
+} from "./state.ts";
+import type { WireEvent } from "./wire.ts";
 
 /** What browser tests read from `window.__nexus`. */
 export interface NexusDebug {
   /** `report_id`s applied, in order; a duplicate delivery never appears twice. */
-  applied: string[];
-  /** The current tenant state (the last snapshot plus applied reports), `null` before the first snapshot. */
-  state: Snapshot | null;
-  connState: ConnState;
+  readonly applied: string[];
+  /** The current state as a snapshot (computed when read), `null` before the first snapshot. */
+  readonly state: Snapshot | null;
+  readonly connState: ConnState;
   /** The cursor: `report_id` of the last snapshot or applied report. */
-  lastId: number | null;
-  tenant: Tenant | null;
+  readonly lastId: number | null;
+  readonly tenant: Tenant | null;
+  /** How many times the page rendered after a state change (for the load test). */
+  readonly renders: number;
 }
 
 declare global {
@@ -23,39 +41,130 @@ declare global {
   }
 }
 
-/** A minimal observable store around {@link reduce}. */
+/** Inputs besides the stream's events: connection signals and a reset. */
+export type StoreAction = WireEvent | { kind: "open" } | { kind: "disconnected" } | { kind: "reset" };
+
+/** A minimal observable store. */
 export interface Store {
-  get(): ConsoleState;
-  dispatch(action: StreamAction): void;
-  subscribe(fn: (s: ConsoleState) => void): () => void;
-  /** Records which tenant the state belongs to (for `window.__nexus`). */
+  get(): LiveState;
+  dispatch(action: StoreAction): void;
+  /** Adds a page of the history endpoint. */
+  addHistory(reports: ReportEvent[], nextBefore: string | null): number;
+  /** `fn` runs after changes, at most once per animation frame. */
+  subscribe(fn: (s: LiveState) => void): () => void;
   setTenant(t: Tenant): void;
+  /** Counts a render (shown in `window.__nexus.renders`). */
+  rendered(): void;
 }
 
-/** Creates a store; when `expose` is true (the page), every change is mirrored to `window.__nexus`. */
-export function createStore(expose = typeof window !== "undefined"): Store {
-  let state = initialState();
+/** Changes between two renders above which the store renders less often. */
+export const BURST_CHANGES = 8;
+/** Time between renders during a burst, in ms. */
+export const BURST_FRAME_MS = 100;
+
+/** A scheduler that runs `fn` before the next paint (or soon, when frames are not running). */
+export type Schedule = (fn: () => void) => void;
+
+const frame: Schedule = (fn) => {
+  let ran = false;
+  const once = () => {
+    if (ran) return;
+    ran = true;
+    fn();
+  };
+  if (typeof requestAnimationFrame === "function") requestAnimationFrame(once);
+  // A hidden tab gets no frames; the state must still move on.
+  setTimeout(once, 100);
+};
+
+/**
+ * Creates a store. `expose` mirrors it to `window.__nexus` (the page); `schedule` decides when
+ * subscribers run (tests pass a synchronous one).
+ */
+export function createStore(expose = typeof window !== "undefined", schedule: Schedule = frame): Store {
+  let state = createLiveState();
   let tenant: Tenant | null = null;
-  const listeners = new Set<(s: ConsoleState) => void>();
+  let renders = 0;
+  let pending = false;
+  let changes = 0;
+  let lastFlush = 0;
+  let delayed = false;
+  const listeners = new Set<(s: LiveState) => void>();
+
   const mirror = () => {
     if (!expose) return;
+    const s = state;
     window.__nexus = {
-      applied: state.applied,
-      state: state.snapshot,
-      connState: state.connState,
-      lastId: state.lastId,
+      applied: s.applied,
+      get state() {
+        return snapshotView(s);
+      },
+      connState: s.connState,
+      lastId: s.lastId,
       tenant,
+      renders,
     };
   };
+  const flush = () => {
+    pending = false;
+    delayed = false;
+    changes = 0;
+    lastFlush = Date.now();
+    mirror();
+    for (const fn of listeners) fn(state);
+  };
+  const changed = () => {
+    changes++;
+    if (!pending) {
+      pending = true;
+      throttled(flush);
+    }
+  };
+  // A scheduled frame during a burst waits until BURST_FRAME_MS have passed since the last render.
+  const throttled: Schedule = (fn) =>
+    schedule(() => {
+      const wait = lastFlush + BURST_FRAME_MS - Date.now();
+      if (changes > BURST_CHANGES && wait > 0 && !delayed) {
+        delayed = true;
+        setTimeout(() => schedule(fn), wait);
+      } else fn();
+    });
   mirror();
+
   return {
     get: () => state,
     dispatch(action) {
-      const next = reduce(state, action);
-      if (next === state) return;
-      state = next;
-      mirror();
-      for (const fn of listeners) fn(state);
+      const conn = state.connState;
+      switch (action.kind) {
+        case "snapshot":
+          applySnapshot(state, action.event);
+          break;
+        case "report":
+          if (!applyReportEvent(state, action.event)) return;
+          break;
+        case "progress":
+          if (!applyProgress(state, action.event)) return;
+          break;
+        case "error":
+          applyStreamError(state, action.event.error);
+          break;
+        case "ping":
+          return;
+        case "open":
+        case "disconnected":
+          if (!applyConn(state, action.kind)) return;
+          break;
+        case "reset":
+          state = createLiveState();
+          break;
+      }
+      if (state.connState !== conn || action.kind === "reset") mirror();
+      changed();
+    },
+    addHistory(reports, nextBefore) {
+      const n = applyHistory(state, reports, nextBefore);
+      changed();
+      return n;
     },
     subscribe(fn) {
       listeners.add(fn);
@@ -64,6 +173,9 @@ export function createStore(expose = typeof window !== "undefined"): Store {
     setTenant(t) {
       tenant = t;
       mirror();
+    },
+    rendered() {
+      renders++;
     },
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { StreamAction } from "./state.ts";
+import type { StoreAction } from "./store.ts";
 import { backoffDelay, type EventSourceLike, StreamClient } from "./stream.ts";
 
 /** A scriptable EventSource stand-in. */
@@ -8,7 +8,10 @@ class FakeEventSource implements EventSourceLike {
   onopen: ((ev: Event) => unknown) | null = null;
   closed = false;
   private listeners = new Map<string, ((ev: Event) => void)[]>();
-  constructor(readonly url: string) {}
+  readonly url: string;
+  constructor(url: string) {
+    this.url = url;
+  }
   addEventListener(type: string, fn: (ev: Event) => void) {
     this.listeners.set(type, [...(this.listeners.get(type) ?? []), fn]);
   }
@@ -32,7 +35,7 @@ class FakeEventSource implements EventSourceLike {
 
 function harness(cursor: () => number | null = () => null) {
   const sources: FakeEventSource[] = [];
-  const actions: StreamAction[] = [];
+  const actions: StoreAction[] = [];
   const timers: { fn: () => void; ms: number }[] = [];
   const client = new StreamClient({
     tenant: { org_id: "acme", project_id: "nexus" },

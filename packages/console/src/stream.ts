@@ -6,11 +6,12 @@
  * gateway or stream service restarts) or a wrong content type; the EventSource is then
  * CLOSED. This client notices that and opens a new EventSource after a backoff
  * (1 s, 2 s, 4 s … at most 10 s) with `?cursor=<last report_id>`, so replay continues
- * without a gap.
+ * without a gap. Live `progress` events (no id) are passed on like the others.
  */
 import type { Tenant } from "@nexus/contracts";
-import { type ParseProblem, parseStreamEvent, type StreamAction } from "./state.ts";
+import type { StoreAction } from "./store.ts";
 import { streamUrl } from "./tenant.ts";
+import { type ParseProblem, parseStreamEvent } from "./wire.ts";
 
 /** The part of `EventSource` this client uses (so tests can pass a fake). */
 export interface EventSourceLike {
@@ -29,7 +30,7 @@ export interface StreamClientOptions {
   /** The cursor to resume from when this client reconnects by itself (the state's `lastId`). */
   getCursor(): number | null;
   /** Receives every parsed event and the connection's open/lost signals. */
-  dispatch(action: StreamAction): void;
+  dispatch(action: StoreAction): void;
   /** Builds the EventSource; defaults to the browser's. */
   connect?: (url: string) => EventSourceLike;
   /** First backoff delay in ms (default 1000); doubled per failed attempt. */
@@ -101,6 +102,7 @@ export class StreamClient {
     es.addEventListener("snapshot", onEvent);
     es.addEventListener("report", onEvent);
     es.addEventListener("ping", onEvent);
+    es.addEventListener("progress", onEvent);
     es.addEventListener("error", (ev) => {
       if (!live()) return;
       // `event: error` from the server arrives as a MessageEvent with data; a lost

@@ -8,6 +8,10 @@ import { isTenantToken, type Tenant } from "@nexus/contracts";
 export const DEFAULT_TENANT: Tenant = { org_id: "acme", project_id: "nexus" };
 /** localStorage key of the remembered tenant. */
 export const TENANT_STORAGE_KEY = "nexus.console.tenant";
+/** localStorage key of the recently used tenants. */
+export const RECENT_STORAGE_KEY = "nexus.console.recent-tenants";
+/** How many recent tenants the switcher lists. */
+export const RECENT_LIMIT = 8;
 
 /** A minimal `Storage` (so tests can pass a fake). */
 export interface KeyValueStore {
@@ -33,12 +37,34 @@ export function initialTenant(search: string, store: KeyValueStore | null): Tena
   return DEFAULT_TENANT;
 }
 
-/** Remembers `t` for the next visit; ignores storage that refuses writes. */
+/** Remembers `t` for the next visit and at the top of the recent list; ignores storage that refuses writes. */
 export function rememberTenant(t: Tenant, store: KeyValueStore | null): void {
   try {
     store?.setItem(TENANT_STORAGE_KEY, JSON.stringify(t));
+    const recent = [t, ...recentTenants(store).filter((r) => !sameTenant(r, t))].slice(0, RECENT_LIMIT);
+    store?.setItem(RECENT_STORAGE_KEY, JSON.stringify(recent));
   } catch {
     // Private mode or quota: the URL still carries the tenant.
+  }
+}
+
+/** True when `a` and `b` name the same tenant. */
+export function sameTenant(a: Tenant, b: Tenant): boolean {
+  return a.org_id === b.org_id && a.project_id === b.project_id;
+}
+
+/** The recently used tenants, most recent first (valid ones only). */
+export function recentTenants(store: KeyValueStore | null): Tenant[] {
+  try {
+    const raw = store?.getItem(RECENT_STORAGE_KEY);
+    const list = raw ? (JSON.parse(raw) as unknown) : [];
+    if (!Array.isArray(list)) return [];
+    return list
+      .filter((t): t is Tenant => isTenantToken(t?.org_id) && isTenantToken(t?.project_id))
+      .map((t) => ({ org_id: t.org_id, project_id: t.project_id }))
+      .slice(0, RECENT_LIMIT);
+  } catch {
+    return [];
   }
 }
 

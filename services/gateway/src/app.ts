@@ -1,10 +1,8 @@
-import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyMultipart from "@fastify/multipart";
 import fastifyRateLimit from "@fastify/rate-limit";
 import fastifyReplyFrom from "@fastify/reply-from";
-import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { ErrorBody } from "@nexus/contracts";
@@ -12,6 +10,7 @@ import { AppError } from "@nexus/core";
 import { type App, addHealthRoutes, authPlugin, createHttpApp, sendError } from "@nexus/http";
 import { jsonSchemaTransform } from "fastify-type-provider-zod";
 import { sql } from "kysely";
+import { consoleStatic } from "./console-static.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { commandRoutes } from "./routes/commands.ts";
@@ -123,15 +122,6 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
     },
   );
 
-  const consoleDir = deps.config.CONSOLE_DIR ?? DEFAULT_CONSOLE_DIR;
-  if (fs.existsSync(path.join(consoleDir, "index.html"))) {
-    await app.register(fastifyStatic, { root: consoleDir, prefix: "/ui/", decorateReply: false });
-    app.get("/ui", { schema: { hide: true } }, (_req, reply) => reply.redirect("/ui/"));
-  } else {
-    app.get("/ui", { schema: { hide: true } }, (_req, reply) =>
-      reply.code(503).type("text/plain").send("The console is not built: run `pnpm build` (pnpm start does it)."),
-    );
-  }
-  app.get("/", { schema: { hide: true } }, (_req, reply) => reply.redirect("/ui/"));
+  await app.register(consoleStatic, { root: deps.config.CONSOLE_DIR ?? DEFAULT_CONSOLE_DIR });
   return app;
 }

@@ -1,22 +1,17 @@
 import { type Autopilot, isTenantToken, type Tenant } from "@nexus/contracts";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { t } from "../i18n.ts";
 import type { ConnState } from "../state.ts";
+import { sameTenant } from "../tenant.ts";
+import { focusById, memo } from "./memo.ts";
 
-const CONN_LABEL: Record<ConnState, string> = {
-  connecting: "Connecting to the report stream",
-  live: "Live: receiving reports",
-  reconnecting: "Connection lost: reconnecting and resuming from the last report",
-  resynced: "Resynced: the cursor had expired, state reloaded from a fresh snapshot",
-};
+/** The views of the page (the URL's hash). */
+export type View = "console" | "settings";
 
-/** Page header: title, tenant selector, connection badge and autopilot status. */
-export function Header(props: {
-  tenant: Tenant;
-  onSwitch(t: Tenant): void;
-  connState: ConnState;
-  autopilot: Autopilot | null;
-}) {
-  const { tenant, connState, autopilot } = props;
+/** The tenant switcher: the current tenant as a button; recent tenants and a form to open another. */
+function TenantSwitcher(props: { tenant: Tenant; recent: Tenant[]; onSwitch(t: Tenant): void }) {
+  const { tenant } = props;
+  const menu = useRef<HTMLDetailsElement>(null);
   const [org, setOrg] = useState(tenant.org_id);
   const [project, setProject] = useState(tenant.project_id);
   const [error, setError] = useState<string | null>(null);
@@ -25,82 +20,152 @@ export function Header(props: {
     setProject(tenant.project_id);
   }, [tenant]);
 
+  const go = (next: Tenant) => {
+    if (menu.current) menu.current.open = false;
+    props.onSwitch(next);
+    focusById("tenant-summary");
+  };
   const submit = (e: Event) => {
     e.preventDefault();
     const o = org.trim();
     const p = project.trim();
     if (!isTenantToken(o) || !isTenantToken(p)) {
-      setError("Organisation and project must be 1–64 characters of letters, digits, _ or -.");
+      setError(t("tenant.invalid"));
+      focusById(isTenantToken(o) ? "tenant-project" : "tenant-org");
       return;
     }
     setError(null);
-    props.onSwitch({ org_id: o, project_id: p });
+    go({ org_id: o, project_id: p });
   };
+  const others = props.recent.filter((r) => !sameTenant(r, tenant));
+  return (
+    <details class="tenant-menu" ref={menu} data-testid="tenant-menu">
+      <summary id="tenant-summary" data-testid="tenant-summary">
+        <span class="pill-label">{t("tenant.label")}</span>{" "}
+        <strong data-testid="tenant-current">{`${tenant.org_id}/${tenant.project_id}`}</strong>
+        <span class="caret" aria-hidden="true">
+          ▾
+        </span>
+      </summary>
+      <div class="menu-body">
+        {others.length > 0 && (
+          <>
+            <h2 class="sub" id="tenant-recent-h">
+              {t("tenant.recent")}
+            </h2>
+            <ul class="plain tenant-list" aria-labelledby="tenant-recent-h">
+              {others.map((r) => (
+                <li key={`${r.org_id}/${r.project_id}`}>
+                  <button
+                    type="button"
+                    class="link"
+                    data-testid={`tenant-recent-${r.org_id}-${r.project_id}`}
+                    onClick={() => go(r)}
+                  >
+                    {r.org_id}/{r.project_id}
+                  </button>
+                </li>
+              ))}
+            </ul>
+          </>
+        )}
+        <form class="tenant" onSubmit={submit} aria-labelledby="tenant-other-h" data-testid="tenant-form">
+          <h2 class="sub" id="tenant-other-h">
+            {t("tenant.other")}
+          </h2>
+          <div class="field">
+            <label for="tenant-org">{t("tenant.org")}</label>
+            <input
+              id="tenant-org"
+              data-testid="tenant-org"
+              value={org}
+              onInput={(e) => setOrg(e.currentTarget.value)}
+              autocomplete="off"
+              spellcheck={false}
+              aria-invalid={error ? "true" : undefined}
+              aria-describedby={error ? "tenant-error" : undefined}
+            />
+          </div>
+          <div class="field">
+            <label for="tenant-project">{t("tenant.project")}</label>
+            <input
+              id="tenant-project"
+              data-testid="tenant-project"
+              value={project}
+              onInput={(e) => setProject(e.currentTarget.value)}
+              autocomplete="off"
+              spellcheck={false}
+              aria-invalid={error ? "true" : undefined}
+              aria-describedby={error ? "tenant-error" : undefined}
+            />
+          </div>
+          {error && (
+            <p id="tenant-error" class="error small" role="alert" data-testid="tenant-error">
+              {error}
+            </p>
+          )}
+          <button type="submit" class="primary" data-testid="tenant-switch">
+            {t("tenant.open")}
+          </button>
+        </form>
+      </div>
+    </details>
+  );
+}
 
+/** Props of {@link Header}. */
+export interface HeaderProps {
+  tenant: Tenant;
+  recent: Tenant[];
+  onSwitch(t: Tenant): void;
+  connState: ConnState;
+  autopilot: Autopilot | null;
+  view: View;
+  showSettings: boolean;
+  lang: string;
+}
+
+/** Page header: title, tenant switcher, views, connection and autopilot. */
+export const Header = memo(function Header(props: HeaderProps) {
+  const { connState, autopilot } = props;
   const apStatus = autopilot?.status ?? "unknown";
   return (
     <header class="topbar">
       <div class="brand">
-        <h1>NEXUS Console</h1>
-        <p class="muted small">
-          Tenant <strong data-testid="tenant-current">{`${tenant.org_id}/${tenant.project_id}`}</strong>
-        </p>
+        <p class="logo">{t("app.title")}</p>
+        <TenantSwitcher tenant={props.tenant} recent={props.recent} onSwitch={props.onSwitch} />
       </div>
-      <form class="tenant" onSubmit={submit} aria-label="Tenant" data-testid="tenant-form">
-        <div class="field inline">
-          <label for="tenant-org">Organisation</label>
-          <input
-            id="tenant-org"
-            data-testid="tenant-org"
-            value={org}
-            onInput={(e) => setOrg(e.currentTarget.value)}
-            autocomplete="off"
-            spellcheck={false}
-            aria-invalid={error ? "true" : undefined}
-            aria-describedby={error ? "tenant-error" : undefined}
-          />
-        </div>
-        <div class="field inline">
-          <label for="tenant-project">Project</label>
-          <input
-            id="tenant-project"
-            data-testid="tenant-project"
-            value={project}
-            onInput={(e) => setProject(e.currentTarget.value)}
-            autocomplete="off"
-            spellcheck={false}
-            aria-invalid={error ? "true" : undefined}
-            aria-describedby={error ? "tenant-error" : undefined}
-          />
-        </div>
-        <button type="submit" data-testid="tenant-switch">
-          Switch
-        </button>
-        {error && (
-          <p id="tenant-error" class="error small" role="alert" data-testid="tenant-error">
-            {error}
-          </p>
+      <nav aria-label={t("app.navLabel")} class="tabs">
+        <a href="#/" aria-current={props.view === "console" ? "page" : undefined} data-testid="nav-console">
+          {t("nav.console")}
+        </a>
+        {props.showSettings && (
+          <a href="#/settings" aria-current={props.view === "settings" ? "page" : undefined} data-testid="nav-settings">
+            {t("nav.settings")}
+          </a>
         )}
-      </form>
+      </nav>
       <div class="status-pills">
-        <div class="pill" title={CONN_LABEL[connState]}>
-          <span class="pill-label">Connection</span>
+        <div class="pill">
+          <span class="pill-label">{t("conn.label")}</span>
           <span class={`badge conn conn-${connState}`} data-testid="conn-state" data-state={connState}>
-            {connState}
+            {t(`conn.${connState}`)}
           </span>
         </div>
         <div class="pill">
-          <span class="pill-label">Autopilot</span>
+          <span class="pill-label">{t("autopilot.label")}</span>
           <span
             class={`badge ap ap-${apStatus}`}
             data-testid="autopilot"
             data-status={apStatus}
             data-in-flight={autopilot ? String(autopilot.in_flight) : undefined}
           >
-            {autopilot ? `${autopilot.status} · ${autopilot.in_flight} in flight` : "unknown"}
+            {autopilot
+              ? `${t(`autopilot.${autopilot.status}`)}${autopilot.in_flight > 0 ? ` · ${t("autopilot.inFlight", { n: autopilot.in_flight })}` : ""}`
+              : "…"}
           </span>
         </div>
       </div>
     </header>
   );
-}
+});

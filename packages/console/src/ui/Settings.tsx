@@ -1,41 +1,37 @@
-import {
-  type ApiError,
-  COMMAND_TYPES,
-  type CommandType,
-  type ReportEvent,
-  type RiskLevel,
-  type SettingsSection,
-  type Snapshot,
-  type Tenant,
-} from "@nexus/contracts";
+import { COMMAND_TYPES, type CommandType, type RiskLevel, type SettingsSection, type Tenant } from "@nexus/contracts";
 import type { ComponentChildren } from "preact";
-import { useEffect, useState } from "preact/hooks";
-import { type ApiResult, acceptedCorrelationId, sendJson, uploadPhoto } from "../api.ts";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { type ApiResult, acceptedCorrelationId, NETWORK_ERROR, sendJson, uploadPhoto } from "../api.ts";
 import { TONES } from "../commandForms.ts";
+import { accentVars, contrastRatio, DEFAULT_ACCENT, MIN_CONTRAST, parseHex, SURFACE } from "../contrast.ts";
 import { correlationId } from "../format.ts";
-
-/** Where a settings request stands (UI-only: the values shown always come from the stream). */
-type Pending =
-  | { phase: "idle" }
-  | { phase: "sending" }
-  | { phase: "waiting"; correlation_id: string }
-  | { phase: "updated" }
-  | { phase: "error"; error: ApiError };
+import { errorText, t, typeLabel } from "../i18n.ts";
+import type { SettingsState } from "../state.ts";
+import type { WireError } from "../wire.ts";
+import { focusById, memo } from "./memo.ts";
 
 type Key = SettingsSection | "photo";
+
+/** Where a settings request stands (UI-only: the values shown come from the stream). */
+type Pending =
+  | { phase: "sending" }
+  | { phase: "waiting"; cids: string[]; sent: Record<string, string> }
+  | { phase: "updated" }
+  | { phase: "error"; error: WireError };
+
+/** Unsaved input of one section: only the fields the user changed (the rest show the stream's values). */
+type Edits = Record<string, string>;
+
 const TYPES = Object.keys(COMMAND_TYPES) as CommandType[];
 const LEVELS: RiskLevel[] = ["GREEN", "YELLOW", "RED"];
-const DEFAULT_ACCENT = "#4f46e5";
 
 function Status(props: { k: Key; p: Pending | undefined }) {
   const p = props.p;
-  if (!p || p.phase === "idle") return null;
+  if (!p) return null;
   if (p.phase === "error") {
     return (
-      <div class="error-box" role="alert" data-testid={`settings-error-${props.k}`}>
-        <p>
-          <strong>{p.error.code}</strong>: {p.error.message}
-        </p>
+      <div class="error-box" role="alert" data-testid={`settings-error-${props.k}`} data-code={p.error.code}>
+        <p>{p.error.code === NETWORK_ERROR ? t("errors.network") : errorText(p.error.code)}</p>
         {(p.error.details ?? []).length > 0 && (
           <ul>
             {(p.error.details ?? []).map((d) => (
@@ -45,16 +41,18 @@ function Status(props: { k: Key; p: Pending | undefined }) {
             ))}
           </ul>
         )}
+        {p.error.code !== NETWORK_ERROR && <p class="small">{t("errors.code", { code: p.error.code })}</p>}
       </div>
     );
   }
   const text =
-    p.phase === "sending" ? "sending…" : p.phase === "waiting" ? "saved — waiting for the stream" : "updated";
+    p.phase === "sending" ? t("settings.saving") : p.phase === "waiting" ? t("settings.applying") : t("settings.saved");
   return (
     <p
       class={p.phase === "updated" ? "ok small" : "muted small"}
       role="status"
       data-testid={`settings-status-${props.k}`}
+      data-phase={p.phase}
     >
       {text}
     </p>
@@ -63,16 +61,13 @@ function Status(props: { k: Key; p: Pending | undefined }) {
 
 function Section(props: { title: string; id: string; children: ComponentChildren }) {
   return (
-    <section class="settings-section" aria-labelledby={`${props.id}-h`}>
-      <h3 id={`${props.id}-h`} class="sub">
-        {props.title}
-      </h3>
+    <section class="panel settings-section" aria-labelledby={`${props.id}-h`}>
+      <h2 id={`${props.id}-h`}>{props.title}</h2>
       {props.children}
     </section>
   );
 }
 
-/** A labelled text-like input. */
 function Input(props: {
   id: string;
   label: string;
@@ -81,6 +76,7 @@ function Input(props: {
   type?: string;
   hint?: string;
   placeholder?: string;
+  list?: string;
 }) {
   return (
     <div class="field">
@@ -91,6 +87,7 @@ function Input(props: {
         type={props.type ?? "text"}
         value={props.value}
         placeholder={props.placeholder}
+        list={props.list}
         aria-describedby={props.hint ? `${props.id}-hint` : undefined}
         onInput={(e) => props.onInput(e.currentTarget.value)}
       />
@@ -107,7 +104,7 @@ function Select(props: {
   id: string;
   label: string;
   value: string;
-  options: readonly string[];
+  options: readonly (readonly [string, string])[];
   onChange(v: string): void;
 }) {
   return (
@@ -119,9 +116,9 @@ function Select(props: {
         value={props.value}
         onChange={(e) => props.onChange(e.currentTarget.value)}
       >
-        {props.options.map((o) => (
-          <option key={o} value={o}>
-            {o === "" ? "(not set)" : o}
+        {props.options.map(([v, label]) => (
+          <option key={v} value={v}>
+            {label}
           </option>
         ))}
       </select>
@@ -129,97 +126,188 @@ function Select(props: {
   );
 }
 
-/** Keeps a form's draft in step with the stream's values: when they change, the draft is reset to them. */
-function useDraft<T>(fromState: T): [T, (patch: Partial<T>) => void] {
-  const key = JSON.stringify(fromState);
-  const [draft, setDraft] = useState(fromState);
-  useEffect(() => setDraft(fromState), [key]);
-  return [draft, (patch) => setDraft((d) => ({ ...d, ...patch }))];
+/** Props of {@link Settings}. */
+export interface SettingsProps {
+  tenant: Tenant;
+  lang: string;
+  settings: SettingsState | null;
+  /** `settings.updated` correlation ids seen (the store's map) and a counter that moves when it changes. */
+  seen: ReadonlyMap<string, SettingsSection>;
+  settingsRev: number;
+  /** Correlation id of the update that last changed each section. */
+  sectionCid: Partial<Record<SettingsSection, string>>;
+  allowed: boolean;
 }
 
 /**
- * Profile, persona, skin and compliance. Each form PATCHes its endpoint; the values shown
- * change only when the stream's `settings.updated` report arrives.
+ * Profile, assistant persona, appearance and compliance, each its own form. A save is
+ * confirmed by the stream's `settings.updated` with the request's correlation id, whether it
+ * arrives before or after the HTTP answer. Unsaved input is kept when the section changes
+ * elsewhere (another tab, another person): only fields the user touched are drafts.
  */
-export function Settings(props: { tenant: Tenant; snapshot: Snapshot | null; lastReport: ReportEvent | null }) {
-  const { tenant, snapshot: s, lastReport } = props;
+export const Settings = memo(function Settings(props: SettingsProps) {
+  const { tenant, settings: s, seen, settingsRev } = props;
   const [pending, setPending] = useState<Partial<Record<Key, Pending>>>({});
+  const [edits, setEdits] = useState<Partial<Record<SettingsSection, Edits>>>({});
+  const [elsewhere, setElsewhere] = useState<Partial<Record<SettingsSection, boolean>>>({});
+  const [photo, setPhoto] = useState<File | null>(null);
+  const mine = useRef(new Set<string>());
+  const lastCid = useRef<Partial<Record<SettingsSection, string>>>({});
 
-  // A settings.updated report whose correlation_id we are waiting for completes that request.
-  useEffect(() => {
-    const r = lastReport;
-    if (r?.report.type !== "settings.updated") return;
-    setPending((all) => {
-      let changed = false;
-      const next = { ...all };
-      for (const k of Object.keys(all) as Key[]) {
-        const p = all[k];
-        if (p?.phase === "waiting" && p.correlation_id === r.causality.correlation_id) {
-          next[k] = { phase: "updated" };
-          changed = true;
-        }
-      }
-      return changed ? next : all;
+  const edit = (section: SettingsSection, patch: Edits) =>
+    setEdits((all) => ({ ...all, [section]: { ...(all[section] ?? {}), ...patch } }));
+
+  /** Completes a waiting request: forget the sent drafts that are still what was sent. */
+  const complete = (k: Key, p: Pending) => {
+    if (p.phase !== "waiting") return;
+    setPending((all) => ({ ...all, [k]: { phase: "updated" } }));
+    if (k === "photo") return;
+    setEdits((all) => {
+      const cur = { ...(all[k] ?? {}) };
+      for (const [f, v] of Object.entries(p.sent)) if (cur[f] === v) delete cur[f];
+      return { ...all, [k]: cur };
     });
-  }, [lastReport]);
+    setElsewhere((all) => ({ ...all, [k]: false }));
+  };
 
-  const run = async (k: Key, request: (cid: string) => Promise<ApiResult>) => {
+  // The stream confirmed (or had already confirmed) a request we wait for.
+  useEffect(() => {
+    for (const [k, p] of Object.entries(pending) as [Key, Pending][]) {
+      if (p.phase === "waiting" && p.cids.some((c) => seen.has(c))) complete(k, p);
+    }
+    // Someone else changed a section this page has drafts for.
+    for (const section of ["profile", "persona", "skin", "compliance"] as const) {
+      const cid = props.sectionCid[section];
+      if (!cid || cid === lastCid.current[section]) continue;
+      lastCid.current[section] = cid;
+      const draft = edits[section];
+      if (!mine.current.has(cid) && draft && Object.keys(draft).length > 0) {
+        setElsewhere((all) => ({ ...all, [section]: true }));
+      }
+    }
+  }, [settingsRev, pending]);
+
+  const run = async (k: Key, sent: Edits, request: (cid: string) => Promise<ApiResult>) => {
     const cid = correlationId();
+    mine.current.add(cid);
     setPending((p) => ({ ...p, [k]: { phase: "sending" } }));
     const r = await request(cid);
-    setPending((p) => ({
-      ...p,
-      [k]: r.ok
-        ? { phase: "waiting", correlation_id: acceptedCorrelationId(r) ?? cid }
-        : { phase: "error", error: r.error },
-    }));
+    if (!r.ok) {
+      setPending((p) => ({ ...p, [k]: { phase: "error", error: r.error } }));
+      focusById(`settings-${k}-save`);
+      return;
+    }
+    const accepted = acceptedCorrelationId(r);
+    if (accepted) mine.current.add(accepted);
+    // Waiting; the effect above completes it at once if the report came before this answer.
+    setPending((p) => ({ ...p, [k]: { phase: "waiting", cids: accepted ? [cid, accepted] : [cid], sent } }));
   };
-  const patch = (k: SettingsSection, path: string, body: Record<string, unknown>) =>
-    run(k, (cid) => sendJson(tenant, "PATCH", path, body, cid));
+  const patch = (k: SettingsSection, path: string, body: Record<string, unknown>, sent: Edits) =>
+    run(k, sent, (cid) => sendJson(tenant, "PATCH", path, body, cid));
 
-  const profile = s?.profile ?? {};
-  const persona = s?.assistant.persona ?? {};
-  const skin = s?.assistant.skin ?? {};
-  const compliance = s?.compliance ?? { risk_overrides: {}, policy_version: 0 };
+  if (!props.allowed) {
+    return (
+      <div class="settings-view">
+        <p class="notice" data-testid="settings-forbidden">
+          {t("settings.noAccess")}
+        </p>
+      </div>
+    );
+  }
+  if (s === null) {
+    return (
+      <div class="settings-view" aria-busy="true">
+        <p class="muted">{t("app.loading")}</p>
+      </div>
+    );
+  }
 
-  const [pDraft, setP] = useDraft({
+  const profile = s.profile;
+  const persona = s.persona;
+  const skin = s.skin;
+  const compliance = s.compliance;
+  const view = <T extends Record<string, string>>(section: SettingsSection, base: T): T => ({
+    ...base,
+    ...(edits[section] ?? {}),
+  });
+  const p = view("profile", {
     display_name: profile.display_name ?? "",
     locale: profile.locale ?? "",
     timezone: profile.timezone ?? "",
   });
-  const [perDraft, setPer] = useDraft({
+  const per = view("persona", {
     name: persona.name ?? "",
     tone: persona.tone ?? "",
     instructions: persona.instructions ?? "",
   });
-  const [skDraft, setSk] = useDraft({
-    theme: skin.theme ?? "system",
-    accent_color: skin.accent_color ?? DEFAULT_ACCENT,
-  });
-  const levels = Object.fromEntries(
-    TYPES.map((t) => [t, compliance.risk_overrides[t] ?? COMMAND_TYPES[t].risk]),
-  ) as Record<CommandType, RiskLevel>;
-  const [cDraft, setC] = useDraft({
-    levels,
+  const sk = view("skin", { theme: skin.theme ?? "system", accent_color: skin.accent_color ?? DEFAULT_ACCENT });
+  const compBase: Record<string, string> = {
     ttl: compliance.ask_ttl_seconds == null ? "" : String(compliance.ask_ttl_seconds),
-  });
-  const [photo, setPhoto] = useState<File | null>(null);
-
+  };
+  for (const ty of TYPES) {
+    compBase[`risk:${ty}`] = compliance.risk_overrides[ty] ?? COMMAND_TYPES[ty].risk;
+    compBase[`need:${ty}`] = String(compliance.approvals_required?.[ty] ?? 1);
+  }
+  const c = view("compliance", compBase);
+  const dirty = (section: SettingsSection) => Object.keys(edits[section] ?? {}).length > 0;
   const nonEmpty = (o: Record<string, string>) =>
     Object.fromEntries(Object.entries(o).filter(([, v]) => v.trim() !== ""));
-  const disabled = s === null;
+
+  const notice = (section: SettingsSection) =>
+    elsewhere[section] && dirty(section) ? (
+      <div class="notice" role="status" data-testid={`settings-elsewhere-${section}`}>
+        <p>{t("settings.changedElsewhere")}</p>
+        <button
+          type="button"
+          class="link"
+          onClick={() => {
+            setEdits((all) => ({ ...all, [section]: {} }));
+            setElsewhere((all) => ({ ...all, [section]: false }));
+          }}
+        >
+          {t("settings.discard")}
+        </button>
+      </div>
+    ) : null;
+
+  const save = (k: SettingsSection, testId: string) => (
+    <div class="save-row">
+      <button type="submit" class="primary" id={`settings-${k}-save`} data-testid={testId}>
+        {t("settings.save")}
+      </button>
+      {dirty(k) && (
+        <span class="small muted" data-testid={`settings-dirty-${k}`}>
+          {t("settings.unsaved")}
+        </span>
+      )}
+      <Status k={k} p={pending[k]} />
+    </div>
+  );
+
+  const accentOk = parseHex(sk.accent_color) !== null;
+  const readable =
+    accentOk &&
+    contrastRatio(sk.accent_color, SURFACE.light) >= MIN_CONTRAST &&
+    contrastRatio(sk.accent_color, SURFACE.dark) >= MIN_CONTRAST;
+  const fill = accentVars(sk.accent_color);
+  const localeOptions: [string, string][] = [
+    ["", t("settings.localeBrowser")],
+    ["en", "English"],
+    ["ko", "한국어"],
+  ];
+  if (p.locale && !localeOptions.some(([v]) => v === p.locale)) localeOptions.push([p.locale, p.locale]);
 
   return (
-    <section class="panel" aria-labelledby="settings-h">
-      <h2 id="settings-h">Settings</h2>
-      {disabled && <p class="muted small">Waiting for the first snapshot…</p>}
-
-      <Section title="Profile" id="profile">
+    <div class="settings-view" data-testid="settings-view">
+      <h1 class="view-title" id="settings-title" tabIndex={-1}>
+        {t("settings.title")}
+      </h1>
+      <Section title={t("settings.profile")} id="profile">
         <div class="photo-row">
           {profile.photo?.url ? (
             <img
               src={profile.photo.url}
-              alt={`${profile.display_name ?? "Your"} avatar`}
+              alt={t("settings.avatarAlt", { name: profile.display_name ?? "" })}
               class="avatar"
               data-testid="profile-photo-preview"
               width={64}
@@ -235,21 +323,25 @@ export function Settings(props: { tenant: Tenant; snapshot: Snapshot | null; las
             data-testid="settings-photo"
             onSubmit={(e) => {
               e.preventDefault();
-              if (photo) run("photo", (cid) => uploadPhoto(tenant, photo, cid));
+              if (photo) void run("photo", {}, (cid) => uploadPhoto(tenant, photo, cid));
             }}
           >
             <div class="field">
-              <label for="profile-photo">Photo (PNG, JPEG or WebP, at most 5 MiB)</label>
+              <label for="profile-photo">{t("settings.photo")}</label>
               <input
                 id="profile-photo"
                 data-testid="profile-photo"
                 type="file"
                 accept="image/png,image/jpeg,image/webp"
+                aria-describedby="profile-photo-hint"
                 onChange={(e) => setPhoto(e.currentTarget.files?.[0] ?? null)}
               />
+              <p class="hint" id="profile-photo-hint">
+                {t("settings.photoHint")}
+              </p>
             </div>
-            <button type="submit" data-testid="upload-photo" disabled={disabled || !photo}>
-              Upload photo
+            <button type="submit" id="settings-photo-save" data-testid="upload-photo" disabled={!photo}>
+              {t("settings.upload")}
             </button>
             <Status k="photo" p={pending.photo} />
           </form>
@@ -258,175 +350,217 @@ export function Settings(props: { tenant: Tenant; snapshot: Snapshot | null; las
           data-testid="settings-profile"
           onSubmit={(e) => {
             e.preventDefault();
-            patch("profile", "/profile", nonEmpty(pDraft));
+            void patch("profile", "/profile", nonEmpty(p), { ...(edits.profile ?? {}) });
           }}
         >
+          {notice("profile")}
           <Input
             id="profile-display_name"
-            label="Display name"
-            value={pDraft.display_name}
-            onInput={(v) => setP({ display_name: v })}
+            label={t("settings.display_name")}
+            value={p.display_name}
+            onInput={(v) => edit("profile", { display_name: v })}
           />
-          <Input
+          <Select
             id="profile-locale"
-            label="Locale"
-            value={pDraft.locale}
-            placeholder="en"
-            hint="e.g. en or de-DE"
-            onInput={(v) => setP({ locale: v })}
+            label={t("settings.locale")}
+            value={p.locale}
+            options={localeOptions}
+            onChange={(v) => edit("profile", { locale: v })}
           />
           <Input
             id="profile-timezone"
-            label="Time zone"
-            value={pDraft.timezone}
-            placeholder="Europe/Berlin"
-            hint="IANA name; times on this page are shown in it"
-            onInput={(v) => setP({ timezone: v })}
+            label={t("settings.timezone")}
+            value={p.timezone}
+            placeholder="Asia/Seoul"
+            hint={t("settings.timezoneHint")}
+            onInput={(v) => edit("profile", { timezone: v })}
           />
-          <button type="submit" data-testid="save-profile" disabled={disabled}>
-            Save profile
-          </button>
-          <Status k="profile" p={pending.profile} />
+          {save("profile", "save-profile")}
         </form>
       </Section>
 
-      <Section title="Assistant persona" id="persona">
+      <Section title={t("settings.persona")} id="persona">
         <form
           data-testid="settings-persona"
           onSubmit={(e) => {
             e.preventDefault();
-            const body: Record<string, string> = { ...nonEmpty({ name: perDraft.name, tone: perDraft.tone }) };
-            body.instructions = perDraft.instructions;
-            patch("persona", "/assistant/persona", body);
+            const body: Record<string, string> = { ...nonEmpty({ name: per.name, tone: per.tone }) };
+            body.instructions = per.instructions;
+            void patch("persona", "/assistant/persona", body, { ...(edits.persona ?? {}) });
           }}
         >
-          <Input id="persona-name" label="Name" value={perDraft.name} onInput={(v) => setPer({ name: v })} />
+          {notice("persona")}
+          <Input
+            id="persona-name"
+            label={t("settings.name")}
+            value={per.name}
+            onInput={(v) => edit("persona", { name: v })}
+          />
           <Select
             id="persona-tone"
-            label="Tone"
-            value={perDraft.tone}
-            options={["", ...TONES]}
-            onChange={(v) => setPer({ tone: v })}
+            label={t("settings.tone")}
+            value={per.tone}
+            options={[["", t("settings.notSet")], ...TONES.map((x) => [x, t(`tones.${x}`)] as [string, string])]}
+            onChange={(v) => edit("persona", { tone: v })}
           />
           <div class="field">
-            <label for="persona-instructions">Instructions</label>
+            <label for="persona-instructions">{t("settings.instructions")}</label>
             <textarea
               id="persona-instructions"
               data-testid="persona-instructions"
               rows={3}
               maxLength={4000}
-              value={perDraft.instructions}
-              onInput={(e) => setPer({ instructions: e.currentTarget.value })}
+              value={per.instructions}
+              onInput={(e) => edit("persona", { instructions: e.currentTarget.value })}
             />
           </div>
-          <button type="submit" data-testid="save-persona" disabled={disabled}>
-            Save persona
-          </button>
-          <Status k="persona" p={pending.persona} />
+          {save("persona", "save-persona")}
         </form>
       </Section>
 
-      <Section title="Skin" id="skin">
+      <Section title={t("settings.skin")} id="skin">
         <form
           data-testid="settings-skin"
           onSubmit={(e) => {
             e.preventDefault();
-            patch("skin", "/assistant/skin", { theme: skDraft.theme, accent_color: skDraft.accent_color });
+            void patch(
+              "skin",
+              "/assistant/skin",
+              { theme: sk.theme, accent_color: sk.accent_color },
+              { ...(edits.skin ?? {}) },
+            );
           }}
         >
+          {notice("skin")}
           <Select
             id="skin-theme"
-            label="Theme"
-            value={skDraft.theme}
-            options={["light", "dark", "system"]}
-            onChange={(v) => setSk({ theme: v as "light" | "dark" | "system" })}
+            label={t("settings.theme")}
+            value={sk.theme}
+            options={(["light", "dark", "system"] as const).map(
+              (x) => [x, t(`settings.themes.${x}`)] as [string, string],
+            )}
+            onChange={(v) => edit("skin", { theme: v })}
           />
           <div class="field">
-            <label for="skin-accent_color">Accent colour</label>
+            <label for="skin-accent_color">{t("settings.accent")}</label>
             <div class="color-row">
               <input
                 id="skin-accent_color"
                 data-testid="skin-accent_color"
                 type="color"
-                value={skDraft.accent_color}
-                onInput={(e) => setSk({ accent_color: e.currentTarget.value })}
+                value={accentOk ? sk.accent_color : DEFAULT_ACCENT}
+                aria-describedby="skin-accent-note"
+                onInput={(e) => edit("skin", { accent_color: e.currentTarget.value })}
               />
-              <code data-testid="skin-accent-current">{skin.accent_color ?? "(default)"}</code>
+              <code data-testid="skin-accent-current">{skin.accent_color ?? "—"}</code>
+              <span
+                class="swatch"
+                aria-hidden="true"
+                style={{ background: fill["--accent-fill"], color: fill["--accent-on"] }}
+              >
+                {t("composer.submit")}
+              </span>
             </div>
+            <p class="hint" id="skin-accent-note" data-testid="skin-accent-note" data-readable={String(readable)}>
+              {readable ? t("settings.accentReadable") : t("settings.accentUnreadable")}
+            </p>
           </div>
-          <button type="submit" data-testid="save-skin" disabled={disabled}>
-            Save skin
-          </button>
-          <Status k="skin" p={pending.skin} />
+          {save("skin", "save-skin")}
         </form>
       </Section>
 
-      <Section title="Compliance" id="compliance">
+      <Section title={t("settings.compliance")} id="compliance">
         <form
           data-testid="settings-compliance"
           onSubmit={(e) => {
             e.preventDefault();
-            // Send the levels that differ from the default or were already overridden.
+            const ed = edits.compliance ?? {};
+            // Levels that differ from the default or were already overridden.
             const risk_overrides = Object.fromEntries(
-              TYPES.filter((t) => cDraft.levels[t] !== COMMAND_TYPES[t].risk || t in compliance.risk_overrides).map(
-                (t) => [t, cDraft.levels[t]],
+              TYPES.filter((ty) => c[`risk:${ty}`] !== COMMAND_TYPES[ty].risk || ty in compliance.risk_overrides).map(
+                (ty) => [ty, c[`risk:${ty}`]],
               ),
             );
-            const ttl = cDraft.ttl.trim();
-            patch("compliance", "/compliance/settings", {
+            const body: Record<string, unknown> = {
               risk_overrides,
-              ask_ttl_seconds: ttl === "" ? null : Number(ttl),
-            });
+              ask_ttl_seconds: (c.ttl ?? "").trim() === "" ? null : Number(c.ttl),
+            };
+            // Sent only when changed here: older servers do not know the field.
+            if (TYPES.some((ty) => `need:${ty}` in ed)) {
+              body.approvals_required = Object.fromEntries(
+                TYPES.filter(
+                  (ty) => Number(c[`need:${ty}`]) > 1 || compliance.approvals_required?.[ty] !== undefined,
+                ).map((ty) => [ty, Number(c[`need:${ty}`])]),
+              );
+            }
+            void patch("compliance", "/compliance/settings", body, { ...ed });
           }}
         >
-          <table class="risk-table">
-            <caption class="sr-only">Risk level per command type</caption>
-            <thead>
-              <tr>
-                <th scope="col">Command type</th>
-                <th scope="col">Risk level</th>
-              </tr>
-            </thead>
-            <tbody>
-              {TYPES.map((t) => (
-                <tr key={t}>
-                  <th scope="row">
-                    <label for={`compliance-risk-${t}`}>{t}</label>
-                    <span class="muted small"> (default {COMMAND_TYPES[t].risk})</span>
-                  </th>
-                  <td>
-                    <select
-                      id={`compliance-risk-${t}`}
-                      data-testid={`compliance-risk-${t}`}
-                      value={cDraft.levels[t]}
-                      onChange={(e) => setC({ levels: { ...cDraft.levels, [t]: e.currentTarget.value as RiskLevel } })}
-                    >
-                      {LEVELS.map((l) => (
-                        <option key={l} value={l}>
-                          {l}
-                        </option>
-                      ))}
-                    </select>
-                  </td>
+          {notice("compliance")}
+          <div class="table-scroll">
+            <table class="risk-table">
+              <caption class="sr-only">{t("settings.compliance")}</caption>
+              <thead>
+                <tr>
+                  <th scope="col">{t("settings.type")}</th>
+                  <th scope="col">{t("settings.level")}</th>
+                  <th scope="col">{t("settings.approvers")}</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {TYPES.map((ty) => (
+                  <tr key={ty}>
+                    <th scope="row">
+                      <span id={`compliance-type-${ty}`}>{typeLabel(ty)}</span>
+                      <span class="muted small">
+                        {" "}
+                        ({t("settings.defaultLevel", { level: t(`risk.${COMMAND_TYPES[ty].risk}`) })})
+                      </span>
+                    </th>
+                    <td>
+                      <select
+                        id={`compliance-risk-${ty}`}
+                        data-testid={`compliance-risk-${ty}`}
+                        aria-labelledby={`compliance-type-${ty}`}
+                        value={c[`risk:${ty}`]}
+                        onChange={(e) => edit("compliance", { [`risk:${ty}`]: e.currentTarget.value })}
+                      >
+                        {LEVELS.map((l) => (
+                          <option key={l} value={l}>
+                            {t(`risk.${l}`)}
+                          </option>
+                        ))}
+                      </select>
+                    </td>
+                    <td>
+                      <input
+                        type="number"
+                        min={1}
+                        max={10}
+                        class="narrow"
+                        data-testid={`compliance-need-${ty}`}
+                        aria-label={`${typeLabel(ty)}: ${t("settings.approvers")}`}
+                        value={c[`need:${ty}`]}
+                        onInput={(e) => edit("compliance", { [`need:${ty}`]: e.currentTarget.value })}
+                      />
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
           <Input
             id="compliance-ask_ttl_seconds"
-            label="Ask time-to-live (seconds)"
+            label={t("settings.ttl")}
             type="number"
-            value={cDraft.ttl}
-            hint="60 to 2592000; empty for the deployment's default"
-            onInput={(v) => setC({ ttl: v })}
+            value={c.ttl ?? ""}
+            hint={t("settings.ttlHint")}
+            onInput={(v) => edit("compliance", { ttl: v })}
           />
-          <p class="muted small">Policy version {compliance.policy_version}</p>
-          <button type="submit" data-testid="save-compliance" disabled={disabled}>
-            Save compliance
-          </button>
-          <Status k="compliance" p={pending.compliance} />
+          <p class="muted small">{t("settings.policyVersion", { v: compliance.policy_version })}</p>
+          {save("compliance", "save-compliance")}
         </form>
       </Section>
-    </section>
+    </div>
   );
-}
+});

@@ -1,0 +1,150 @@
+/**
+ * Helpers for the console's browser tests that run against `packages/console/scripts/mock-server.ts`
+ * (the in-memory stand-in of the API and the stream) instead of the real stack: for behaviour the
+ * back end does not offer yet (history paging, progress events, N-of-M approvals, principals,
+ * ACCEPT_UNCONFIRMED) and for load that would take the real stack minutes to produce.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+
+/** The repository root (this file is test/browser/mock.ts). */
+export const ROOT = path.resolve(import.meta.dirname, "../..");
+/** Debian's Chromium; playwright-core drives it, no downloaded browser. */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+/** True when Chromium and the built console are both there (tests skip visibly otherwise). */
+export const CAN_RUN = fs.existsSync(CHROMIUM) && fs.existsSync(path.join(ROOT, "packages/console/dist/index.html"));
+/** Where screenshots for the README go. */
+export const DOCS = path.join(ROOT, "docs");
+
+/** The flags every test launches Chromium with. */
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
+
+/** A running mock server. */
+export interface Mock {
+  url: string;
+  /** POSTs a `/__mock/...` hook for `tenant`; returns its JSON answer. */
+  hook(pathAndQuery: string, tenant: { org_id: string; project_id: string }): Promise<any>;
+  close(): Promise<void>;
+}
+
+/** Starts the mock server on a free port and waits until it listens. */
+export async function startMock(): Promise<Mock> {
+  const tsx = path.join(ROOT, "node_modules/.bin/tsx");
+  const child: ChildProcess = spawn(tsx, [path.join(ROOT, "packages/console/scripts/mock-server.ts"), "0"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`mock server did not start: ${out}`)), 30_000);
+    child.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+      const m = /http:\/\/127\.0\.0\.1:(\d+)\/ui/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(`http://127.0.0.1:${m[1]}`);
+      }
+    });
+    child.stderr?.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    child.on("exit", (code) => reject(new Error(`mock server exited with ${code}: ${out}`)));
+  });
+  return {
+    url,
+    async hook(pathAndQuery, tenant) {
+      const sep = pathAndQuery.includes("?") ? "&" : "?";
+      const q = new URLSearchParams({ org_id: tenant.org_id, project_id: tenant.project_id });
+      const res = await fetch(`${url}/__mock/${pathAndQuery}${sep}${q}`, { method: "POST" });
+      return res.json();
+    },
+    async close() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** Launches Debian's Chromium headless. */
+export function launch(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+}
+
+/** A unique tenant for one test. */
+export function tenant(prefix: string): { org_id: string; project_id: string } {
+  return { org_id: prefix, project_id: `p-${Math.random().toString(36).slice(2, 8)}` };
+}
+
+/** Options of {@link openPage}. */
+export interface OpenOptions {
+  viewport?: { width: number; height: number };
+  locale?: string;
+  timezoneId?: string;
+  colorScheme?: "light" | "dark";
+  /** Extra query parameters besides the tenant. */
+  query?: Record<string, string>;
+  initScript?: string;
+}
+
+/** Opens the console for `t` in a fresh context and waits until it shows the first snapshot. */
+export async function openPage(
+  browser: Browser,
+  base: string,
+  t: { org_id: string; project_id: string },
+  o: OpenOptions = {},
+): Promise<{ page: Page; context: BrowserContext; errors: string[] }> {
+  const context = await browser.newContext({
+    viewport: o.viewport ?? { width: 1280, height: 800 },
+    locale: o.locale ?? "en-GB",
+    timezoneId: o.timezoneId ?? "Europe/Berlin",
+    colorScheme: o.colorScheme ?? "light",
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const errors: string[] = [];
+  page.on("pageerror", (err) => errors.push(err.message));
+  if (o.initScript) await page.addInitScript(o.initScript);
+  const q = new URLSearchParams({ org_id: t.org_id, project_id: t.project_id, ...o.query });
+  await page.goto(`${base}/ui/?${q}`);
+  await page.waitForFunction(() => {
+    const n = (window as any).__nexus;
+    return n?.connState === "live" && n.state != null;
+  });
+  return { page, context, errors };
+}
+
+/** Runs axe-core (from node_modules) in the page; returns violations of impact serious or critical. */
+export async function axeSerious(page: Page): Promise<{ id: string; impact: string; nodes: string[] }[]> {
+  const source = fs.readFileSync(require_resolve("axe-core/axe.min.js"), "utf8");
+  await page.addScriptTag({ content: source });
+  return page.evaluate(async () => {
+    const axe = (window as any).axe;
+    const r = await axe.run(document, { resultTypes: ["violations"] });
+    return r.violations
+      .filter((v: any) => v.impact === "serious" || v.impact === "critical")
+      .map((v: any) => ({
+        id: v.id,
+        impact: v.impact,
+        nodes: v.nodes.map((n: any) => n.target.join(" ")).slice(0, 5),
+      }));
+  });
+}
+
+function require_resolve(spec: string): string {
+  const candidates = [path.join(ROOT, "node_modules", spec), path.join(ROOT, "packages/console/node_modules", spec)];
+  const found = candidates.find((c) => fs.existsSync(c));
+  if (!found) throw new Error(`${spec} is not installed (pnpm install)`);
+  return found;
+}
