@@ -10,6 +10,7 @@ export const ErrorCode = z.enum([
   "INVALID_TENANT",
   "UNKNOWN_COMMAND_TYPE",
   "UNAUTHENTICATED",
+  "CREDENTIAL_EXPIRED",
   "TENANT_MISMATCH",
   "FORBIDDEN",
   "SELF_APPROVAL_FORBIDDEN",
@@ -74,6 +75,12 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
       };
     case "UNAUTHENTICATED":
       return { status: 401, message: "Missing or invalid credentials", recoverable: false };
+    case "CREDENTIAL_EXPIRED":
+      return {
+        status: 401,
+        message: "The credential expired; authenticate again and resume from the last report id",
+        recoverable: true,
+      };
     case "TENANT_MISMATCH":
       return { status: 403, message: "The tenant headers do not match the credentials", recoverable: false };
     case "FORBIDDEN":

@@ -19,3 +19,4 @@ export * from "./retry.ts";
 export * from "./risk.ts";
 export * from "./settings.ts";
 export * from "./snapshot.ts";
+export * from "./credentials.ts";

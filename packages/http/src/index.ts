@@ -5,4 +5,5 @@
 export * from "./app.ts";
 export * from "./auth.ts";
 export * from "./errors.ts";
+export * from "./hardening.ts";
 export * from "./health.ts";

@@ -14,6 +14,7 @@ import { consoleStatic } from "./console-static.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { commandRoutes } from "./routes/commands.ts";
+import { credentialRoutes } from "./routes/credentials.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 import { startOutboxRelay } from "./write/settings.ts";
 
@@ -32,6 +33,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
     logger: deps.logger,
     bodyLimitBytes: deps.config.BODY_LIMIT_BYTES,
     metrics: deps.metrics,
+    trustProxy: deps.config.TRUST_PROXY,
   });
 
   // JSON only (plus multipart on the photo route): anything else is 415 UNSUPPORTED_MEDIA_TYPE.
@@ -54,12 +56,16 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
-  await app.register(authPlugin, { auth: deps.config });
+  await app.register(fastifySwaggerUi, { routePrefix: "/docs", staticCSP: true });
+  await app.register(authPlugin, { auth: deps.config, db: deps.db });
   await app.register(fastifyRateLimit, {
     max: deps.config.RATE_LIMIT_PER_MINUTE,
     timeWindow: 60_000,
-    keyGenerator: (req) => `${req.headers["x-org-id"] ?? ""}/${req.headers["x-project-id"] ?? ""}/${req.ip}`,
+    // After authentication: the budget is the authenticated tenant's and principal's, so one
+    // tenant's flood never spends another's (behind an ingress every client shares one address).
+    hook: "preHandler",
+    keyGenerator: (req) =>
+      req.tenant ? `${req.tenant.org_id}/${req.tenant.project_id}/${req.principal}` : `ip:${req.ip}`,
     allowList: (req) => ["/health", "/ready", "/metrics"].includes(req.url),
     errorResponseBuilder: (_req, ctx) => ({
       statusCode: ctx.statusCode,
@@ -76,6 +82,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
   commandRoutes(app, deps);
   approvalRoutes(app, deps);
   settingsRoutes(app, deps);
+  credentialRoutes(app, deps);
   // Ready while NATS answers: commands need nothing else. Postgres (decisions, settings) is
   // reported but does not take the gateway out of rotation: those routes answer 503 on their own.
   addHealthRoutes(app, {
@@ -89,9 +96,16 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
   });
 
   // The report stream lives in the stream service; proxy it unbuffered so the UI needs one origin.
+  // No pool cap: every open stream is one upstream connection (caps per tenant and principal
+  // are the stream service's), so one tenant's many streams never starve another's.
   await app.register(fastifyReplyFrom, {
     base: deps.config.STREAM_URL,
-    undici: { bodyTimeout: 0, headersTimeout: 10_000 },
+    undici: {
+      bodyTimeout: 0,
+      headersTimeout: 10_000,
+      connections: deps.config.STREAM_PROXY_MAX_CONNECTIONS,
+      pipelining: 0,
+    },
   });
   // Open proxied streams end when the gateway closes (their clients resume by Last-Event-ID
   // elsewhere); otherwise app.close() would wait for streams that never finish on their own.

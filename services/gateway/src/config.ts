@@ -29,6 +29,16 @@ export const GatewayConfig = BaseConfig.extend(AuthConfig.shape).extend({
   PUBLISH_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   /** How often the report-outbox relay looks for settings reports whose publish was lost, ms. */
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(1000),
+  /**
+   * Proxies whose `X-Forwarded-For` is trusted for the client address (`false`: the peer
+   * address; `true`; or comma-separated addresses/CIDRs such as `10.0.0.0/8`).
+   */
+  TRUST_PROXY: z
+    .string()
+    .default("false")
+    .transform((v) => (v === "true" ? true : v === "false" || v === "" ? false : v)),
+  /** Upstream connections the stream proxy may open at once (each open stream holds one). */
+  STREAM_PROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1).default(65_536),
   /** Directory of the built console (packages/console/dist). */
   CONSOLE_DIR: z.string().optional(),
   /**

@@ -1,7 +1,7 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { apiError, parseCursor, type Tenant } from "@nexus/contracts";
-import { type Database, readSnapshot, type SnapshotReader } from "@nexus/core";
+import { AppError, type Database, readSnapshot, type SnapshotReader } from "@nexus/core";
 import { type App, addHealthRoutes, authPlugin, createHttpApp } from "@nexus/http";
 import { isNatsConnected } from "@nexus/messaging";
 import type { FastifyInstance } from "fastify";
@@ -100,14 +100,21 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   });
 
   const hubs = new HubRegistry(
-    { js: deps.js, log, logger, bufferSize: config.HUB_BUFFER_SIZE, idleMs: config.HUB_IDLE_MS },
+    {
+      js: deps.js,
+      log,
+      logger,
+      bufferSize: config.HUB_BUFFER_SIZE,
+      bufferBytes: config.HUB_BUFFER_BYTES,
+      idleMs: config.HUB_IDLE_MS,
+    },
     (n) => hubsGauge.set(n),
   );
   const connections = new Set<SseConnection>();
   let closing = false;
 
   const app = createHttpApp({ logger, metrics });
-  await app.register(authPlugin, { auth: config });
+  await app.register(authPlugin, { auth: config, db, tickets: true, ...(deps.now ? { now: deps.now } : {}) });
   addHealthRoutes(app, {
     checks: {
       nats: () => isNatsConnected(deps.nc),
@@ -190,9 +197,27 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     );
   }
 
+  /** Open streams per tenant and per tenant+principal on this instance (caps of invariant 10). */
+  const perTenant = new Map<string, number>();
+  const perPrincipal = new Map<string, number>();
+  const bump = (m: Map<string, number>, k: string, d: number) => {
+    const n = (m.get(k) ?? 0) + d;
+    if (n <= 0) m.delete(k);
+    else m.set(k, n);
+  };
+
   app.get(STREAM_PATH, { config: { tenant: true, tenantFromQuery: true, roles: ["viewer"] } }, async (req, reply) => {
     const tenant = req.tenant;
     const rawCursor = pickCursor(req.headers["last-event-id"], (req.query as Record<string, unknown>).cursor);
+    const tKey = `${tenant.org_id}/${tenant.project_id}`;
+    const pKey = `${tKey}/${req.principal}`;
+    if ((perTenant.get(tKey) ?? 0) >= config.STREAM_MAX_PER_TENANT)
+      throw new AppError("RATE_LIMITED", "Too many open streams for this tenant");
+    if ((perPrincipal.get(pKey) ?? 0) >= config.STREAM_MAX_PER_PRINCIPAL)
+      throw new AppError("RATE_LIMITED", "Too many open streams for this principal");
+    bump(perTenant, tKey, 1);
+    bump(perPrincipal, pKey, 1);
+    let expiry: NodeJS.Timeout | undefined;
     reply.hijack();
     const conn = new SseConnection(reply.raw, {
       heartbeatMs: config.SSE_HEARTBEAT_MS,
@@ -201,6 +226,9 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
       now,
       onReportSent: () => reportsSent.inc(),
       onClose: (reason: CloseReason) => {
+        bump(perTenant, tKey, -1);
+        bump(perPrincipal, pKey, -1);
+        clearTimeout(expiry);
         connections.delete(conn);
         connectionsGauge.dec();
         disconnects.inc({ reason });
@@ -210,6 +238,16 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     connections.add(conn);
     connectionsGauge.inc();
     conn.start();
+    // The stream lives no longer than its credential: then a recoverable CREDENTIAL_EXPIRED,
+    // and the client re-authenticates and resumes from its last id (CONTRACT.md).
+    if (req.credentialExpiresAt !== undefined)
+      expiry = setTimeout(
+        () => {
+          conn.sendError(apiError("CREDENTIAL_EXPIRED"));
+          conn.close("credential_expired");
+        },
+        Math.max(0, req.credentialExpiresAt - Date.now()),
+      );
     if (closing) {
       conn.close("shutdown");
       return;

@@ -27,6 +27,16 @@ export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
   SSE_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(10).default(30_000),
   /** Reports each tenant hub keeps for connections that join slightly behind live (1000). */
   HUB_BUFFER_SIZE: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  /** …and at most this many bytes of them per tenant (8 MiB): large reports evict earlier ones. */
+  HUB_BUFFER_BYTES: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024)
+    .default(8 * 1024 * 1024),
+  /** Open streams per tenant on one instance before `429` (500). */
+  STREAM_MAX_PER_TENANT: z.coerce.number().int().min(1).default(500),
+  /** Open streams per principal of a tenant on one instance before `429` (100). */
+  STREAM_MAX_PER_PRINCIPAL: z.coerce.number().int().min(1).default(100),
   /** A hub without connections stops after this many milliseconds (5000). */
   HUB_IDLE_MS: z.coerce.number().int().min(0).default(5000),
   /** Commands the snapshot's worklog holds, newest first (200). */

@@ -10,6 +10,7 @@ export type CloseReason =
   | "shutdown" // the service is stopping (invariant 8)
   | "hub_failed" // the tenant's JetStream read stopped
   | "replay_gap" // retention overtook a replay; the client resumes from its last id
+  | "credential_expired" // its token or ticket's credential expired (after an `error` CREDENTIAL_EXPIRED)
   | "error"; // NATS or Postgres failed while setting the connection up
 
 /**
@@ -160,7 +161,7 @@ export class SseConnection {
 
   /**
    * Ends the connection once: stops the heartbeat, runs the teardown work, then ends the
-   * response (`shutdown`, `hub_failed`, `replay_gap`, `error`: the bytes already queued are
+   * response (`shutdown`, `hub_failed`, `replay_gap`, `credential_expired`, `error`: the bytes already queued are
    * still delivered, so the client keeps its last id) or destroys the socket (`slow`,
    * `drain_timeout`: the client is not reading, queued bytes would only hold memory).
    */

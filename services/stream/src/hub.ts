@@ -31,31 +31,47 @@ export interface HubListener {
   readonly closed: boolean;
 }
 
-/** A fixed-capacity ring of report frames in increasing seq order. */
+/**
+ * A ring of report frames in increasing seq order, bounded by count and by bytes: pushing
+ * evicts the oldest frames until both bounds hold again (the newest frame always stays, even
+ * alone above the byte bound), so one tenant's large reports cannot grow a hub's memory past
+ * `maxBytes` (ARCHITECTURE.md invariant 10).
+ */
 export class ReportRing {
   private readonly items: (ReportFrame | undefined)[];
   private head = 0;
   /** Number of frames held. */
   size = 0;
+  /** Total length of the frames held (UTF-16 code units, close to bytes for JSON). */
+  bytes = 0;
   readonly capacity: number;
+  readonly maxBytes: number;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, maxBytes = Number.POSITIVE_INFINITY) {
     this.capacity = capacity;
+    this.maxBytes = maxBytes;
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError("capacity must be a positive integer");
     this.items = new Array(capacity);
   }
 
-  /** Appends `f` (its seq must exceed the last one's). @returns the frame evicted to make room, if any. */
+  /** Appends `f` (its seq must exceed the last one's). @returns the newest frame evicted to make room, if any. */
   push(f: ReportFrame): ReportFrame | undefined {
-    if (this.size < this.capacity) {
-      this.items[(this.head + this.size) % this.capacity] = f;
-      this.size++;
-      return undefined;
-    }
-    const evicted = this.items[this.head];
-    this.items[this.head] = f;
-    this.head = (this.head + 1) % this.capacity;
+    let evicted: ReportFrame | undefined;
+    while (this.size > 0 && (this.size >= this.capacity || this.bytes + f.frame.length > this.maxBytes))
+      evicted = this.shift();
+    this.items[(this.head + this.size) % this.capacity] = f;
+    this.size++;
+    this.bytes += f.frame.length;
     return evicted;
+  }
+
+  private shift(): ReportFrame {
+    const f = this.items[this.head] as ReportFrame;
+    this.items[this.head] = undefined;
+    this.head = (this.head + 1) % this.capacity;
+    this.size--;
+    this.bytes -= f.frame.length;
+    return f;
   }
 
   private at(i: number): ReportFrame {
@@ -96,6 +112,8 @@ export interface HubDeps {
   logger: Logger;
   /** `HUB_BUFFER_SIZE`: frames kept for listeners that attach slightly behind live. */
   bufferSize: number;
+  /** `HUB_BUFFER_BYTES`: the most those frames may take together. */
+  bufferBytes?: number;
   /** `HUB_IDLE_MS`: how long a hub without holders keeps reading before it stops. */
   idleMs: number;
 }
@@ -150,7 +168,7 @@ export class TenantHub {
     this.subject = subjects.report(tenant);
     this.baseSeq = start;
     this.lastSeq = start;
-    this.ring = new ReportRing(deps.bufferSize);
+    this.ring = new ReportRing(deps.bufferSize, deps.bufferBytes);
   }
 
   /**

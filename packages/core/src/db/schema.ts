@@ -144,6 +144,32 @@ export interface ProfilePhotosTable {
   created_at: Generated<Date>;
 }
 
+/** API keys minted by an admin; only the secret's sha256 is stored. */
+export interface ApiKeysTable {
+  id: string;
+  secret_hash: string;
+  principal: string;
+  roles: ColumnType<string[], string, string>;
+  /** Tenants the key covers: `[{org_id, project_id}]`, or `["*"]` for every tenant. */
+  tenants: ColumnType<({ org_id: string; project_id: string } | "*")[], string, string>;
+  created_by: string;
+  created_at: Generated<Date>;
+  revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+/** One-use stream tickets; only the ticket's sha256 is stored. */
+export interface StreamTicketsTable {
+  ticket_hash: string;
+  org_id: string;
+  project_id: string;
+  principal: string;
+  roles: ColumnType<string[], string, string>;
+  expires_at: Timestamp;
+  /** When the credential the ticket was issued for expires (a stream ends then). */
+  credential_expires_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  used_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
 /** The kysely database type. */
 export interface Database {
   tenant_settings: TenantSettingsTable;
@@ -153,4 +179,6 @@ export interface Database {
   share_outbox: ShareOutboxTable;
   profile_photos: ProfilePhotosTable;
   report_outbox: ReportOutboxTable;
+  api_keys: ApiKeysTable;
+  stream_tickets: StreamTicketsTable;
 }

@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { OutboxShareConnector } from "./outbox.ts";
 import { shareIdOf } from "./share.ts";
-import { createWebhookRelay, verifyWebhookSignature, type WebhookRelaySettings } from "./webhook-relay.ts";
+import { createWebhookRelay, verifyWebhook, type WebhookRelaySettings } from "./webhook-relay.ts";
 
 let tdb: TestDatabase;
 const h = {
@@ -106,16 +106,20 @@ describe("webhook relay", () => {
     expect(mine).toHaveLength(2);
     for (const r of mine) {
       expect(r.headers["content-type"]).toBe("application/json");
-      const ts = String(r.headers["x-nexus-timestamp"]);
+      const id = String(r.headers["webhook-id"]);
+      const ts = String(r.headers["webhook-timestamp"]);
+      expect(id).toBe(shareId);
       expect(Math.abs(Number(ts) - Date.now() / 1000)).toBeLessThan(30);
-      // Recomputed independently of the relay's code: HMAC-SHA256 of "<timestamp>.<raw body>".
-      const expected = `sha256=${createHmac("sha256", SECRET).update(`${ts}.${r.body}`).digest("hex")}`;
-      expect(r.headers["x-nexus-signature"]).toBe(expected);
-      expect(verifyWebhookSignature(SECRET, { signature: expected, timestamp: ts }, r.body)).toBe(true);
-      expect(verifyWebhookSignature("another-secret-0123456789", { signature: expected, timestamp: ts }, r.body)).toBe(
-        false,
-      );
-      expect(verifyWebhookSignature(SECRET, { signature: expected, timestamp: ts }, `${r.body} `)).toBe(false);
+      // Recomputed independently of the relay's code, by the Standard Webhooks rule:
+      // base64 HMAC-SHA256 of "<id>.<timestamp>.<raw body>" keyed with the secret.
+      const expected = `v1,${createHmac("sha256", SECRET).update(`${id}.${ts}.${r.body}`).digest("base64")}`;
+      expect(r.headers["webhook-signature"]).toBe(expected);
+      const headers = { "webhook-id": id, "webhook-timestamp": ts, "webhook-signature": expected };
+      expect(verifyWebhook(SECRET, headers, r.body)).toBeDefined();
+      expect(verifyWebhook("another-secret-0123456789", headers, r.body)).toBeUndefined();
+      expect(verifyWebhook(SECRET, headers, `${r.body} `)).toBeUndefined();
+      // The id is signed too: replaying the body under another id fails.
+      expect(verifyWebhook(SECRET, { ...headers, "webhook-id": "share-other" }, r.body)).toBeUndefined();
       const body = JSON.parse(r.body);
       expect(body).toMatchObject({
         share_id: shareId,

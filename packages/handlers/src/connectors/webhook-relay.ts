@@ -1,4 +1,3 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { backoffMs, type Database, type ShareOutboxTable } from "@nexus/core";
 import type { Kysely, Selectable } from "kysely";
@@ -15,23 +14,33 @@ export interface ShareRelayEventMap {
 }
 
 /**
- * Webhook relay of the share outbox.
+ * Webhook relay of the share outbox, signing by the Standard Webhooks specification
+ * (https://www.standardwebhooks.com, with its reference library `standardwebhooks`).
  *
  * ## Signature scheme
  * Every POST carries
- * - `X-Nexus-Timestamp: <unix seconds>` — when the request was signed;
- * - `X-Nexus-Signature: sha256=<hex>` — HMAC-SHA256, keyed with `SHARE_WEBHOOK_SECRET`, of the
- *   UTF-8 string `"<timestamp>.<raw request body>"`;
- * - `Idempotency-Key: <share_id>` — the same on every attempt of one share;
+ * - `webhook-id: <share_id>` — the same on every attempt of one share: receivers dedupe on it;
+ * - `webhook-timestamp: <unix seconds>` — when the request was signed;
+ * - `webhook-signature: v1,<base64 HMAC-SHA256>` over `"<webhook-id>.<webhook-timestamp>.<body>"`,
+ *   keyed with `SHARE_WEBHOOK_SECRET` — so the id, the time and the body are all covered;
+ * - `Idempotency-Key: <share_id>` (the same value as `webhook-id`, for receivers that key on it);
  * - `Content-Type: application/json`.
  *
- * This follows the Stripe (`Stripe-Signature: t=…,v1=…`) and GitHub (`X-Hub-Signature-256:
- * sha256=…`) conventions: signing the timestamp together with the body lets a receiver reject
- * replays of a captured request outside a tolerance window (we suggest 5 minutes) and detect
- * any change to the body. Receivers must compare in constant time ({@link verifyWebhookSignature})
- * and dedupe on `Idempotency-Key`: delivery is at least once (a crash after the POST but before
- * the database write, or a lost response, repeats the POST).
+ * `SHARE_WEBHOOK_SECRET` is either a Standard Webhooks secret (`whsec_<base64>`) or any other
+ * string of at least 16 characters, which is used as the raw key (see {@link webhookSigner}).
+ * Receivers verify with any Standard Webhooks library (`new Webhook(secret).verify(body,
+ * headers)`), which also refuses timestamps more than 5 minutes off (replays). Delivery is at
+ * least once (a crash after the POST but before the database write, or a lost response, repeats
+ * it).
  */
+import { Webhook } from "standardwebhooks";
+
+/** A Standard Webhooks signer/verifier for the secret: `whsec_…` as given, anything else as the raw key bytes (UTF-8). */
+export function webhookSigner(secret: string): Webhook {
+  return secret.startsWith("whsec_")
+    ? new Webhook(secret)
+    : new Webhook(new TextEncoder().encode(secret), { format: "raw" });
+}
 
 /** Settings of the relay (from `SHARE_WEBHOOK_*` / `WEBHOOK_*`, see `config.ts`). */
 export interface WebhookRelaySettings {
@@ -88,27 +97,17 @@ export interface WebhookShareBody {
   created_at: string;
 }
 
-/** `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` (see the scheme above). */
-export function signWebhook(secret: string, timestampSeconds: number, rawBody: string): string {
-  return `sha256=${createHmac("sha256", secret).update(`${timestampSeconds}.${rawBody}`).digest("hex")}`;
-}
-
 /**
- * Receiver-side check of a signed request: recomputes the HMAC, compares in constant time and
- * refuses timestamps further than `toleranceSeconds` (default 300) from `nowSeconds`.
+ * Receiver-side check of a delivery (what a receiver's code does, for tests and the README's
+ * example): Standard Webhooks verification of id, timestamp (±5 min) and body.
+ * @returns the parsed body, or `undefined` when the signature does not verify.
  */
-export function verifyWebhookSignature(
-  secret: string,
-  headers: { signature: string | undefined; timestamp: string | undefined },
-  rawBody: string,
-  nowSeconds = Math.floor(Date.now() / 1000),
-  toleranceSeconds = 300,
-): boolean {
-  const ts = Number(headers.timestamp);
-  if (!headers.signature || !Number.isInteger(ts) || Math.abs(nowSeconds - ts) > toleranceSeconds) return false;
-  const expected = Buffer.from(signWebhook(secret, ts, rawBody));
-  const got = Buffer.from(headers.signature);
-  return expected.length === got.length && timingSafeEqual(expected, got);
+export function verifyWebhook(secret: string, headers: Record<string, string>, rawBody: string): unknown {
+  try {
+    return webhookSigner(secret).verify(rawBody, headers);
+  } catch {
+    return undefined;
+  }
 }
 
 type OutboxRow = Selectable<ShareOutboxTable>;
@@ -175,16 +174,18 @@ export function createWebhookRelay(settings: WebhookRelaySettings, deps: Webhook
       .execute();
   };
 
+  const signer = webhookSigner(settings.secret);
   const post = async (row: OutboxRow): Promise<{ ok: true } | { ok: false; error: string } | { halted: true }> => {
     const raw = JSON.stringify(webhookBody(row));
-    const ts = Math.floor(clock().getTime() / 1000);
+    const at = clock();
     try {
       const res = await doFetch(settings.url, {
         method: "POST",
         headers: {
           "Content-Type": "application/json",
-          "X-Nexus-Signature": signWebhook(settings.secret, ts, raw),
-          "X-Nexus-Timestamp": String(ts),
+          "webhook-id": row.share_id,
+          "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+          "webhook-signature": signer.sign(row.share_id, at, raw),
           "Idempotency-Key": row.share_id,
         },
         body: raw,
