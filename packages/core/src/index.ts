@@ -5,6 +5,7 @@
  */
 export * from "./asks.ts";
 export * from "./commands.ts";
+export * from "./credentials.ts";
 export * from "./db/database.ts";
 export type * from "./db/schema.ts";
 export * from "./effects.ts";
@@ -19,4 +20,3 @@ export * from "./retry.ts";
 export * from "./risk.ts";
 export * from "./settings.ts";
 export * from "./snapshot.ts";
-export * from "./credentials.ts";
