@@ -42,11 +42,14 @@ export async function startE2E(
     serviceEnv?: StackOptions["serviceEnv"];
   } = {},
 ): Promise<E2E> {
-  const nats = await natsForTest(o.topology);
+  // Every e2e stack runs on a NATS server with per-service users and the permission matrix:
+  // the services must work with nothing more than their own grants.
+  const nats = await natsForTest(o.topology, { auth: true });
   const database = await createTestDatabase();
   const stack = await startStack({
     natsUrl: nats.url,
     databaseUrl: database.url,
+    ...(nats.users ? { natsUsers: nats.users } : {}),
     env: { SSE_HEARTBEAT_MS: "500", STREAM_EVENT_KEEP: String(o.topology?.streamEventKeep ?? 2000), ...o.env },
     serviceEnv: o.serviceEnv,
   });

@@ -1,5 +1,7 @@
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import fs from "node:fs";
+import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { inboxPrefix } from "./permissions.ts";
 
 const connected = new WeakMap<NatsConnection, boolean>();
 
@@ -21,6 +23,24 @@ export interface ConnectOptions {
   logger: Logger;
   /** Give up after this many milliseconds when the first connect fails (default 5000). */
   timeoutMs?: number;
+  /** The service's NATS credentials (see {@link NatsCredentials}); none: anonymous. */
+  auth?: NatsCredentials;
+}
+
+/**
+ * How a service authenticates to NATS (one of): user + password, a token, or a `.creds` file
+ * (NATS decentralised auth: a user JWT and its nkey seed). TLS files verify the server and,
+ * with a certificate and key, authenticate the client too. User and password may also come
+ * in the URL (`nats://user:pass@host:4222`).
+ */
+export interface NatsCredentials {
+  user?: string;
+  password?: string;
+  token?: string;
+  credsFile?: string;
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Inbox prefix for replies (default `_INBOX_<user>` when a user is known, else nats.js's `_INBOX`). */
+  inboxPrefix?: string;
 }
 
 /**
@@ -29,14 +49,42 @@ export interface ConnectOptions {
  * @throws the nats.js connection error when no server answers within `timeoutMs`.
  */
 export async function connectNats(opts: ConnectOptions): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: opts.url.split(",").map((s) => s.trim()),
+  const a = opts.auth ?? {};
+  let user = a.user;
+  let pass = a.password;
+  const servers = opts.url
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      // nats.js does not read credentials from the URL: take them out and pass them explicitly.
+      try {
+        const u = new URL(s);
+        if (u.username) {
+          user ??= decodeURIComponent(u.username);
+          pass ??= decodeURIComponent(u.password);
+          u.username = "";
+          u.password = "";
+          return u.toString().replace(/\/$/, "");
+        }
+      } catch {}
+      return s;
+    });
+  const prefix = a.inboxPrefix ?? (user ? inboxPrefix(user) : undefined);
+  const options: ConnectionOptions = {
+    servers,
     name: opts.name,
     noAsyncTraces: true,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     timeout: opts.timeoutMs ?? 5000,
-  });
+    ...(user ? { user, pass: pass ?? "" } : {}),
+    ...(a.token ? { token: a.token } : {}),
+    ...(a.credsFile ? { authenticator: credsAuthenticator(fs.readFileSync(a.credsFile)) } : {}),
+    ...(a.tls ? { tls: { ...a.tls } } : {}),
+    ...(prefix ? { inboxPrefix: prefix } : {}),
+  };
+  const nc = await connect(options);
   connected.set(nc, true);
   void (async () => {
     for await (const s of nc.status()) {

@@ -41,6 +41,17 @@ export function isJetStreamApiError(err: unknown): err is JetStreamApiError {
   return err instanceof JetStreamApiError;
 }
 
+/**
+ * The server refused the request for lack of permission (the user may not publish to the
+ * subject): nothing was stored. nats.js raises it directly or as the cause of a `RequestError`.
+ */
+export function isPermissionViolation(err: unknown): boolean {
+  if (err instanceof coreErrors.PermissionViolationError) return true;
+  const cause = err instanceof Error ? err.cause : undefined;
+  if (cause instanceof coreErrors.PermissionViolationError) return true;
+  return err instanceof RequestError && /Permissions Violation/i.test(err.message);
+}
+
 /** The connection was closed or is draining: a buffered publish may never have left. */
 export function isConnectionClosed(err: unknown): boolean {
   return err instanceof coreErrors.ClosedConnectionError || err instanceof coreErrors.DrainingConnectionError;

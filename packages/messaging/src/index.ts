@@ -5,6 +5,7 @@
 export * from "./connect.ts";
 export * from "./errors.ts";
 export * from "./local-server.ts";
+export * from "./permissions.ts";
 export * from "./publish.ts";
 export * from "./topology.ts";
 export * from "./worker.ts";

@@ -8,12 +8,13 @@ import path from "node:path";
 export const NATS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 
 /**
- * Arguments for a local `nats-server` with JetStream on 127.0.0.1: `max_payload` can only be
- * set in a config file, so one is written next to the store directory.
+ * Arguments for a local `nats-server` with JetStream on 127.0.0.1: `max_payload` (and the
+ * `authorization` block, when given — see `authorizationConfig`) can only be set in a config
+ * file, so one is written next to the store directory, readable by its owner only.
  */
-export function natsServerArgs(port: number, storeDir: string): string[] {
+export function natsServerArgs(port: number, storeDir: string, authorization?: string): string[] {
   const conf = path.join(storeDir, "nexus-nats.conf");
   fs.mkdirSync(storeDir, { recursive: true });
-  fs.writeFileSync(conf, `max_payload: ${NATS_MAX_PAYLOAD_BYTES}\n`);
+  fs.writeFileSync(conf, `max_payload: ${NATS_MAX_PAYLOAD_BYTES}\n${authorization ?? ""}`, { mode: 0o600 });
   return ["-c", conf, "-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir];
 }

@@ -8,7 +8,13 @@ import type { JetStreamManager, PubAck } from "@nats-io/jetstream";
 import { type MsgHdrs, headers as natsHeaders } from "@nats-io/nats-core";
 import { HEADERS, STREAMS, subjects, type Tenant } from "@nexus/contracts";
 import { type Effects, type PendingReport, reportMessageJson } from "@nexus/core";
-import { isConnectionClosed, isJetStreamApiError, isNoResponders, isWrongLastSequence } from "./errors.ts";
+import {
+  isConnectionClosed,
+  isJetStreamApiError,
+  isNoResponders,
+  isPermissionViolation,
+  isWrongLastSequence,
+} from "./errors.ts";
 
 /**
  * The part of a nats.js `JetStreamClient` the publishers use: one method, so a test can wrap
@@ -90,8 +96,9 @@ export interface GuardedPublishOptions {
 /**
  * Publishes one message and classifies the result (see {@link PublishOutcome}). Never throws
  * for NATS failures. The classification follows what each failure proves:
- * a JetStream API error (wrong last sequence, stream full, …) and "no responders" (no stream
- * captures the subject) are answers from the server, so nothing was stored; a timeout or a
+ * a JetStream API error (wrong last sequence, stream full, …), "no responders" (no stream
+ * captures the subject) and a permissions violation are answers from the server, so nothing
+ * was stored; a timeout or a
  * connection lost mid-request proves nothing, so the publish is `unconfirmed`.
  */
 export async function publishGuarded(
@@ -114,7 +121,8 @@ export async function publishGuarded(
     return { kind: "stored", seq: ack.seq, duplicate: ack.duplicate };
   } catch (cause) {
     if (isWrongLastSequence(cause)) return { kind: "conflict", cause };
-    if (isJetStreamApiError(cause) || isNoResponders(cause)) return { kind: "refused", cause };
+    if (isJetStreamApiError(cause) || isNoResponders(cause) || isPermissionViolation(cause))
+      return { kind: "refused", cause };
     if (isConnectionClosed(cause)) return { kind: "unconfirmed", cause };
     return { kind: "unconfirmed", cause };
   }

@@ -11,8 +11,19 @@ export const envBool = z
  * README table. Parsed once in a service's `main.ts`; everything below receives options.
  */
 export const BaseConfig = z.object({
-  /** NATS server URL(s), comma-separated. */
+  /** NATS server URL(s), comma-separated (`nats://user:password@host:4222` is accepted too). */
   NATS_URL: z.string().default("nats://127.0.0.1:4222"),
+  /** This service's NATS user and password (each service has its own; see README "Security"). */
+  NATS_USER: z.string().optional(),
+  NATS_PASSWORD: z.string().optional(),
+  /** …or a NATS token, */
+  NATS_TOKEN: z.string().optional(),
+  /** …or a `.creds` file (decentralised auth: user JWT + nkey seed). */
+  NATS_CREDS: z.string().optional(),
+  /** TLS: CA to verify the server; client certificate and key for mutual TLS. */
+  NATS_TLS_CA_FILE: z.string().optional(),
+  NATS_TLS_CERT_FILE: z.string().optional(),
+  NATS_TLS_KEY_FILE: z.string().optional(),
   /** Postgres connection string. */
   DATABASE_URL: z.string().default("postgres://postgres:postgres@127.0.0.1:5432/nexus"),
   /** pino level: fatal, error, warn, info, debug, trace, silent. */

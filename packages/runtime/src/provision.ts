@@ -3,7 +3,7 @@ import { createDb, migrateToLatest } from "@nexus/core";
 import { connectNats, provisionTopology } from "@nexus/messaging";
 import type { Logger } from "pino";
 import { BaseConfig, parseConfig } from "./config.ts";
-import { topologyOptions } from "./service.ts";
+import { natsAuth, topologyOptions } from "./service.ts";
 
 /**
  * Provisioning, idempotent: runs every pending Postgres migration (kysely's Migrator, under an
@@ -21,7 +21,7 @@ export async function provisionAll(env: Record<string, string | undefined>, logg
   } finally {
     await db.destroy();
   }
-  const nc = await connectNats({ url: config.NATS_URL, name: "provision", logger });
+  const nc = await connectNats({ url: config.NATS_URL, name: "provision", logger, auth: natsAuth(config) });
   try {
     await provisionTopology(await jetstreamManager(nc), topologyOptions(config), logger);
     logger.info("provision:topology");

@@ -2,7 +2,13 @@ import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManage
 import type { NatsConnection } from "@nats-io/nats-core";
 import { createDb, type Database } from "@nexus/core";
 import { createMetrics } from "@nexus/http";
-import { checkTopology, connectNats, provisionTopology, type TopologyOptions } from "@nexus/messaging";
+import {
+  checkTopology,
+  connectNats,
+  type NatsCredentials,
+  provisionTopology,
+  type TopologyOptions,
+} from "@nexus/messaging";
 import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -18,6 +24,25 @@ export function topologyOptions(config: BaseConfig): TopologyOptions {
     workMaxAgeSeconds: config.WORK_MAX_AGE_SECONDS,
     duplicateWindowMs: config.DUPLICATE_WINDOW_MS,
     consumerAckWaitMs: config.CONSUMER_ACK_WAIT_MS,
+  };
+}
+
+/** The NATS credentials a service's configuration names. */
+export function natsAuth(config: BaseConfig): NatsCredentials {
+  const tls =
+    config.NATS_TLS_CA_FILE || config.NATS_TLS_CERT_FILE
+      ? {
+          ...(config.NATS_TLS_CA_FILE ? { caFile: config.NATS_TLS_CA_FILE } : {}),
+          ...(config.NATS_TLS_CERT_FILE ? { certFile: config.NATS_TLS_CERT_FILE } : {}),
+          ...(config.NATS_TLS_KEY_FILE ? { keyFile: config.NATS_TLS_KEY_FILE } : {}),
+        }
+      : undefined;
+  return {
+    ...(config.NATS_USER ? { user: config.NATS_USER } : {}),
+    ...(config.NATS_PASSWORD ? { password: config.NATS_PASSWORD } : {}),
+    ...(config.NATS_TOKEN ? { token: config.NATS_TOKEN } : {}),
+    ...(config.NATS_CREDS ? { credsFile: config.NATS_CREDS } : {}),
+    ...(tls ? { tls } : {}),
   };
 }
 
@@ -55,7 +80,7 @@ export async function startRuntime(
   need: Parameters<typeof checkTopology>[1],
 ): Promise<ServiceRuntime> {
   const logger = createLogger({ service, level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
-  const nc = await connectNats({ url: config.NATS_URL, name: service, logger });
+  const nc = await connectNats({ url: config.NATS_URL, name: service, logger, auth: natsAuth(config) });
   const jsm = await jetstreamManager(nc);
   if (config.PROVISION_ON_START) await provisionTopology(jsm, topologyOptions(config), logger);
   await checkTopology(jsm, need);

@@ -2,7 +2,15 @@ import { randomBytes } from "node:crypto";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { AgentReport, Causality, Tenant } from "@nexus/contracts";
 import { createDb, type Database, migrateToLatest, type ReportStep, reportMsgId } from "@nexus/core";
-import { connectNats, provisionTopology, publishReport, type TopologyOptions } from "@nexus/messaging";
+import {
+  authorizationConfig,
+  connectNats,
+  NATS_USERS,
+  type NatsUser,
+  provisionTopology,
+  publishReport,
+  type TopologyOptions,
+} from "@nexus/messaging";
 import type { Kysely } from "kysely";
 import pg from "pg";
 import { pino } from "pino";
@@ -66,9 +74,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
+/** Per NATS user of the permission matrix, its credentials on a test server with auth. */
+export type TestNatsUsers = Record<NatsUser, { user: NatsUser; password: string }>;
+
 /** A NATS server for one test file, provisioned with the topology. */
 export interface TestNats {
   url: string;
+  /** With `{ auth: true }`: every service user's credentials (anonymous connections are refused). */
+  users?: TestNatsUsers;
   /** True when this server is the file's own (it may be stopped and restarted). */
   own: boolean;
   /** Stops the server (own servers only). */
@@ -81,21 +94,38 @@ export interface TestNats {
  * A JetStream server of the test file's own (spawned binary) when one can be spawned, otherwise
  * the run's shared server. Either way the topology is provisioned with `topology`.
  */
-export async function natsForTest(topology: Partial<TopologyOptions> = {}): Promise<TestNats> {
+export async function natsForTest(
+  topology: Partial<TopologyOptions> = {},
+  o: { auth?: boolean } = {},
+): Promise<TestNats> {
   const opts = { ...TEST_TOPOLOGY, ...topology };
   if (inject("natsMode") === "binary") {
-    let server = await spawnNatsServer();
-    await provision(server.url, opts);
+    const users = o.auth
+      ? (Object.fromEntries(
+          NATS_USERS.map((u) => [u, { user: u, password: randomBytes(12).toString("base64url") }]),
+        ) as TestNatsUsers)
+      : undefined;
+    const authorization = users
+      ? authorizationConfig(Object.fromEntries(NATS_USERS.map((u) => [u, { password: users[u].password }])))
+      : undefined;
+    let server = await spawnNatsServer({ ...(authorization ? { authorization } : {}) });
+    await provision(server.url, opts, users?.provision);
     return {
       url: server.url,
+      ...(users ? { users } : {}),
       own: true,
       stop: () => server.stop(),
       async restart() {
         await server.stop();
-        server = await spawnNatsServer({ port: server.port, storeDir: server.storeDir });
+        server = await spawnNatsServer({
+          port: server.port,
+          storeDir: server.storeDir,
+          ...(authorization ? { authorization } : {}),
+        });
       },
     };
   }
+  if (o.auth) throw new Error("a NATS server with auth needs a nats-server binary (the shared server has none)");
   const url = inject("natsUrl");
   await provision(url, opts);
   return {
@@ -108,9 +138,14 @@ export async function natsForTest(topology: Partial<TopologyOptions> = {}): Prom
   };
 }
 
-async function provision(url: string, o: TopologyOptions): Promise<void> {
+async function provision(url: string, o: TopologyOptions, auth?: { user: string; password: string }): Promise<void> {
   const logger = pino({ level: "silent" });
-  const nc = await connectNats({ url, name: "test-provision", logger });
+  const nc = await connectNats({
+    url,
+    name: "test-provision",
+    logger,
+    ...(auth ? { auth: { user: auth.user, password: auth.password } } : {}),
+  });
   try {
     const { jetstreamManager } = await import("@nats-io/jetstream");
     await provisionTopology(await jetstreamManager(nc), o, logger);

@@ -60,6 +60,8 @@ export function hasNatsBinary(): boolean {
 /** Options of {@link spawnNatsServer}. */
 export interface NatsServerOptions {
   port?: number;
+  /** An `authorization { … }` block (see `authorizationConfig` in messaging): anonymous clients are refused. */
+  authorization?: string;
   /** JetStream store directory; a fresh temporary one by default. */
   storeDir?: string;
   /** Where the server's log goes (default: discarded). */
@@ -81,7 +83,7 @@ export async function spawnNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
   const port = o.port ?? (await freePort());
   const storeDir = o.storeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "nexus-nats-"));
   const out = o.logFile ? fs.openSync(o.logFile, "a") : "ignore";
-  const child = spawn("nats-server", natsServerArgs(port, storeDir), {
+  const child = spawn("nats-server", natsServerArgs(port, storeDir, o.authorization), {
     stdio: ["ignore", out, out],
   });
   let exited = false;

@@ -23,6 +23,8 @@ export interface StackOptions {
   logDir?: string;
   /** Services not to start (a test may start them later). */
   skip?: ServiceName[];
+  /** Per service, its NATS user and password (a server with auth, see `natsForTest({ auth: true })`). */
+  natsUsers?: Partial<Record<ServiceName, { user: string; password: string }>>;
 }
 
 /** A running stack of separate service processes. */
@@ -66,7 +68,14 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     const out = fs.openSync(path.join(logDir, `${s}.log`), "a");
     const child = spawn(process.execPath, [path.join(REPO_ROOT, "services", s, "src", "main.ts")], {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...base, ...o.serviceEnv?.[s], ...extraEnv, PORT: String(ports[s]) },
+      env: {
+        ...process.env,
+        ...base,
+        ...(o.natsUsers?.[s] ? { NATS_USER: o.natsUsers[s].user, NATS_PASSWORD: o.natsUsers[s].password } : {}),
+        ...o.serviceEnv?.[s],
+        ...extraEnv,
+        PORT: String(ports[s]),
+      },
       stdio: ["ignore", out, out],
     });
     let exited: number | null = null;
