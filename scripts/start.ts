@@ -9,11 +9,12 @@
  * - Ctrl-C stops the services (graceful drain), then NATS and Postgres. Data survives restarts.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { natsServerArgs } from "@nexus/messaging";
+import { authorizationConfig, NATS_USERS, type NatsUser, natsServerArgs } from "@nexus/messaging";
 import pg from "pg";
 import { createLogger, provisionAll } from "./lib.ts";
 
@@ -63,13 +64,41 @@ function prefixLines(name: string, color: number, stream: NodeJS.ReadableStream 
   });
 }
 
+/**
+ * Per-service NATS users for the spawned server: random passwords, created once and kept in
+ * `.data/nats-users.json` (readable by the owner only), so every service connects with its own
+ * least-privilege user and anonymous connections are refused.
+ */
+function natsUsers(): Record<NatsUser, string> {
+  const file = path.join(dataDir, "nats-users.json");
+  fs.mkdirSync(dataDir, { recursive: true });
+  let users: Partial<Record<NatsUser, string>> = {};
+  if (fs.existsSync(file)) users = JSON.parse(fs.readFileSync(file, "utf8"));
+  let changed = false;
+  for (const u of NATS_USERS)
+    if (!users[u]) {
+      users[u] = randomBytes(18).toString("base64url");
+      changed = true;
+    }
+  if (changed) fs.writeFileSync(file, JSON.stringify(users, null, 2), { mode: 0o600 });
+  return users as Record<NatsUser, string>;
+}
+/** Credentials of each user when pnpm start runs NATS itself; none when NATS_URL points elsewhere. */
+let users: Record<NatsUser, string> | undefined;
+const credsEnv = (user: NatsUser): Record<string, string> =>
+  users ? { NATS_USER: user, NATS_PASSWORD: users[user] } : {};
+
 async function startNats(): Promise<void> {
   if (env.NATS_URL) return;
+  users = natsUsers();
+  const authorization = authorizationConfig(
+    Object.fromEntries(NATS_USERS.map((u) => [u, { password: (users as Record<NatsUser, string>)[u] }])),
+  );
   if (await portOpen(NATS_PORT)) throw new Error(`port ${NATS_PORT} is busy: stop what listens there or set NATS_URL`);
   const probe = spawnSync("nats-server", ["--version"]);
   if (probe.status !== 0)
     throw new Error("nats-server is not on PATH (Debian/Ubuntu: apt-get install nats-server), or set NATS_URL");
-  const child = spawn("nats-server", natsServerArgs(NATS_PORT, path.join(dataDir, "nats")), {
+  const child = spawn("nats-server", natsServerArgs(NATS_PORT, path.join(dataDir, "nats"), authorization), {
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push({ name: "nats-server", child });
@@ -132,11 +161,12 @@ function buildConsole(): void {
   if (r.status !== 0) throw new Error("console build failed");
 }
 
-function startService(name: string, port: number, color: number) {
+function startService(name: NatsUser, port: number, color: number) {
   const child = spawn(process.execPath, [path.join(root, "services", name, "src/main.ts")], {
     cwd: root,
     env: {
       ...env,
+      ...credsEnv(name),
       PORT: String(port),
       HOST: env.HOST ?? "127.0.0.1",
       STREAM_URL: `http://127.0.0.1:${STREAM_PORT}`,
@@ -202,7 +232,7 @@ process.on("SIGTERM", () => void stop(0));
 
 try {
   await Promise.all([startNats(), startPostgres()]);
-  await provisionAll(env, log);
+  await provisionAll({ ...env, ...credsEnv("provision") }, log);
   buildConsole();
   startService("stream", STREAM_PORT, 36);
   startService("command-worker", CMD_PORT, 33);

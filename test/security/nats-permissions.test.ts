@@ -197,3 +197,57 @@ describe("the permission matrix", () => {
     expect(await apiCall(gateway, `$JS.API.STREAM.UPDATE.${STREAMS.reports}`)).toBe("denied");
   });
 });
+
+describe("the deployment's NATS configuration", () => {
+  it("deploy/nats/authorization.conf is what the matrix renders (run `pnpm nats:config` after changing it)", async () => {
+    const { renderAuthorization } = await import("../../scripts/nats-config.ts");
+    const fs = await import("node:fs");
+    const committed = fs.readFileSync(new URL("../../deploy/nats/authorization.conf", import.meta.url), "utf8");
+    expect(committed).toBe(renderAuthorization());
+    for (const conf of ["single.conf", "cluster-common.conf"])
+      expect(fs.readFileSync(new URL(`../../deploy/nats/${conf}`, import.meta.url), "utf8")).toContain(
+        "include ./authorization.conf",
+      );
+  });
+
+  it("a nats-server 2.9 accepts the deployment's authorization.conf with passwords from its environment", async () => {
+    const { spawn } = await import("node:child_process");
+    const fs = await import("node:fs");
+    const os = await import("node:os");
+    const path = await import("node:path");
+    const { freePort, waitFor } = await import("@nexus/testkit");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nexus-natsconf-"));
+    fs.copyFileSync(
+      new URL("../../deploy/nats/authorization.conf", import.meta.url),
+      path.join(dir, "authorization.conf"),
+    );
+    const port = await freePort();
+    fs.writeFileSync(path.join(dir, "test.conf"), `listen: 127.0.0.1:${port}\ninclude ./authorization.conf\n`);
+    const env = { ...process.env, NEXUS_GATEWAY_NATS_PASSWORD: "from-the-environment" };
+    for (const u of ["command-worker", "approval-worker", "stream", "archiver", "provision"])
+      Object.assign(env, { [`NEXUS_${u.toUpperCase().replace(/-/g, "_")}_NATS_PASSWORD`]: `pw-${u}` });
+    const child = spawn("nats-server", ["-c", path.join(dir, "test.conf")], { env, stdio: "ignore" });
+    try {
+      await waitFor(
+        async () => {
+          const nc = await connectNats({
+            url: `nats://127.0.0.1:${port}`,
+            name: "conf",
+            logger,
+            timeoutMs: 500,
+            auth: { user: "gateway", password: "from-the-environment" },
+          });
+          await nc.close();
+          return true;
+        },
+        10_000,
+        "a gateway login with the environment's password",
+      );
+      await expect(
+        connectNats({ url: `nats://127.0.0.1:${port}`, name: "anon", logger, timeoutMs: 1000 }),
+      ).rejects.toThrow();
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
