@@ -244,6 +244,10 @@ try {
     { ready_ms: Date.now() - t0 },
     `NEXUS is up in ${Date.now() - t0} ms — console http://localhost:${GATEWAY_PORT}/ui , API docs http://localhost:${GATEWAY_PORT}/docs . Ctrl-C stops.`,
   );
+  if (users)
+    log.info(
+      `nats CLI: nats --server nats://127.0.0.1:${NATS_PORT} --user operator --password "$(jq -r .operator .data/nats-users.json)" stream ls`,
+    );
 } catch (err) {
   log.error({ err }, "start failed");
   await stop(1);

@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
-import { connectNats, type NatsUser } from "@nexus/messaging";
+import { connectNats, NATS_USERS, type NatsUser, passwordEnvOf } from "@nexus/messaging";
 import { natsForTest, type TestNats } from "@nexus/testkit";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -190,6 +190,27 @@ describe("the permission matrix", () => {
     });
   });
 
+  it("operator (the nats CLI) reads and manages JetStream but cannot submit commands, decisions or reports", async () => {
+    const nc = await as("operator");
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info(STREAMS.commands)).config.name).toBe(STREAMS.commands);
+    expect({
+      consumerInfo: await apiCall(nc, `$JS.API.CONSUMER.INFO.${STREAMS.commands}.${CONSUMERS.commandWorker}`),
+      tapReports: await subscribe(nc, "nexus.report.>"),
+      command: await jsPublish(nc, `nexus.cmd.${T}.c-op`),
+      decision: await jsPublish(nc, `nexus.approval.${T}.ask-op`),
+      approved: await jsPublish(nc, `nexus.cmd.${T}.c-op.approved`),
+      report: await jsPublish(nc, `nexus.report.${T}`),
+    }).toEqual({
+      consumerInfo: "ok",
+      tapReports: "ok",
+      command: "denied",
+      decision: "denied",
+      approved: "denied",
+      report: "denied",
+    });
+  });
+
   it("only provisioning manages the topology", async () => {
     const jsm = await jetstreamManager(await as("provision"));
     expect((await jsm.streams.info(STREAMS.reports)).config.name).toBe(STREAMS.reports);
@@ -210,6 +231,21 @@ describe("the deployment's NATS configuration", () => {
       );
   });
 
+  it("the Helm values mount the same file and give the NATS pods every user's password from the Secret", async () => {
+    const fs = await import("node:fs");
+    const values = fs.readFileSync(new URL("../../deploy/k8s/nats-values.yaml", import.meta.url), "utf8");
+    expect(values).toMatch(/\$include: \.\.\/nexus-nats\/authorization\.conf/);
+    expect(values).toMatch(/mountPath: \/etc\/nexus-nats/);
+    for (const u of NATS_USERS)
+      expect(values).toMatch(
+        new RegExp(
+          `${passwordEnvOf(u)}:\\s*{ valueFrom: { secretKeyRef: { name: nexus-secrets, key: ${passwordEnvOf(u)} }`,
+        ),
+      );
+    const secret = fs.readFileSync(new URL("../../deploy/k8s/secret.example.yaml", import.meta.url), "utf8");
+    for (const u of NATS_USERS) expect(secret).toContain(`${passwordEnvOf(u)}: REPLACE_ME`);
+  });
+
   it("a nats-server 2.9 accepts the deployment's authorization.conf with passwords from its environment", async () => {
     const { spawn } = await import("node:child_process");
     const fs = await import("node:fs");
@@ -224,8 +260,7 @@ describe("the deployment's NATS configuration", () => {
     const port = await freePort();
     fs.writeFileSync(path.join(dir, "test.conf"), `listen: 127.0.0.1:${port}\ninclude ./authorization.conf\n`);
     const env = { ...process.env, NEXUS_GATEWAY_NATS_PASSWORD: "from-the-environment" };
-    for (const u of ["command-worker", "approval-worker", "stream", "archiver", "provision"])
-      Object.assign(env, { [`NEXUS_${u.toUpperCase().replace(/-/g, "_")}_NATS_PASSWORD`]: `pw-${u}` });
+    for (const u of NATS_USERS) if (u !== "gateway") Object.assign(env, { [passwordEnvOf(u)]: `pw-${u}` });
     const child = spawn("nats-server", ["-c", path.join(dir, "test.conf")], { env, stdio: "ignore" });
     try {
       await waitFor(

@@ -19,8 +19,20 @@
  */
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 
-/** The NATS users: one per service, plus provisioning (topology) and the archiver. */
-export const NATS_USERS = ["gateway", "command-worker", "approval-worker", "stream", "archiver", "provision"] as const;
+/**
+ * The NATS users: one per service, plus provisioning (topology), the archiver and `operator`
+ * (people with the `nats` CLI: manage and read JetStream, read every subject, publish nothing
+ * under `nexus.>` — so no one at a terminal can submit a command or a decision).
+ */
+export const NATS_USERS = [
+  "gateway",
+  "command-worker",
+  "approval-worker",
+  "stream",
+  "archiver",
+  "provision",
+  "operator",
+] as const;
 export type NatsUser = (typeof NATS_USERS)[number];
 
 /** Publish and subscribe allow (and deny) lists of one user. */
@@ -117,6 +129,12 @@ export function permissionsOf(user: NatsUser): NatsPermissions {
       };
     case "provision":
       return { publish: { allow: ["$JS.API.>"] }, subscribe: { allow: inbox } };
+    case "operator":
+      // The CLI replies on the default `_INBOX.` prefix and acks its own consumers.
+      return {
+        publish: { allow: ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"], deny: ["nexus.>"] },
+        subscribe: { allow: ["_INBOX.>", ...inbox, "nexus.>"] },
+      };
   }
 }
 
