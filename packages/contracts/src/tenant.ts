@@ -109,3 +109,19 @@ export function tenantFromSubject(subject: string): Tenant | null {
   if (!isTenantToken(org) || !isTenantToken(project)) return null;
   return { org_id: org, project_id: project };
 }
+
+/**
+ * The query parameters that may carry a credential (`?token=`, `?api_key=`, `?ticket=`, and
+ * OAuth's `access_token`): EventSource cannot send headers, so the stream accepts them there.
+ */
+export const CREDENTIAL_QUERY_PARAMS = ["token", "api_key", "access_token", "ticket"] as const;
+
+const CREDENTIAL_IN_URL = new RegExp(`([?&](?:${CREDENTIAL_QUERY_PARAMS.join("|")})=)[^&#\\s"]*`, "gi");
+
+/**
+ * `url` (or any text holding one) with the value of every {@link CREDENTIAL_QUERY_PARAMS}
+ * parameter replaced by `[redacted]`, for logs: `/s?token=eyJ…&x=1` → `/s?token=[redacted]&x=1`.
+ */
+export function redactUrl(url: string): string {
+  return url.replace(CREDENTIAL_IN_URL, "$1[redacted]");
+}

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import fastifyHelmet from "@fastify/helmet";
+import { redactUrl } from "@nexus/contracts";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController, type RawServerDefault } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
@@ -42,11 +43,6 @@ export function createMetrics(service: string): Registry {
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry });
   return registry;
-}
-
-/** Replaces the value of secret query parameters (`token`, `api_key`, `ticket`, …) in a URL for logging. */
-export function redactUrl(url: string): string {
-  return url.replace(/([?&](?:token|api_key|access_token|ticket)=)[^&#]*/gi, "$1[redacted]");
 }
 
 /**

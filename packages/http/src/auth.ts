@@ -254,7 +254,8 @@ function jwtVerifier(auth: AuthConfig): ((token: string) => Promise<JWTPayload>)
  * The auth plugin (see the module doc). For routes with `config: { tenant: true }` it sets
  * `req.tenant`, `req.principal`, `req.roles`, `req.credential` and `req.credentialExpiresAt`,
  * and enforces `config.roles`.
- * Errors: 400 `INVALID_TENANT`, 401 `UNAUTHENTICATED`, 403 `TENANT_MISMATCH`, 403 `FORBIDDEN`,
+ * Errors: 400 `INVALID_TENANT`, 401 `UNAUTHENTICATED`, 401 `CREDENTIAL_EXPIRED` (an expired
+ * token: recoverable), 403 `TENANT_MISMATCH`, 403 `FORBIDDEN`,
  * 429 `RATE_LIMITED` (too many failed authentications from one address).
  */
 export const authPlugin = fp(
@@ -292,7 +293,10 @@ export const authPlugin = fp(
     app.decorateRequest("credentialExpiresAt", undefined);
 
     const fail = (req: FastifyRequest, err: AppError): never => {
-      if (auth.AUTH_FAILURES_PER_MINUTE > 0 && (err.code === "UNAUTHENTICATED" || err.code === "TENANT_MISMATCH")) {
+      if (
+        auth.AUTH_FAILURES_PER_MINUTE > 0 &&
+        (err.code === "UNAUTHENTICATED" || err.code === "TENANT_MISMATCH" || err.code === "CREDENTIAL_EXPIRED")
+      ) {
         const n = (failures.get(req.ip) ?? 0) + 1;
         failures.set(req.ip, n, { noUpdateTTL: n > 1 });
       }
@@ -324,10 +328,11 @@ export const authPlugin = fp(
           try {
             claims = await verify(token);
           } catch (cause) {
-            throw new AppError("UNAUTHENTICATED", "The token is invalid or expired", undefined, {
-              cause,
-              stage: "auth",
-            });
+            // An expired token is recoverable: the client fetches a new one and retries (or
+            // resumes its stream); any other failure is not.
+            if (cause instanceof joseErrors.JWTExpired)
+              throw new AppError("CREDENTIAL_EXPIRED", "The token has expired", undefined, { cause, stage: "auth" });
+            throw new AppError("UNAUTHENTICATED", "The token is invalid", undefined, { cause, stage: "auth" });
           }
           if (!isTenantToken(claims.org_id) || !isTenantToken(claims.project_id) || typeof claims.sub !== "string")
             throw new AppError(

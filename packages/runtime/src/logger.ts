@@ -1,3 +1,4 @@
+import { redactUrl } from "@nexus/contracts";
 import { type Logger, pino } from "pino";
 
 export type { Logger } from "pino";
@@ -23,6 +24,22 @@ export const REDACT_PATHS = [
 ];
 
 /**
+ * A log line's fields with credentials in URLs redacted: any top-level string field holding a
+ * `?token=` / `?api_key=` / `?ticket=` query (an access log's `url`, a proxy's `source`, an
+ * error message quoting a URL) — whoever wrote the line, our code or a library's.
+ */
+export function redactLogFields(obj: Record<string, unknown>): Record<string, unknown> {
+  for (const k in obj) {
+    const v = obj[k];
+    if (typeof v === "string" && v.includes("=")) {
+      const r = redactUrl(v);
+      if (r !== v) obj[k] = r;
+    }
+  }
+  return obj;
+}
+
+/**
  * The root logger of a service. Child loggers bind `tenant`, `command_id`, `ask_id` and
  * `correlation_id` (see {@link bindContext}).
  */
@@ -32,6 +49,7 @@ export function createLogger(opts: LoggerOptions): Logger {
     level: opts.level ?? "info",
     base: { service: opts.service },
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    formatters: { log: redactLogFields },
     ...(opts.pretty
       ? {
           transport: {
