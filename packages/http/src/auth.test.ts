@@ -130,7 +130,11 @@ describe("JWT mode, HS256", () => {
         "401 UNAUTHENTICATED",
       ],
       ["no exp", bearer(await hs256(CLAIMS, { exp: null })), "401 UNAUTHENTICATED"],
-      ["expired (past the 30 s tolerance)", bearer(await hs256(CLAIMS, { exp: now() - 120 })), "401 CREDENTIAL_EXPIRED"],
+      [
+        "expired (past the 30 s tolerance)",
+        bearer(await hs256(CLAIMS, { exp: now() - 120 })),
+        "401 CREDENTIAL_EXPIRED",
+      ],
       ["exp 100 years ahead", bearer(await hs256(CLAIMS, { exp: now() + 100 * 365 * 86400 })), "401 UNAUTHENTICATED"],
       ["nbf ahead", bearer(nbf), "401 UNAUTHENTICATED"],
       ["no tenant claims", bearer(await hs256({ sub: "x" })), "401 UNAUTHENTICATED"],
