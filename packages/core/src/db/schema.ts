@@ -144,6 +144,57 @@ export interface ProfilePhotosTable {
   created_at: Generated<Date>;
 }
 
+/** `numeric` columns: pg returns them as strings (no precision lost); written as numbers or strings. */
+type Numeric = ColumnType<string, number | string | undefined, number | string>;
+
+/** One model call that used tokens, with its estimated cost (the FinOps cost ledger). */
+export interface LlmCostLedgerTable {
+  id: Generated<string>;
+  org_id: string;
+  project_id: string;
+  /** UTC day of the call (`YYYY-MM-DD`), the budget's day. */
+  day: ColumnType<string, string, string>;
+  command_id: string;
+  provider: string;
+  model: string;
+  tokens_in: number;
+  tokens_out: number;
+  cost_usd: Numeric;
+  created_at: Generated<Date>;
+}
+
+/** A tenant's language-model spend per UTC day. */
+export interface LlmBudgetDaysTable {
+  org_id: string;
+  project_id: string;
+  day: ColumnType<string, string, string>;
+  spent_usd: Numeric;
+  calls: Generated<number>;
+  /** Set once, by the call that first crossed the soft threshold that day. */
+  soft_warned_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+/** One language-model call attempt, for audit (content columns only when enabled). */
+export interface LlmAuditTable {
+  id: Generated<string>;
+  org_id: string;
+  project_id: string;
+  command_id: string;
+  correlation_id: string;
+  task: string;
+  provider: string;
+  model: string;
+  outcome: string;
+  error_code: string | null;
+  tokens_in: Generated<number>;
+  tokens_out: Generated<number>;
+  cost_usd: Numeric;
+  latency_ms: number;
+  prompt: NullableJson;
+  output: string | null;
+  created_at: Generated<Date>;
+}
+
 /** The kysely database type. */
 export interface Database {
   tenant_settings: TenantSettingsTable;
@@ -153,4 +204,7 @@ export interface Database {
   share_outbox: ShareOutboxTable;
   profile_photos: ProfilePhotosTable;
   report_outbox: ReportOutboxTable;
+  llm_cost_ledger: LlmCostLedgerTable;
+  llm_budget_days: LlmBudgetDaysTable;
+  llm_audit: LlmAuditTable;
 }
