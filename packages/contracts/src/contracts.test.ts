@@ -3,13 +3,13 @@ import {
   applyReport,
   canonicalJson,
   DecideRequest,
+  DraftEmailResult,
   ErrorCode,
   errorSpec,
   InvalidSubjectToken,
-  DraftEmailResult,
   normaliseCommandRequest,
-  parseCursor,
   ProgressEvent,
+  parseCursor,
   type ReportEvent,
   type Snapshot,
   subjects,
@@ -64,9 +64,12 @@ describe("language-model shapes", () => {
   });
 
   it("a draft result carries language and provider; an older one without them still parses", () => {
-    expect(
-      DraftEmailResult.parse({ subject: "S", body: "B", language: "ko", provider: "offline" }),
-    ).toEqual({ subject: "S", body: "B", language: "ko", provider: "offline" });
+    expect(DraftEmailResult.parse({ subject: "S", body: "B", language: "ko", provider: "offline" })).toEqual({
+      subject: "S",
+      body: "B",
+      language: "ko",
+      provider: "offline",
+    });
     expect(DraftEmailResult.safeParse({ subject: "S", body: "B" }).success).toBe(true);
   });
 

@@ -145,7 +145,11 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
         recoverable: false,
       };
     case "LLM_BAD_OUTPUT":
-      return { status: 502, message: "The language model's answer did not have the required shape", recoverable: false };
+      return {
+        status: 502,
+        message: "The language model's answer did not have the required shape",
+        recoverable: false,
+      };
     default:
       return assertNever(code);
   }
