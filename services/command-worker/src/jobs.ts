@@ -66,6 +66,7 @@ import {
   type WorkerSpec,
 } from "@nexus/messaging";
 import type { Kysely } from "kysely";
+import { z } from "zod";
 import { createLiveProgress, type LiveProgress, type LiveProgressOptions } from "./live-progress.ts";
 
 /** A job of the command-worker. */
@@ -213,7 +214,8 @@ function assistantSettings(s: { profile: unknown; persona: unknown } | undefined
   persona: Persona;
 } {
   const profile = Profile.safeParse(s?.profile ?? {});
-  const persona = Persona.safeParse(s?.persona ?? {});
+  // Non-strict: a field added to the persona later must not void the fields known here.
+  const persona = z.object(Persona.shape).safeParse(s?.persona ?? {});
   return { profile: profile.success ? profile.data : {}, persona: persona.success ? persona.data : {} };
 }
 

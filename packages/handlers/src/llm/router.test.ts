@@ -430,3 +430,17 @@ describe("budget, ledger and audit", () => {
     expect(await ledgerRows(off)).toHaveLength(1);
   });
 });
+
+describe("infrastructure failures", () => {
+  it("a ledger that cannot write fails the call as it is: no fallback to the next (paid) provider", async () => {
+    const a = await server({ kind: "ok", text: JSON.stringify(ANSWER) });
+    const b = await server({ kind: "ok", text: JSON.stringify(ANSWER) });
+    const broken = new Error("postgres is down");
+    const { r } = router({
+      providers: [provider("openai", a), provider("anthropic", b)],
+      ledger: { spent: async () => 0, record: async () => Promise.reject(broken) },
+    });
+    await expect(r.generate(request(), call(uniqueTenant("pg")))).rejects.toBe(broken);
+    expect(b.requests).toHaveLength(0);
+  });
+});

@@ -6,6 +6,7 @@ import {
   DelegateBackoff,
   handleWhen,
   type IRetryBackoffContext,
+  isBrokenCircuitError,
   type RetryPolicy,
   retry,
 } from "cockatiel";
@@ -212,6 +213,9 @@ export class LlmRouter implements LlmClient {
         };
       } catch (err) {
         if (call.signal.aborted) throw call.signal.reason ?? err;
+        // Only provider failures move the chain on; anything else (the ledger's Postgres is
+        // down, a bug) fails the call as it is, so the worker retries the command later.
+        if (!isLlmCallError(err) && !isBrokenCircuitError(err)) throw err;
         const e = classifyLlmError(err, false);
         if (e.outcome === "breaker_open") {
           await this.record(
