@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import { HandlerError } from "../handler.ts";
 import { breakerStateName, WindowBreaker } from "./breaker.ts";
 import type { LlmCall, LlmClient, LlmRequest, LlmResult } from "./client.ts";
-import { classifyLlmError, isLlmCallError, LlmCallError, type LlmOutcome } from "./errors.ts";
+import { classifyLlmError, isLlmCallError, type LlmCallError, type LlmOutcome } from "./errors.ts";
 import type { LlmEvents } from "./events.ts";
 import type { LlmLedger } from "./ledger.ts";
 import { streamModel } from "./model-call.ts";
@@ -390,4 +390,3 @@ function chainError(failures: LlmCallError[]): HandlerError {
   });
 }
 
-export { LlmCallError };
