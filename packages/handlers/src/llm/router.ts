@@ -389,4 +389,3 @@ function chainError(failures: LlmCallError[]): HandlerError {
     cause: failures.at(-1),
   });
 }
-
