@@ -90,7 +90,7 @@ describe("with an OpenAI-compatible server as primary and Anthropic as fallback"
     const { id, end } = await draft(e, sse, t, "Politely decline the offer");
     expect(end.report.type).toBe("command.completed");
     expect(end.report.result).toEqual({ ...DRAFT, language: "en", provider: "openai", model: "gpt-4o-mini" });
-    expect(openai.requests.at(-1)?.body.messages[1].content).toContain("Politely decline the offer");
+    expect(openai.requests.at(-1)?.body.messages?.[1]?.content).toContain("Politely decline the offer");
 
     const progress = sse.events.filter((ev) => ev.event === "progress");
     expect(progress.length).toBeGreaterThan(1);

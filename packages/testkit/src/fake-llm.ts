@@ -28,12 +28,20 @@ export type FakeReply =
   /** Accepts the request and never answers (until the client gives up). */
   | { kind: "hang" };
 
+/** A request's JSON body: the OpenAI fields typed, the rest as sent. */
+export interface FakeRequestBody {
+  model?: string;
+  stream?: boolean;
+  messages?: { role: string; content: string }[];
+  [field: string]: unknown;
+}
+
 /** One request the server received. */
 export interface FakeRequest {
   provider: "openai" | "anthropic" | "gemini";
   path: string;
   headers: http.IncomingHttpHeaders;
-  body: any;
+  body: FakeRequestBody;
   at: number;
 }
 
@@ -203,9 +211,9 @@ export async function startFakeLlm(...replies: FakeReply[]): Promise<FakeLlmServ
         res.writeHead(404, { "content-type": "application/json" }).end('{"error":{"message":"not found"}}');
         return;
       }
-      let body: any = {};
+      let body: FakeRequestBody = {};
       try {
-        body = JSON.parse(raw);
+        body = JSON.parse(raw) as FakeRequestBody;
       } catch {}
       requests.push({ provider, path, headers: req.headers, body, at: Date.now() });
       const reply = script[Math.min(next, script.length - 1)] as FakeReply;

@@ -282,13 +282,13 @@ describe("drafts through the worker with an OpenAI-compatible server", () => {
     expect(reportTypesOf(reports, m1.command_id)).toEqual(["command.accepted", "command.started", "command.completed"]);
 
     // The request: the profile's locale picked Korean, the persona's tone formal; user text only in the user message.
-    const body = llmServer.requests.at(-1)?.body;
-    expect(body.messages[0].content).toContain("Korean (language tag ko)");
-    expect(body.messages[0].content).toContain("formal");
-    expect(body.messages[0].content).not.toContain("Keep it short.");
-    expect(body.messages[1].content).toContain("Decline the vendor's offer politely");
-    expect(body.messages[1].content).toContain("Keep it short.");
-    expect(body.messages[1].content).toContain("이민준");
+    const [system, user] = (llmServer.requests.at(-1)?.body.messages ?? []).map((m) => m.content);
+    expect(system).toContain("Korean (language tag ko)");
+    expect(system).toContain("formal");
+    expect(system).not.toContain("Keep it short.");
+    expect(user).toContain("Decline the vendor's offer politely");
+    expect(user).toContain("Keep it short.");
+    expect(user).toContain("이민준");
 
     await waitFor(() => live.some((p) => p.progress.text_delta), 5000, "live deltas");
     const mine = live.filter((p) => p.progress.command_id === m1.command_id);
