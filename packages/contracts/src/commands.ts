@@ -54,8 +54,28 @@ export const DraftEmailParams = z.object({
     .optional(),
 });
 export type DraftEmailParams = z.infer<typeof DraftEmailParams>;
-/** `draft_email.create` result. */
-export const DraftEmailResult = z.object({ subject: z.string(), body: z.string() });
+/**
+ * Who wrote a result: `provider` is the provider's name (`openai`, `anthropic`, `gemini`, or
+ * `offline` for the embedded template/extractive path), `model` the model id when a language
+ * model wrote it. Always set by this version; optional so that results stored by earlier
+ * versions keep parsing.
+ */
+const Authorship = {
+  provider: z.string().optional(),
+  model: z.string().optional(),
+};
+
+/**
+ * `draft_email.create` result: `{ subject, body, language, provider, model? }` (CONTRACT.md).
+ * `language` is the draft's language tag (`en`, `ko`, `de`, …): the brief's language when it
+ * can be told (Hangul → `ko`), else `params.language`, else the tenant profile's locale.
+ */
+export const DraftEmailResult = z.object({
+  subject: z.string(),
+  body: z.string(),
+  language: z.string().optional(),
+  ...Authorship,
+});
 export type DraftEmailResult = z.infer<typeof DraftEmailResult>;
 
 /** `prep_pack.create` params. */
@@ -71,8 +91,14 @@ export const PrepPackParams = z.object({
     .optional(),
 });
 export type PrepPackParams = z.infer<typeof PrepPackParams>;
-/** `prep_pack.create` result. */
-export const PrepPackResult = z.object({ checklist: z.array(z.string()), summary: z.string() });
+/** `prep_pack.create` result; `talking_points` (one or more per agenda item) was added later and is optional. */
+export const PrepPackResult = z.object({
+  checklist: z.array(z.string()),
+  summary: z.string(),
+  talking_points: z.array(z.string()).optional(),
+  language: z.string().optional(),
+  ...Authorship,
+});
 export type PrepPackResult = z.infer<typeof PrepPackResult>;
 
 /** `doc.summary.create` params; `text` is at most 1 MiB of UTF-8. */
@@ -84,8 +110,17 @@ export const DocSummaryParams = z.object({
   max_sentences: z.number().int().min(1).max(20).optional(),
 });
 export type DocSummaryParams = z.infer<typeof DocSummaryParams>;
-/** `doc.summary.create` result: `sentences` in document order, `summary` their join. */
-export const DocSummaryResult = z.object({ summary: z.string(), sentences: z.array(z.string()) });
+/**
+ * `doc.summary.create` result: `sentences` in order, `summary` their join. The offline path
+ * extracts sentences (TextRank, document order); a language model writes them (map-reduce),
+ * in the text's `language`.
+ */
+export const DocSummaryResult = z.object({
+  summary: z.string(),
+  sentences: z.array(z.string()),
+  language: z.string().optional(),
+  ...Authorship,
+});
 export type DocSummaryResult = z.infer<typeof DocSummaryResult>;
 
 /** Working hours in the request's time zone; `days` are ISO weekdays (1 = Monday … 7 = Sunday). */

@@ -3,10 +3,12 @@ import {
   applyReport,
   canonicalJson,
   DecideRequest,
+  DraftEmailResult,
   ErrorCode,
   errorSpec,
   InvalidSubjectToken,
   normaliseCommandRequest,
+  ProgressEvent,
   parseCursor,
   type ReportEvent,
   type Snapshot,
@@ -23,6 +25,7 @@ describe("subject builders", () => {
     expect(subjects.approvedAction(t, "5b2f-1")).toBe("nexus.cmd.acme.nexus.5b2f-1.approved");
     expect(subjects.approval(t, "a-1")).toBe("nexus.approval.acme.nexus.a-1");
     expect(subjects.caseAction(t)).toBe("nexus.notify.acme.nexus.case_action");
+    expect(subjects.progress(t)).toBe("nexus.progress.acme.nexus");
     expect(tenantFromSubject("nexus.report.acme.nexus")).toEqual(t);
   });
   it("refuse tokens that could widen a subscription", () => {
@@ -30,6 +33,8 @@ describe("subject builders", () => {
       expect(() => subjects.report({ org_id: bad, project_id: "p" })).toThrow(InvalidSubjectToken);
       expect(() => subjects.report({ org_id: "o", project_id: bad })).toThrow(InvalidSubjectToken);
       expect(() => subjects.command({ org_id: bad, project_id: "p" }, "x")).toThrow(InvalidSubjectToken);
+      expect(() => subjects.progress({ org_id: bad, project_id: "p" })).toThrow(InvalidSubjectToken);
+      expect(() => subjects.progress({ org_id: "o", project_id: bad })).toThrow(InvalidSubjectToken);
     }
     expect(() => subjects.approval(t, "a.>")).toThrow(InvalidSubjectToken);
     expect(() => subjects.command(t, "x.*")).toThrow(InvalidSubjectToken);
@@ -46,6 +51,41 @@ describe("error catalogue", () => {
     }
     expect(errorSpec("IDEMPOTENCY_CONFLICT").status).toBe(409);
     expect(errorSpec("DEPENDENCY_UNAVAILABLE")).toMatchObject({ status: 503, recoverable: true });
+  });
+});
+
+describe("language-model shapes", () => {
+  it("the LLM failure codes are in the catalogue; only the budget and bad output are not recoverable", () => {
+    expect(errorSpec("LLM_TIMEOUT")).toMatchObject({ status: 504, recoverable: true });
+    expect(errorSpec("LLM_RATE_LIMITED")).toMatchObject({ status: 429, recoverable: true });
+    expect(errorSpec("LLM_UNAVAILABLE")).toMatchObject({ status: 503, recoverable: true });
+    expect(errorSpec("LLM_BUDGET_EXCEEDED")).toMatchObject({ recoverable: false });
+    expect(errorSpec("LLM_BAD_OUTPUT")).toMatchObject({ recoverable: false });
+  });
+
+  it("a draft result carries language and provider; an older one without them still parses", () => {
+    expect(DraftEmailResult.parse({ subject: "S", body: "B", language: "ko", provider: "offline" })).toEqual({
+      subject: "S",
+      body: "B",
+      language: "ko",
+      provider: "offline",
+    });
+    expect(DraftEmailResult.safeParse({ subject: "S", body: "B" }).success).toBe(true);
+  });
+
+  it("a progress event has no report_id and refuses a blank stage", () => {
+    const ev = {
+      progress: { command_id: "c1", stage: "drafting", percent: 40, text_delta: "안녕" },
+      causality: { correlation_id: "c-1", command_id: "c1" },
+      tenant: t,
+      ts: "2026-03-02T08:00:00.000Z",
+    };
+    expect(ProgressEvent.parse(ev)).toEqual(ev);
+    expect("report_id" in ProgressEvent.shape).toBe(false);
+    expect(ProgressEvent.safeParse({ ...ev, progress: { command_id: "c1", stage: "" } }).success).toBe(false);
+    expect(ProgressEvent.safeParse({ ...ev, progress: { command_id: "c1", stage: "x", percent: 101 } }).success).toBe(
+      false,
+    );
   });
 });
 

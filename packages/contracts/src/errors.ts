@@ -34,6 +34,11 @@ export const ErrorCode = z.enum([
   "ACTION_CHANGED",
   "POLICY_CHANGED",
   "CONNECTOR_FAILED",
+  "LLM_TIMEOUT",
+  "LLM_RATE_LIMITED",
+  "LLM_UNAVAILABLE",
+  "LLM_BUDGET_EXCEEDED",
+  "LLM_BAD_OUTPUT",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 
@@ -134,6 +139,24 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
       return { status: 409, message: "The compliance policy changed after the ask was created", recoverable: false };
     case "CONNECTOR_FAILED":
       return { status: 502, message: "The connector could not carry out the action", recoverable: true };
+    case "LLM_TIMEOUT":
+      return { status: 504, message: "The language model did not answer in time", recoverable: true };
+    case "LLM_RATE_LIMITED":
+      return { status: 429, message: "The language model provider is rate limiting requests", recoverable: true };
+    case "LLM_UNAVAILABLE":
+      return { status: 503, message: "No language model provider could answer", recoverable: true };
+    case "LLM_BUDGET_EXCEEDED":
+      return {
+        status: 429,
+        message: "The tenant's daily language-model budget is spent; no model call was made",
+        recoverable: false,
+      };
+    case "LLM_BAD_OUTPUT":
+      return {
+        status: 502,
+        message: "The language model's answer did not have the required shape",
+        recoverable: false,
+      };
     default:
       return assertNever(code);
   }

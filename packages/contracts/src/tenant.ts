@@ -79,6 +79,14 @@ export const subjects = {
   report(t: Tenant): string {
     return `nexus.report.${token(t.org_id)}.${token(t.project_id)}`;
   },
+  /**
+   * `nexus.progress.<org>.<project>`: live command progress on **core NATS** (not JetStream: no
+   * stream captures it, nothing is stored or replayed). Published by the command-worker, read
+   * by the stream service's tenant hub, one subscription per tenant.
+   */
+  progress(t: Tenant): string {
+    return `nexus.progress.${token(t.org_id)}.${token(t.project_id)}`;
+  },
   /** `nexus.dlq.<org>.<project>.<source>` where source is `cmd` or `approval`; `_unknown` tenant tokens for unparseable messages. */
   dlq(t: Tenant | null, source: "cmd" | "approval"): string {
     if (!t) return `nexus.dlq._unknown._unknown.${source}`;

@@ -20,6 +20,8 @@ import { isTenantToken, type Tenant } from "@nexus/contracts";
  * - `decided.<k>`: the k-th decision (0-based) recorded on an ask.
  * - `cancelled`, `expired`, `executed`, `execution_failed`: an ask's final states.
  * - `progress.<stage>`: a coarse `command.progress` step.
+ * - `warning.<kind>`: a `risk.warning` about a command other than its YELLOW risk level
+ *   (`warning.llm_budget`: the call that crossed the tenant's soft language-model budget).
  * - `settings.<version>`: a `settings.updated` at that tenant settings version.
  */
 export type ReportStep =
@@ -35,6 +37,7 @@ export type ReportStep =
   | "executed"
   | "execution_failed"
   | `progress.${string}`
+  | `warning.${string}`
   | `settings.${number}`;
 
 /** What else gets a message id: the work messages and notifications. */

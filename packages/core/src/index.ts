@@ -13,6 +13,7 @@ export * from "./errors.ts";
 export * from "./hash.ts";
 export * from "./history.ts";
 export * from "./ids.ts";
+export * from "./llm.ts";
 export * from "./notifications.ts";
 export * from "./outbox.ts";
 export * from "./reports.ts";

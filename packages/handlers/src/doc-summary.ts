@@ -1,4 +1,20 @@
-import { defineHandler, HandlerError } from "./handler.ts";
+import type { DocSummaryResult } from "@nexus/contracts";
+import {
+  answerOffline,
+  defineHandler,
+  type HandlerContext,
+  HandlerError,
+  llmCallOf,
+  type ParamsOf,
+} from "./handler.ts";
+import { detectLanguage } from "./llm/language.ts";
+import {
+  dataMessage,
+  SummaryMapAnswer,
+  SummaryReduceAnswer,
+  summaryMapSystemPrompt,
+  summaryReduceSystemPrompt,
+} from "./llm/prompts.ts";
 
 /** Sentences returned when the command does not set `max_sentences`. */
 export const DEFAULT_MAX_SENTENCES = 3;
@@ -257,18 +273,169 @@ export function summarise(text: string, maxSentences: number): string[] {
     .map(({ sentence }) => sentences[sentence] ?? "");
 }
 
+/** Characters of text per map step (about 4,000 tokens of English); a shorter text is summarised in one call. */
+export const MAP_CHUNK_CHARS = 16_000;
+/** Map steps run at once per command. */
+export const MAP_CONCURRENCY = 3;
+/** Texts longer than this (UTF-16 units) report live progress on the offline path too. */
+export const LONG_TEXT_CHARS = 64 * 1024;
+
 /**
- * `doc.summary.create`: an extractive TextRank summary (Mihalcea & Tarau, 2004) of
- * `params.text` (≤ 1 MiB UTF-8).
- *
- * - Output: `{ summary, sentences }` — the top `max_sentences` (default
- *   {@link DEFAULT_MAX_SENTENCES}) sentences in document order, and their join with single spaces.
- * - Errors: `VALIDATION_FAILED` (not retryable) when the text contains no sentence at all.
+ * Cuts `text` into pieces of at most `max` characters at paragraph, else sentence, else word
+ * boundaries (a piece is cut mid-word only when one word is longer than `max`), in order.
  */
-export const docSummaryHandler = defineHandler("doc.summary.create", async (params) => {
+export function chunkText(text: string, max: number): string[] {
+  const chunks: string[] = [];
+  let current = "";
+  const flush = () => {
+    if (current.trim()) chunks.push(current.trim());
+    current = "";
+  };
+  const add = (unit: string, sep: string) => {
+    if (current.length + sep.length + unit.length <= max) {
+      current = current ? current + sep + unit : unit;
+      return true;
+    }
+    return false;
+  };
+  for (const paragraph of text.split(/\n\s*\n/)) {
+    if (add(paragraph, "\n\n")) continue;
+    flush();
+    if (add(paragraph, "")) continue;
+    for (const sentence of paragraph.split(/(?<=[.!?。！？])\s+/)) {
+      if (add(sentence, " ")) continue;
+      flush();
+      if (add(sentence, "")) continue;
+      for (const word of sentence.split(/\s+/)) {
+        if (add(word, " ")) continue;
+        flush();
+        for (let i = 0; i < word.length; i += max) {
+          current = word.slice(i, i + max);
+          if (current.length === max) flush();
+        }
+      }
+    }
+  }
+  flush();
+  return chunks;
+}
+
+/** Splits a model's summary into sentences (after . ! ? 。 and their full-width forms). */
+function summarySentences(summary: string): string[] {
+  return summary
+    .split(/(?<=[.!?。！？])\s+/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
+/** Runs `fn` over `items` with at most `limit` at once; results in order. */
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * The model path: map-reduce. The text is cut into {@link MAP_CHUNK_CHARS} pieces; each piece's
+ * key points are asked for (stage `map`, {@link MAP_CONCURRENCY} at once); the points of all
+ * pieces (or the text itself, when it is one piece) are then summarised in one call (stage
+ * `reduce`, its text streamed live). When the points are themselves longer than a piece, they
+ * are mapped again first. A coarse `command.progress` report marks the start of `map` and of
+ * `reduce` (only when there is more than one piece); live progress gives the percentage.
+ */
+async function modelSummary(params: ParamsOf<"doc.summary.create">, ctx: HandlerContext, language: string) {
+  const maxSentences = params.max_sentences ?? DEFAULT_MAX_SENTENCES;
+  let material = params.text;
+  let chunks = chunkText(material, MAP_CHUNK_CHARS);
+  const mapped = chunks.length > 1;
+  let round = 0;
+  while (chunks.length > 1) {
+    round++;
+    await ctx.progress(round === 1 ? "map" : `map.${round}`);
+    let done = 0;
+    ctx.live({ stage: "map", percent: 0 });
+    const points = await mapLimit(chunks, MAP_CONCURRENCY, async (chunk, i) => {
+      const r = await ctx.llm.generate(
+        {
+          task: "summary.map",
+          system: summaryMapSystemPrompt(language),
+          user: dataMessage(`Excerpt ${i + 1} of ${chunks.length}.`, { excerpt: chunk }),
+          schema: SummaryMapAnswer,
+          maxOutputTokens: 800,
+        },
+        llmCallOf(ctx, "map"),
+      );
+      done++;
+      ctx.live({ stage: "map", percent: Math.round((done / chunks.length) * 100) });
+      return r.value.points.map((p) => `- ${p}`).join("\n");
+    });
+    material = points.join("\n\n");
+    chunks = chunkText(material, MAP_CHUNK_CHARS);
+  }
+  if (mapped) await ctx.progress("reduce");
+  ctx.live({ stage: "reduce", percent: 0 });
+  const r = await ctx.llm.generate(
+    {
+      task: "summary.reduce",
+      system: summaryReduceSystemPrompt(language, maxSentences),
+      user: dataMessage(mapped ? "Key points of the document's parts, in order." : "The document.", {
+        [mapped ? "points" : "document"]: material,
+      }),
+      schema: SummaryReduceAnswer,
+      maxOutputTokens: 300 + maxSentences * 120,
+      streamField: "summary",
+    },
+    llmCallOf(ctx, "reduce"),
+  );
+  const sentences = summarySentences(r.value.summary).slice(0, maxSentences);
+  return { summary: sentences.join(" "), sentences, language, provider: r.provider, model: r.model };
+}
+
+/** The offline path: TextRank, with live progress for long texts. */
+async function offlineSummary(params: ParamsOf<"doc.summary.create">, ctx: HandlerContext, language: string) {
+  const long = params.text.length > LONG_TEXT_CHARS;
+  if (long) {
+    await ctx.progress("ranking");
+    ctx.live({ stage: "ranking", percent: 0 });
+  }
   const sentences = summarise(params.text, params.max_sentences ?? DEFAULT_MAX_SENTENCES);
   if (sentences.length === 0) {
     throw new HandlerError("VALIDATION_FAILED", "The text contains no sentences to summarise", false);
   }
-  return { summary: sentences.join(" "), sentences };
+  if (long) ctx.live({ stage: "ranking", percent: 100 });
+  return { summary: sentences.join(" "), sentences, language, provider: "offline" };
+}
+
+/**
+ * `doc.summary.create`: a summary `{ summary, sentences, language, provider, model? }` of
+ * `params.text` (≤ 1 MiB UTF-8) in the text's language (detected; else the profile's locale).
+ *
+ * - With model providers: map-reduce ({@link modelSummary}); `sentences` are the model's.
+ * - Without (or when every provider failed and `offline` ends the chain): the extractive
+ *   TextRank summary (Mihalcea & Tarau, 2004): the top `max_sentences` (default
+ *   {@link DEFAULT_MAX_SENTENCES}) sentences in document order, `provider: "offline"`.
+ * - Errors: `VALIDATION_FAILED` (not retryable) when the text contains no sentence at all
+ *   (offline); the chain's `LLM_*` codes.
+ */
+export const docSummaryHandler = defineHandler("doc.summary.create", async (params, ctx): Promise<DocSummaryResult> => {
+  const language = detectLanguage(params.text.slice(0, 20_000)) ?? ctx.profile.locale ?? "en";
+  if (ctx.llm.providers.length === 0) return offlineSummary(params, ctx, language);
+  try {
+    return await modelSummary(params, ctx, language);
+  } catch (err) {
+    if (!answerOffline(ctx, err)) throw err;
+    ctx.logger.warn({ err }, "summary:offline-fallback");
+    return offlineSummary(params, ctx, language);
+  }
 });

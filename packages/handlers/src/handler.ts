@@ -4,10 +4,20 @@
  * in contracts (`COMMAND_TYPES`): its params type is the registry's schema for its type, and
  * its risk is the registry's; it never restates either.
  */
-import type { COMMAND_TYPES, CommandType, ErrorCode, Tenant } from "@nexus/contracts";
+import type {
+  COMMAND_TYPES,
+  CommandProgress,
+  CommandType,
+  ErrorCode,
+  Persona,
+  Profile,
+  Tenant,
+} from "@nexus/contracts";
+import type { BudgetWarning } from "@nexus/core";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import type { ShareConnector } from "./connectors/share.ts";
+import type { LlmCall, LlmClient } from "./llm/client.ts";
 
 /** The params of a command type, as its registry schema parses them. */
 export type ParamsOf<T extends CommandType> = z.output<(typeof COMMAND_TYPES)[T]["params"]>;
@@ -30,17 +40,31 @@ export interface HandlerContext {
   correlationId: string;
   /** The clock; tests pass a fixed one. */
   now: () => Date;
-  /** Language-model provider used by drafting handlers. */
-  llm: LlmProvider;
+  /** The language-model layer (providers, fallback, breaker, budget); see llm/client.ts. */
+  llm: LlmClient;
+  /** The tenant's profile (display name as the signature, locale as the default language), from `tenant_settings`. */
+  profile: Profile;
+  /** The tenant's assistant persona (name, tone, instructions), from `tenant_settings`. */
+  persona: Persona;
   /** Connectors to the outside world (the share outbox). */
   connectors: { share: ShareConnector };
   /** Set when the handler runs an approved ask's action (RED, or raised to RED by the tenant). */
   approval?: ApprovalContext;
-  /** Publishes a coarse `command.progress` report (idempotent per stage name). */
+  /**
+   * Publishes a coarse `command.progress` report (stored, replayed; idempotent per stage name).
+   * For stage changes of long commands only, never per token.
+   */
   progress(stage: string, percent?: number): Promise<void>;
+  /**
+   * Live progress (SSE `event: progress`, not stored): the worker coalesces calls to at most a
+   * few messages per second per command and never lets them block or fail the handler.
+   */
+  live(p: Omit<CommandProgress, "command_id">): void;
+  /** Publishes the `risk.warning` of the call that crossed the tenant's soft budget threshold. */
+  budgetWarning(w: BudgetWarning): Promise<void>;
 }
 
-/** Input of {@link LlmProvider.draftEmail}. */
+/** Input of {@link OfflineDraftProvider.draftEmail}. */
 export interface DraftEmailRequest {
   to?: string;
   subject?: string;
@@ -52,17 +76,32 @@ export interface DraftEmailRequest {
 }
 
 /**
- * A language-model provider. The default is the offline drafting provider; real providers
- * (HTTP APIs) implement the same interface.
+ * The {@link LlmCall} of a handler's model call: its tenant and ids, streamed text as live
+ * progress of `stage` (a restarted generation becomes `<stage>#<n>`), and budget warnings.
  */
-export interface LlmProvider {
-  /** Stable provider name for logs and results, e.g. `"offline-template"`. */
-  readonly name: string;
-  /**
-   * Drafts an email.
-   * @throws {HandlerError} with `retryable: true` for transient provider failures.
-   */
-  draftEmail(req: DraftEmailRequest, signal: AbortSignal): Promise<{ subject: string; body: string }>;
+export function llmCallOf(ctx: HandlerContext, stage: string): LlmCall {
+  return {
+    tenant: ctx.tenant,
+    commandId: ctx.commandId,
+    correlationId: ctx.correlationId,
+    signal: ctx.signal,
+    onDelta: (text, generation) =>
+      ctx.live({ stage: generation === 1 ? stage : `${stage}#${generation}`, text_delta: text }),
+    onBudgetWarning: (w) => ctx.budgetWarning(w),
+  };
+}
+
+/**
+ * Whether a handler should answer with its offline path after `err` from the model chain:
+ * only when `offline` ends the chain and no provider could answer (timeouts, rate limits,
+ * outages). A budget refusal or a malformed answer is never papered over.
+ */
+export function answerOffline(ctx: HandlerContext, err: unknown): boolean {
+  return (
+    ctx.llm.offlineFallback &&
+    isHandlerError(err) &&
+    (err.code === "LLM_UNAVAILABLE" || err.code === "LLM_TIMEOUT" || err.code === "LLM_RATE_LIMITED")
+  );
 }
 
 /** A command handler module for type `T` (see module doc). */

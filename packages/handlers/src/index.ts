@@ -20,7 +20,17 @@ export * from "./draft-email.ts";
 export * from "./echo.ts";
 export * from "./external-share.ts";
 export * from "./handler.ts";
+export * from "./llm/breaker.ts";
+export * from "./llm/client.ts";
+export * from "./llm/errors.ts";
+export * from "./llm/events.ts";
+export * from "./llm/language.ts";
+export * from "./llm/ledger.ts";
 export * from "./llm/offline-provider.ts";
+export * from "./llm/pricing.ts";
+export * from "./llm/prompts.ts";
+export * from "./llm/providers.ts";
+export * from "./llm/router.ts";
 export * from "./prep-pack.ts";
 
 /**

@@ -1,5 +1,7 @@
 import type { PrepPackParams, PrepPackResult } from "@nexus/contracts";
-import { defineHandler, HandlerError } from "./handler.ts";
+import { answerOffline, defineHandler, HandlerError, llmCallOf } from "./handler.ts";
+import { baseLanguage } from "./llm/language.ts";
+import { dataMessage, PrepPackAnswer, prepPackSystemPrompt } from "./llm/prompts.ts";
 
 /** Minutes suggested per agenda item in the time-box checklist entry. */
 export const MINUTES_PER_AGENDA_ITEM = 10;
@@ -65,7 +67,12 @@ export function buildPrepPack(params: PrepPackParams): PrepPackResult {
     `${plural(agenda.length, "agenda item")}: ${agendaOverview}. ${reading} ` +
     `Plan for about ${totalMinutes} minutes.`;
 
-  return { checklist, summary };
+  const talking_points = agenda.map(
+    (item, i) =>
+      `${i + 1}. ${item}: where do we stand, what needs to be decided in this meeting, and who owns the next step?`,
+  );
+
+  return { checklist, summary, talking_points, language: "en", provider: "offline" };
 }
 
 /** "1 attendee", "3 attendees". */
@@ -85,9 +92,39 @@ function unique<T>(items: readonly T[], key: (item: T) => string): T[] {
 }
 
 /**
- * `prep_pack.create`: a meeting prep pack `{ checklist, summary }` built by {@link buildPrepPack}.
- * @throws {HandlerError} `VALIDATION_FAILED` (not retryable) for blank attendees or agenda (see {@link buildPrepPack}).
+ * `prep_pack.create`: a meeting prep pack `{ checklist, summary, talking_points, language, provider, model? }`.
+ * Offline (no model providers, or every provider failed and `offline` ends the chain):
+ * {@link buildPrepPack}. With a model: the chain writes checklist, talking points and summary
+ * in the profile's language, from the same params (validated; the params are checked by
+ * {@link buildPrepPack} first, so blank input never reaches a model).
+ * @throws {HandlerError} `VALIDATION_FAILED` (not retryable) for blank attendees or agenda; the chain's `LLM_*` codes.
  */
-export const prepPackHandler = defineHandler("prep_pack.create", async (params) => {
-  return buildPrepPack(params);
+export const prepPackHandler = defineHandler("prep_pack.create", async (params, ctx): Promise<PrepPackResult> => {
+  const offline = buildPrepPack(params);
+  if (ctx.llm.providers.length === 0) return offline;
+  const language = baseLanguage(ctx.profile.locale ?? "en");
+  ctx.live({ stage: "preparing", percent: 0 });
+  try {
+    const r = await ctx.llm.generate(
+      {
+        task: "prep_pack",
+        system: prepPackSystemPrompt(language),
+        user: dataMessage("The meeting.", {
+          meeting_title: params.meeting_title,
+          attendees: params.attendees,
+          agenda: params.agenda,
+          docs: params.docs ?? [],
+        }),
+        schema: PrepPackAnswer,
+        maxOutputTokens: 2000,
+        streamField: "summary",
+      },
+      llmCallOf(ctx, "preparing"),
+    );
+    return { ...r.value, language, provider: r.provider, model: r.model };
+  } catch (err) {
+    if (!answerOffline(ctx, err)) throw err;
+    ctx.logger.warn({ err }, "prep-pack:offline-fallback");
+    return offline;
+  }
 });

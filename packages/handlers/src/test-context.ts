@@ -1,7 +1,7 @@
 import { pino } from "pino";
 import type { ShareConnector } from "./connectors/share.ts";
-import type { HandlerContext, LlmProvider } from "./handler.ts";
-import { OfflineDraftProvider } from "./llm/offline-provider.ts";
+import type { HandlerContext } from "./handler.ts";
+import { type LlmClient, OFFLINE_LLM } from "./llm/client.ts";
 
 /** A share connector for handler unit tests that records what it was asked to share. */
 export function recordingShareConnector(): ShareConnector & { shared: unknown[] } {
@@ -23,13 +23,10 @@ export function recordingShareConnector(): ShareConnector & { shared: unknown[] 
 
 /**
  * A {@link HandlerContext} for handler unit tests: silent logger, fixed clock
- * (2026-03-02T08:00:00Z), the offline drafting provider unless another is given, a recording
- * share connector, no-op progress.
+ * (2026-03-02T08:00:00Z), no model providers (the offline paths) unless a client is given,
+ * empty profile and persona, a recording share connector, no-op progress and warnings.
  */
-export function fakeContext(
-  llm: LlmProvider = new OfflineDraftProvider(),
-  extra: Partial<HandlerContext> = {},
-): HandlerContext {
+export function fakeContext(llm: LlmClient = OFFLINE_LLM, extra: Partial<HandlerContext> = {}): HandlerContext {
   return {
     logger: pino({ enabled: false }),
     signal: new AbortController().signal,
@@ -38,8 +35,12 @@ export function fakeContext(
     correlationId: "c-001",
     now: () => new Date("2026-03-02T08:00:00Z"),
     llm,
+    profile: {},
+    persona: {},
     connectors: { share: recordingShareConnector() },
     progress: async () => {},
+    live: () => {},
+    budgetWarning: async () => {},
     ...extra,
   };
 }

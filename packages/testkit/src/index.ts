@@ -17,6 +17,7 @@ import { pino } from "pino";
 import { inject } from "vitest";
 import { spawnNatsServer, withDatabase } from "./infra.ts";
 
+export * from "./fake-llm.ts";
 export * from "./infra.ts";
 export * from "./sse-client.ts";
 export * from "./stack.ts";

@@ -20,6 +20,8 @@ import {
   COMMAND_TYPES,
   CommandMessage,
   isCommandType,
+  Persona,
+  Profile,
   subjects,
   type Tenant,
   tenantFromSubject,
@@ -27,6 +29,7 @@ import {
 } from "@nexus/contracts";
 import {
   askProgressPending,
+  budgetWarningPending,
   type CommandRow,
   completeCommand,
   completeExecution,
@@ -38,6 +41,7 @@ import {
   policyFor,
   progressPending,
   readPolicySettings,
+  readSettings,
   receiveCommand,
   restateCommand,
   resumeCommand,
@@ -50,7 +54,7 @@ import {
   HandlerError,
   isConnectorError,
   isHandlerError,
-  type LlmProvider,
+  type LlmClient,
   type ShareConnector,
 } from "@nexus/handlers";
 import {
@@ -62,6 +66,8 @@ import {
   type WorkerSpec,
 } from "@nexus/messaging";
 import type { Kysely } from "kysely";
+import { z } from "zod";
+import { createLiveProgress, type LiveProgress, type LiveProgressOptions } from "./live-progress.ts";
 
 /** A job of the command-worker. */
 export type CommandJob =
@@ -72,7 +78,10 @@ export type CommandJob =
 export interface CommandJobDeps {
   db: Kysely<Database>;
   js: JetStreamPublisher;
-  llm: LlmProvider;
+  /** The language-model layer (`OFFLINE_LLM` when no provider is configured). */
+  llm: LlmClient;
+  /** Live progress on core NATS; without it `ctx.live` does nothing. */
+  live?: LiveProgressOptions;
   share: ShareConnector;
   now: () => Date;
   /** The handler registry (default: every handler of `@nexus/handlers`). */
@@ -192,6 +201,35 @@ function permanentError(err: unknown): ApiError | undefined {
   return undefined;
 }
 
+/**
+ * Command types whose handlers write with the assistant and need the tenant's profile and
+ * persona: for these the worker reads the whole settings row (one query, also giving the
+ * policy) instead of only the policy.
+ */
+const ASSISTANT_TYPES: ReadonlySet<string> = new Set(["draft_email.create", "doc.summary.create", "prep_pack.create"]);
+
+/** Profile and persona as the handlers get them (`{}` for what does not parse). */
+function assistantSettings(s: { profile: unknown; persona: unknown } | undefined): {
+  profile: Profile;
+  persona: Persona;
+} {
+  const profile = Profile.safeParse(s?.profile ?? {});
+  // Non-strict: a field added to the persona later must not void the fields known here.
+  const persona = z.object(Persona.shape).safeParse(s?.persona ?? {});
+  return { profile: profile.success ? profile.data : {}, persona: persona.success ? persona.data : {} };
+}
+
+/** Live progress of one handler run (a no-op without `deps.live`). */
+function liveOf(
+  deps: CommandJobDeps,
+  t: Tenant,
+  commandId: string,
+  causality: { correlation_id: string; ask_id?: string },
+): LiveProgress {
+  if (!deps.live) return { push() {}, close() {} };
+  return createLiveProgress(deps.live, t, commandId, { ...causality, command_id: commandId });
+}
+
 /** A command message: record it, then run it or hold it (module doc). */
 async function handleCommand(
   deps: CommandJobDeps,
@@ -199,7 +237,8 @@ async function handleCommand(
   ctx: JobContext,
 ): Promise<void | DeadLetterRequest> {
   const t = m.tenant;
-  const settings = await readPolicySettings(deps.db, t);
+  const full = ASSISTANT_TYPES.has(m.type) ? await readSettings(deps.db, t) : undefined;
+  const settings = full ?? (await readPolicySettings(deps.db, t));
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
   const received = await receiveCommand(deps.db, m, policy, deps.now());
   if (received.kind === "conflict")
@@ -233,11 +272,13 @@ async function handleCommand(
   if (row.status !== "running") return; // finished before: restated, nothing runs again
 
   let result: unknown;
+  const live = liveOf(deps, t, m.command_id, { correlation_id: m.correlation_id });
   try {
     result = await runHandler(deps, row.type, row.params, ctx, {
       tenant: t,
       commandId: m.command_id,
       correlationId: m.correlation_id,
+      ...assistantSettings(full),
       progress: async (stage, percent) => {
         await publish(
           deps,
@@ -245,8 +286,17 @@ async function handleCommand(
           ctx,
         );
       },
+      live: (p) => live.push(p),
+      budgetWarning: async (w) => {
+        await publish(
+          deps,
+          { reports: [budgetWarningPending(row, w, deps.now())], notifications: [], messages: [] },
+          ctx,
+        );
+      },
     });
   } catch (err) {
+    live.close();
     const permanent = permanentError(err);
     if (!permanent || ctx.signal.aborted) throw err;
     const failed = await failCommand(deps.db, t, m.command_id, permanent, deps.now());
@@ -254,6 +304,7 @@ async function handleCommand(
     ctx.logger.info({ code: permanent.code }, "command:failed");
     return;
   }
+  live.close();
   ctx.signal.throwIfAborted();
   const done = await completeCommand(deps.db, t, m.command_id, result, deps.now());
   await publish(deps, done.effects, ctx);
@@ -268,6 +319,9 @@ async function handleApproved(deps: CommandJobDeps, m: ApprovedActionMessage, ct
     return;
   }
   let result: unknown;
+  const full = ASSISTANT_TYPES.has(start.action.type) ? await readSettings(deps.db, t) : undefined;
+  const causality = { correlation_id: m.correlation_id, ask_id: m.ask_id };
+  const live = liveOf(deps, t, m.command_id, causality);
   try {
     result = await runHandler(deps, start.action.type, start.action.params, ctx, {
       tenant: t,
@@ -275,6 +329,7 @@ async function handleApproved(deps: CommandJobDeps, m: ApprovedActionMessage, ct
       // Everything that follows a decision carries the decision's correlation id (LOCKED rule 4).
       correlationId: m.correlation_id,
       approval: { askId: m.ask_id, approvedBy: m.approved_by },
+      ...assistantSettings(full),
       progress: async (stage, percent) => {
         await publish(
           deps,
@@ -282,14 +337,28 @@ async function handleApproved(deps: CommandJobDeps, m: ApprovedActionMessage, ct
           ctx,
         );
       },
+      live: (p) => live.push(p),
+      budgetWarning: async (w) => {
+        await publish(
+          deps,
+          {
+            reports: [budgetWarningPending(start.command, w, deps.now(), causality)],
+            notifications: [],
+            messages: [],
+          },
+          ctx,
+        );
+      },
     });
   } catch (err) {
+    live.close();
     const permanent = permanentError(err);
     if (!permanent || ctx.signal.aborted) throw err;
     const failed = await deps.db.transaction().execute((tx) => failExecution(tx, t, m.ask_id, permanent, deps.now()));
     await publish(deps, failed.effects, ctx);
     return;
   }
+  live.close();
   ctx.signal.throwIfAborted();
   const done = await deps.db.transaction().execute((tx) => completeExecution(tx, t, m.ask_id, result, deps.now()));
   await publish(deps, done.effects, ctx);
@@ -305,7 +374,18 @@ async function runHandler(
   type: string,
   rawParams: unknown,
   ctx: JobContext,
-  c: Pick<HandlerContext, "tenant" | "commandId" | "correlationId" | "progress" | "approval">,
+  c: Pick<
+    HandlerContext,
+    | "tenant"
+    | "commandId"
+    | "correlationId"
+    | "progress"
+    | "approval"
+    | "live"
+    | "budgetWarning"
+    | "profile"
+    | "persona"
+  >,
 ): Promise<unknown> {
   const handler = (deps.handlers ?? HANDLERS).find((h) => h.type === type);
   if (!handler || !isCommandType(type)) throw permanent(apiError("HANDLER_FAILED", `No handler for ${type}`));

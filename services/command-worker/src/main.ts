@@ -1,24 +1,33 @@
 import { EventEmitter } from "node:events";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
-import {
-  createWebhookRelay,
-  OfflineDraftProvider,
-  OutboxShareConnector,
-  type ShareRelayEventMap,
-} from "@nexus/handlers";
+import { createLlmEvents, createWebhookRelay, OutboxShareConnector, type ShareRelayEventMap } from "@nexus/handlers";
 import { addHealthRoutes, createHttpApp } from "@nexus/http";
 import { isNatsConnected, runWorker } from "@nexus/messaging";
 import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import { sql } from "kysely";
 import { CommandWorkerConfig } from "./config.ts";
 import { commandWorkerSpec } from "./jobs.ts";
+import { createLlm, planLlmChain } from "./llm.ts";
+import { meterLlmEvents } from "./llm-metrics.ts";
 
 const config = parseConfig(CommandWorkerConfig, process.env);
+// Fail fast, before connecting anywhere: LLM_REQUIRED=true without a usable provider stops here
+// with a message naming what is missing.
+planLlmChain(config);
 const { logger, nc, js, db, metrics } = await startRuntime("command-worker", config, {
   streams: [STREAMS.commands, STREAMS.reports, STREAMS.dlq, STREAMS.notify],
   consumers: [{ stream: STREAMS.commands, name: CONSUMERS.commandWorker }],
 });
 const now = () => new Date();
+const llmEvents = createLlmEvents();
+const { llm, plan } = createLlm(config, { db, logger, events: llmEvents });
+meterLlmEvents(llmEvents, metrics, llm.providers);
+llmEvents.on("llm:budget", (e) => logger.warn(e, "llm:budget"));
+llmEvents.on("llm:call", (e) => logger.debug(e, "llm:call"));
+logger.info(
+  { providers: llm.providers, offline_fallback: plan.offlineFallback, skipped: plan.skipped },
+  "command-worker:llm",
+);
 
 const worker = await runWorker({
   js,
@@ -31,7 +40,8 @@ const worker = await runWorker({
     ...commandWorkerSpec({
       db,
       js,
-      llm: new OfflineDraftProvider(),
+      llm,
+      live: { nc, intervalMs: config.LLM_PROGRESS_INTERVAL_MS, logger },
       share: new OutboxShareConnector(db, now),
       now,
       config,

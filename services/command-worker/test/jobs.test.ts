@@ -22,7 +22,7 @@ import {
   defineHandler,
   HANDLERS,
   HandlerError,
-  OfflineDraftProvider,
+  OFFLINE_LLM,
   OutboxShareConnector,
 } from "@nexus/handlers";
 import { buildHeaders, connectNats, publishEffects, runWorker, type Worker } from "@nexus/messaging";
@@ -78,7 +78,7 @@ beforeAll(async () => {
       ...commandWorkerSpec({
         db: tdb.db,
         js: js(),
-        llm: new OfflineDraftProvider(),
+        llm: OFFLINE_LLM,
         share: new OutboxShareConnector(tdb.db),
         now: () => new Date(),
         handlers,

@@ -62,8 +62,12 @@ export const STREAM_PATH = "/agent/reports/stream";
  * tenant's hub; `ping` every `SSE_HEARTBEAT_MS`. `app.close()` ends every SSE response cleanly
  * and stops the hubs (ARCHITECTURE.md invariant 8); NATS and the database are the caller's.
  *
+ * Live `progress` events (no id) go to live connections only, from one core NATS subscription
+ * per tenant hub (hub.ts); they never touch a connection's cursor.
+ *
  * Metrics: `sse_connections`, `sse_hubs` (gauges), `sse_reports_sent_total`,
- * `sse_replays_total`, `sse_cursor_expired_total`, `sse_disconnects_total{reason}`.
+ * `sse_progress_sent_total`, `sse_replays_total`, `sse_cursor_expired_total`,
+ * `sse_disconnects_total{reason}`.
  */
 export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   const { config, logger, metrics, db } = deps;
@@ -99,9 +103,15 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     registers: [metrics],
   });
 
+  const progressSent = new Counter({
+    name: "sse_progress_sent_total",
+    help: "Live progress events written to SSE connections (best-effort, no id)",
+    registers: [metrics],
+  });
   const hubs = new HubRegistry(
     {
       js: deps.js,
+      nc: deps.nc,
       log,
       logger,
       bufferSize: config.HUB_BUFFER_SIZE,
@@ -175,6 +185,9 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     const listener: HubListener = {
       deliver: (r) => conn.sendReport(r),
       fail: () => conn.close("hub_failed"),
+      progress: (frame) => {
+        if (conn.sendProgress(frame)) progressSent.inc();
+      },
       get closed() {
         return conn.closed;
       },

@@ -123,6 +123,20 @@ export class SseConnection {
     this.write(frame);
   }
 
+  /**
+   * Writes a `progress` frame (no id) to a live connection. Progress is best-effort and never
+   * ends a connection: it is skipped while the connection is not live yet (snapshot, replay,
+   * handoff) and while the socket holds more than half of `maxBufferedBytes` (a slow client then
+   * loses progress, never reports). It does not touch {@link lastSent}.
+   * @returns true when written.
+   */
+  sendProgress(frame: string): boolean {
+    if (this.closed || !this.live || this.res.writableEnded) return false;
+    if (this.res.writableLength > this.opts.maxBufferedBytes / 2) return false;
+    this.res.write(frame);
+    return true;
+  }
+
   /** Writes an `error` event (no id). */
   sendError(error: ApiError): void {
     this.write(errorFrame(error, this.now()));

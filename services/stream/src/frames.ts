@@ -2,6 +2,7 @@ import {
   type ApiError,
   type ErrorEvent,
   type PingEvent,
+  ProgressEvent,
   type ReportEvent,
   type SnapshotEvent,
   SSE_RETRY_MS,
@@ -13,7 +14,7 @@ import {
  *
  * Every `data:` is one line of compact JSON (`JSON.stringify` escapes line breaks inside strings),
  * so a frame never needs multi-line `data:` fields. Only `snapshot` and `report` carry `id:`;
- * `ping` and `error` carry none, so they never move the client's Last-Event-ID.
+ * `ping`, `error` and `progress` carry none, so they never move the client's Last-Event-ID.
  */
 
 /** The first bytes of every connection: the reconnection delay hint, `retry: 3000`. */
@@ -74,4 +75,23 @@ export function pingFrame(now: Date): string {
 export function errorFrame(error: ApiError, now: Date): string {
   const data: ErrorEvent = { error, ts: now.toISOString() };
   return `event: error\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * The `progress` frame (no `id:`) of a live progress message read from the tenant's core NATS
+ * subject `nexus.progress.<org>.<project>`. The payload must be a {@link ProgressEvent} naming the
+ * tenant of the subject it was read from (invariant 4); anything else is refused.
+ * @returns the frame, or `null` when refused.
+ */
+export function progressFrame(data: Uint8Array, tenant: Tenant): string | null {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(decoder.decode(data));
+  } catch {
+    return null;
+  }
+  const r = ProgressEvent.safeParse(msg);
+  if (!r.success) return null;
+  if (r.data.tenant.org_id !== tenant.org_id || r.data.tenant.project_id !== tenant.project_id) return null;
+  return `event: progress\ndata: ${JSON.stringify(r.data)}\n\n`;
 }

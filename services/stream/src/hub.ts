@@ -8,7 +8,7 @@ import {
 import { STREAMS, subjects, type Tenant } from "@nexus/contracts";
 import type { Logger } from "pino";
 import type { ReportLog } from "./cursor.ts";
-import { type ReportFrame, reportFrame } from "./frames.ts";
+import { progressFrame, type ReportFrame, reportFrame } from "./frames.ts";
 
 /**
  * Per-tenant fan-out (ARCHITECTURE.md "Scale-out"): one JetStream read per tenant per
@@ -19,6 +19,10 @@ import { type ReportFrame, reportFrame } from "./frames.ts";
  * - coverage: a hub guarantees that every report of its tenant with
  *   `baseSeq < seq <= lastSeq` is in its ring buffer (reports refused by {@link reportFrame}
  *   are simply absent), and that it will hand every later one to its listeners, in order.
+ * - progress: live command progress from the core NATS subject `nexus.progress.<org>.<project>`
+ *   (one subscription per hub). It has no seq: it never enters the ring, never moves
+ *   `baseSeq`/`lastSeq` and takes no part in coverage or the gap proof below; it goes to the
+ *   listeners registered at that moment (live connections) and is otherwise dropped.
  */
 
 /** Something fed by a hub, synchronously and in seq order: in practice one SSE connection. */
@@ -27,6 +31,8 @@ export interface HubListener {
   deliver(r: ReportFrame): void;
   /** The hub stopped reading; the listener must end (its client resumes from its last id). */
   fail(): void;
+  /** A live `progress` frame (no id; best-effort, may be skipped). */
+  progress?(frame: string): void;
   /** A closed listener is not registered (or is dropped). */
   readonly closed: boolean;
 }
@@ -105,9 +111,19 @@ export class ReportRing {
   }
 }
 
+/** The part of a core NATS connection a hub needs for live progress. */
+export interface ProgressSource {
+  subscribe(
+    subject: string,
+    opts: { callback: (err: Error | null, msg: { data: Uint8Array }) => void },
+  ): { unsubscribe(): void };
+}
+
 /** Dependencies of a hub. */
 export interface HubDeps {
   js: JetStreamClient;
+  /** Core NATS for live progress; without it a hub forwards no progress. */
+  nc?: ProgressSource;
   log: ReportLog;
   logger: Logger;
   /** `HUB_BUFFER_SIZE`: frames kept for listeners that attach slightly behind live. */
@@ -156,6 +172,7 @@ export class TenantHub {
   private consumer: Consumer | undefined;
   private held: Held[] = [];
   private verifying = false;
+  private progressSub: { unsubscribe(): void } | undefined;
   /** Set by the registry: called once when the hub stops for any reason. */
   onStopped: (() => void) | undefined;
 
@@ -194,6 +211,17 @@ export class TenantHub {
     void hub.messages.closed().then((err) => {
       if (!hub.stopped) hub.fail(err ? `consumer stopped: ${err.message}` : "consumer stopped");
     });
+    // Live progress: one core subscription per hub; best-effort, so a failure to subscribe is
+    // logged and the hub runs without it.
+    try {
+      hub.progressSub = deps.nc?.subscribe(subjects.progress(tenant), {
+        callback: (err, msg) => {
+          if (!err) hub.onProgress(msg.data);
+        },
+      });
+    } catch (err) {
+      deps.logger.warn({ err, subject: hub.subject }, "hub:progress-subscribe-failed");
+    }
     deps.logger.debug({ subject: hub.subject, from: w + 1 }, "hub:started");
     return hub;
   }
@@ -264,6 +292,21 @@ export class TenantHub {
     this.accept(held);
   }
 
+  /** Forwards a live progress message to the registered listeners (see "progress" above). */
+  private onProgress(data: Uint8Array): void {
+    if (this.stopped || this.listeners.size === 0) return;
+    const frame = progressFrame(data, this.tenant);
+    if (!frame) return;
+    for (const l of this.listeners) {
+      if (l.closed) continue;
+      try {
+        l.progress?.(frame);
+      } catch (err) {
+        this.deps.logger.debug({ err, subject: this.subject }, "hub:progress-listener-failed");
+      }
+    }
+  }
+
   /** Proves (see class doc) that nothing was skipped before each fresh start, then releases the held frames. */
   private async verifyHeld(): Promise<void> {
     while (this.held.length > 0) {
@@ -330,6 +373,9 @@ export class TenantHub {
     clearTimeout(this.idleTimer);
     this.listeners.clear();
     this.held = [];
+    try {
+      this.progressSub?.unsubscribe();
+    } catch {}
     this.onStopped?.();
     await this.messages?.close().catch(() => {});
     await this.consumer?.delete().catch(() => {});

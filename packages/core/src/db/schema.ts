@@ -170,6 +170,57 @@ export interface StreamTicketsTable {
   used_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
+/** `numeric` columns: pg returns them as strings (no precision lost); written as numbers or strings. */
+type Numeric = ColumnType<string, number | string | undefined, number | string>;
+
+/** One model call that used tokens, with its estimated cost (the FinOps cost ledger). */
+export interface LlmCostLedgerTable {
+  id: Generated<string>;
+  org_id: string;
+  project_id: string;
+  /** UTC day of the call (`YYYY-MM-DD`), the budget's day. */
+  day: ColumnType<string, string, string>;
+  command_id: string;
+  provider: string;
+  model: string;
+  tokens_in: number;
+  tokens_out: number;
+  cost_usd: Numeric;
+  created_at: Generated<Date>;
+}
+
+/** A tenant's language-model spend per UTC day. */
+export interface LlmBudgetDaysTable {
+  org_id: string;
+  project_id: string;
+  day: ColumnType<string, string, string>;
+  spent_usd: Numeric;
+  calls: Generated<number>;
+  /** Set once, by the call that first crossed the soft threshold that day. */
+  soft_warned_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+/** One language-model call attempt, for audit (content columns only when enabled). */
+export interface LlmAuditTable {
+  id: Generated<string>;
+  org_id: string;
+  project_id: string;
+  command_id: string;
+  correlation_id: string;
+  task: string;
+  provider: string;
+  model: string;
+  outcome: string;
+  error_code: string | null;
+  tokens_in: Generated<number>;
+  tokens_out: Generated<number>;
+  cost_usd: Numeric;
+  latency_ms: number;
+  prompt: NullableJson;
+  output: string | null;
+  created_at: Generated<Date>;
+}
+
 /** The kysely database type. */
 export interface Database {
   tenant_settings: TenantSettingsTable;
@@ -181,4 +232,7 @@ export interface Database {
   report_outbox: ReportOutboxTable;
   api_keys: ApiKeysTable;
   stream_tickets: StreamTicketsTable;
+  llm_cost_ledger: LlmCostLedgerTable;
+  llm_budget_days: LlmBudgetDaysTable;
+  llm_audit: LlmAuditTable;
 }

@@ -14,8 +14,8 @@ function draft(overrides: Partial<DraftEmailRequest> = {}) {
 }
 
 describe("OfflineDraftProvider", () => {
-  it("is named offline-template", () => {
-    expect(provider.name).toBe("offline-template");
+  it("is named offline", () => {
+    expect(provider.name).toBe("offline");
   });
 
   it("writes a different email for every tone, each restating the brief", async () => {
@@ -115,6 +115,47 @@ describe("OfflineDraftProvider", () => {
     await expect(
       provider.draftEmail({ brief: "Hello", tone: "neutral", language: "en" }, aborted.signal),
     ).rejects.toThrow("shutting down");
+  });
+});
+
+describe("OfflineDraftProvider in Korean", () => {
+  const brief = "공급업체의 제안을 정중히 거절해 주세요";
+  const ko = (overrides: Partial<DraftEmailRequest> = {}) => draft({ brief, language: "ko", ...overrides });
+
+  it("greets with 님, restates the request in the first person, closes with 감사합니다 and the sender's name", async () => {
+    const { subject, body } = await ko({ senderName: "이민준" });
+    expect(subject).toBe("공급업체의 제안 거절 건");
+    const paragraphs = body.split("\n\n");
+    expect(paragraphs[0]).toBe("안녕하세요, Kim님.");
+    expect(paragraphs).toContain("공급업체의 제안을 거절하고자 합니다.");
+    expect(paragraphs.at(-1)).toBe("감사합니다.\n이민준 드림");
+    expect(body.replaceAll("Kim", "")).not.toMatch(/[A-Za-z]/); // no English phrases (the recipient's name aside)
+  });
+
+  it("writes a different Korean email for every tone", async () => {
+    const bodies = await Promise.all(TONES.map((tone) => ko({ tone }).then((d) => d.body)));
+    expect(new Set(bodies).size).toBe(TONES.length);
+    expect(bodies[TONES.indexOf("formal")]?.startsWith("안녕하십니까, Kim님.")).toBe(true);
+    expect(bodies[TONES.indexOf("apologetic")]).toContain("죄송합니다");
+    for (const b of bodies) expect(b).toContain("감사합니다.");
+  });
+
+  it("never uses the brief as subject or body, also for statements and without a recipient", async () => {
+    for (const b of [brief, "회의 일정이 다음 주로 변경되었습니다.", "견적서를 보내 주세요"]) {
+      const d = await draft({ brief: b, language: "ko", to: undefined });
+      expect(d.subject).not.toBe(b);
+      expect(d.body).not.toBe(b);
+      expect(d.body.startsWith("안녕하세요.")).toBe(true);
+    }
+    expect((await draft({ brief: "견적서를 보내 주세요", language: "ko" })).body).toContain(
+      "견적서를 보내 드리고자 합니다.",
+    );
+  });
+
+  it("uses ko phrases for ko-KR and keeps an explicit subject", async () => {
+    const d = await ko({ language: "ko-KR", subject: "제안 회신" });
+    expect(d.subject).toBe("제안 회신");
+    expect(d.body.startsWith("안녕하세요, Kim님.")).toBe(true);
   });
 });
 

@@ -1,9 +1,10 @@
-import type { DraftEmailRequest, LlmProvider } from "../handler.ts";
+import type { DraftEmailRequest } from "../handler.ts";
 import { HandlerError } from "../handler.ts";
+import { baseLanguage } from "./language.ts";
 
 type Tone = DraftEmailRequest["tone"];
 /** Languages with their own phrase table; every other language falls back to English. */
-type PhraseLanguage = "en" | "de";
+type PhraseLanguage = "en" | "de" | "ko";
 
 /** A recipient name derived from an email address: `first` for casual greetings, `full` for formal ones. */
 export interface RecipientName {
@@ -19,7 +20,12 @@ interface TonePhrases {
   closing: string;
   /** The complimentary close; English puts a comma after it, German does not. */
   signOff: string;
+  /** The line with the sender's name under the sign-off (Korean: "<name> 드림"). */
+  signature?: (name: string) => string;
 }
+
+/** Korean greetings: the recipient's name with the honorific 님. */
+const koName = (n: RecipientName | undefined) => (n ? `${n.full}님` : undefined);
 
 const PHRASES: Record<PhraseLanguage, Record<Tone, TonePhrases>> = {
   en: {
@@ -84,7 +90,61 @@ const PHRASES: Record<PhraseLanguage, Record<Tone, TonePhrases>> = {
       signOff: "Beste Grüße",
     },
   },
+  ko: {
+    neutral: {
+      greeting: (n) => (n ? `안녕하세요, ${koName(n)}.` : "안녕하세요."),
+      opening: "다름이 아니라 다음 건으로 연락드립니다.",
+      closing: "궁금하신 점이 있으시면 언제든지 말씀해 주세요.",
+      signOff: "감사합니다.",
+      signature: (name) => `${name} 드림`,
+    },
+    friendly: {
+      greeting: (n) => (n ? `안녕하세요, ${koName(n)}!` : "안녕하세요!"),
+      opening: "잘 지내고 계시지요?",
+      closing: "편하실 때 언제든 연락 주세요!",
+      signOff: "감사합니다.",
+      signature: (name) => `${name} 드림`,
+    },
+    formal: {
+      greeting: (n) => (n ? `안녕하십니까, ${koName(n)}.` : "안녕하십니까."),
+      opening: "항상 협조해 주셔서 진심으로 감사드립니다.",
+      closing: "추가로 필요하신 사항이 있으시면 언제든지 연락 주시기 바랍니다.",
+      signOff: "감사합니다.",
+      signature: (name) => `${name} 드림`,
+    },
+    firm: {
+      greeting: (n) => (n ? `안녕하세요, ${koName(n)}.` : "안녕하세요."),
+      opening: "다음 사항을 분명히 말씀드리고자 합니다.",
+      closing: "내용을 확인하신 후 향후 진행 방향과 함께 회신 부탁드립니다.",
+      signOff: "감사합니다.",
+      signature: (name) => `${name} 드림`,
+    },
+    apologetic: {
+      greeting: (n) => (n ? `안녕하세요, ${koName(n)}.` : "안녕하세요."),
+      opening: "먼저 불편을 드려 대단히 죄송합니다.",
+      closing: "다시 한번 양해를 부탁드리며, 이해해 주셔서 감사합니다.",
+      signOff: "감사합니다.",
+      signature: (name) => `${name} 드림`,
+    },
+  },
 };
+
+/** Korean manner adverbs ("politely", "briefly", …): how to write, not what to say; dropped. */
+const KOREAN_MANNER_WORDS = new Set([
+  "정중히",
+  "정중하게",
+  "공손히",
+  "공손하게",
+  "예의 바르게",
+  "간단히",
+  "간단하게",
+  "짧게",
+  "빠르게",
+  "부드럽게",
+  "단호하게",
+  "친절하게",
+  "좀",
+]);
 
 /** How English drafts turn the brief into first person, per tone (see {@link restateInFirstPerson}). */
 interface EnglishLeads {
@@ -245,15 +305,22 @@ export const MAX_DERIVED_SUBJECT_LENGTH = 80;
  * - a per-tone **closing** paragraph and **sign-off**, followed by `senderName` when given.
  *
  * Tones: `neutral`, `friendly`, `formal`, `firm`, `apologetic` (each with its own phrasing).
- * Languages: `en` and `de` (the base of a tag such as `de-DE`) have phrase tables; any other
- * language falls back to English. The brief itself is never translated.
+ * Languages: `en`, `de` and `ko` (the base of a tag such as `de-DE`) have phrase tables; any
+ * other language falls back to English. The brief itself is never translated.
+ *
+ * Korean (`ko`): "안녕하세요, <name>님." (formal "안녕하십니까"), a tone opening, the brief restated
+ * in the first person — manner adverbs such as 정중히 dropped and a request to the writer
+ * ("…을 거절해 주세요") turned into the writer's statement ("…을 거절하고자 합니다.") — a closing,
+ * "감사합니다." and "<sender> 드림". The subject is the brief's topic as a short noun phrase
+ * ("공급업체의 제안 거절 건"), never the brief itself.
  *
  * Subject: `req.subject` when given, else the brief's first sentence without manner adverbs,
  * title-cased in English (sentence case otherwise) and cut at a word boundary to at most
  * {@link MAX_DERIVED_SUBJECT_LENGTH} characters (with "…").
  */
-export class OfflineDraftProvider implements LlmProvider {
-  readonly name = "offline-template";
+export class OfflineDraftProvider {
+  /** The provider name results carry (`provider: "offline"`). */
+  readonly name = "offline";
 
   /**
    * Drafts an email from `req`; the body's paragraphs are separated by blank lines.
@@ -273,19 +340,91 @@ export class OfflineDraftProvider implements LlmProvider {
     const content =
       language === "en"
         ? restateInFirstPerson(briefParagraphs, ENGLISH_LEADS[req.tone], recipient)
-        : briefParagraphs.map(joinSentences);
+        : language === "ko"
+          ? restateKorean(req.brief)
+          : briefParagraphs.map(joinSentences);
     const paragraphs = [phrases.greeting(recipient), phrases.opening, ...content, phrases.closing];
-    const signature = req.senderName?.trim() ? `${phrases.signOff}\n${req.senderName.trim()}` : phrases.signOff;
+    const sender = req.senderName?.trim();
+    const signature = sender
+      ? `${phrases.signOff}\n${phrases.signature ? phrases.signature(sender) : sender}`
+      : phrases.signOff;
     const body = [...paragraphs.filter((p): p is string => p !== undefined), signature].join("\n\n");
 
-    const subject = req.subject?.trim() || deriveSubject(briefParagraphs, language);
+    const subject =
+      req.subject?.trim() || (language === "ko" ? koreanSubject(req.brief) : deriveSubject(briefParagraphs, language));
     return { subject, body };
   }
 }
 
 /** The phrase table for a language tag: its base language when known, else English. */
 function phraseLanguage(tag: string): PhraseLanguage {
-  return tag.toLowerCase().split("-")[0] === "de" ? "de" : "en";
+  const base = baseLanguage(tag);
+  return base === "de" || base === "ko" ? base : "en";
+}
+
+/** Korean sentences of a brief, by paragraph: split after . ! ? 。 and at line breaks. */
+function koreanParagraphs(brief: string): string[][] {
+  return brief
+    .split(/\n\s*\n/)
+    .map((p) =>
+      p
+        .split(/(?<=[.!?。！？])\s+|\n+/)
+        .map((x) => x.trim())
+        .filter((x) => /[\p{L}\p{N}]/u.test(x)),
+    )
+    .filter((p) => p.length > 0);
+}
+
+/** Drops Korean manner adverbs (정중히, 간단히, …) anywhere in a sentence. */
+function stripKoreanManner(sentence: string): string {
+  let out = ` ${sentence} `;
+  for (const w of KOREAN_MANNER_WORDS) out = out.replaceAll(` ${w} `, " ");
+  return out.replace(/\s+/g, " ").trim();
+}
+
+/**
+ * A Korean request to the writer as the writer's statement: "…해 주세요/하세요/해 주십시오" →
+ * "…하고자 합니다.", other "…어/아 주세요" → "… 드리고자 합니다." (what one does for the
+ * reader); anything else is kept, with a final full stop.
+ */
+function koreanStatement(sentence: string): string {
+  const s = stripKoreanManner(sentence).replace(/[.!?。！？]+$/, "");
+  const request = /(?:\s?주세요|\s?주십시오|\s?주시기\s?바랍니다|\s?줘요|\s?줘)$/;
+  if (/해$/.test(s.replace(request, "")) && request.test(s))
+    return `${s.replace(request, "").replace(/해$/, "하")}고자 합니다.`;
+  if (/하(?:세요|십시오)$/.test(s)) return `${s.replace(/(?:세요|십시오)$/, "")}고자 합니다.`;
+  if (request.test(s)) return `${s.replace(request, "")} 드리고자 합니다.`;
+  return `${s}.`;
+}
+
+/** The brief restated for a Korean draft (see {@link koreanStatement}), paragraphs kept. */
+function restateKorean(brief: string): string[] {
+  return koreanParagraphs(brief).map((sentences) => sentences.map(koreanStatement).join(" "));
+}
+
+/** Korean object and topic particles at the end of a word (…을/를/은/는). */
+const KOREAN_PARTICLE = /(?<=\p{Script=Hangul})(?:을|를|은|는)$/u;
+
+/**
+ * A short Korean subject naming the brief's topic: its first sentence without manner adverbs
+ * and without the request ending ("해 주세요"), the particle before the final verb noun
+ * dropped, then "건" ("공급업체의 제안을 정중히 거절해 주세요" → "공급업체의 제안 거절 건"); at
+ * most 40 characters.
+ */
+function koreanSubject(brief: string): string {
+  const first = koreanParagraphs(brief)[0]?.[0] ?? brief;
+  let topic = stripKoreanManner(first)
+    .replace(/[.!?。！？]+$/, "")
+    .replace(/\s?(?:해|하여)?\s?(?:주세요|주십시오|주시기\s?바랍니다|줘요|줘)$/, "")
+    .replace(/(?:하세요|하십시오|하기|할 것)$/, "")
+    .trim();
+  const words = topic.split(" ");
+  if (words.length >= 2) {
+    const i = words.length - 2;
+    words[i] = (words[i] ?? "").replace(KOREAN_PARTICLE, "");
+    topic = words.join(" ");
+  }
+  return truncateAtWord(`${topic} 건`.trim(), 40);
 }
 
 /**
