@@ -21,6 +21,8 @@ export const ErrorCode = z.enum([
   "ASK_EXPIRED",
   "RISK_LOWERING_FORBIDDEN",
   "PAYLOAD_TOO_LARGE",
+  "URI_TOO_LONG",
+  "HEADERS_TOO_LARGE",
   "UNSUPPORTED_MEDIA_TYPE",
   "RATE_LIMITED",
   "DEPENDENCY_UNAVAILABLE",
@@ -104,6 +106,10 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
       return { status: 409, message: "The ask has expired", recoverable: false };
     case "PAYLOAD_TOO_LARGE":
       return { status: 413, message: "The request body is too large", recoverable: false };
+    case "URI_TOO_LONG":
+      return { status: 414, message: "The URL is too long", recoverable: false };
+    case "HEADERS_TOO_LARGE":
+      return { status: 431, message: "The request's header fields are too large", recoverable: false };
     case "UNSUPPORTED_MEDIA_TYPE":
       return { status: 415, message: "Unsupported content type", recoverable: false };
     case "RATE_LIMITED":

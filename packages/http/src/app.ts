@@ -1,7 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import fastifyHelmet from "@fastify/helmet";
-import { redactUrl } from "@nexus/contracts";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController, type RawServerDefault } from "fastify";
+import { apiError, redactUrl } from "@nexus/contracts";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  LogController,
+  type RawServerDefault,
+} from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
@@ -61,6 +67,15 @@ export function createHttpApp(opts: HttpAppOptions): App {
     return503OnClosing: opts.return503OnClosing ?? true,
     trustProxy: opts.trustProxy ?? false,
     clientErrorHandler,
+    // A path whose percent-escapes do not decode fails in the router, before any hook.
+    frameworkErrors: (err, _req, res) => {
+      const reply = res as unknown as FastifyReply;
+      void reply
+        .code(400)
+        .send({
+          error: apiError("VALIDATION_FAILED", err.message, [{ path: "url", issue: "malformed percent-escape" }]),
+        });
+    },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

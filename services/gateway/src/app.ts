@@ -56,7 +56,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: "/docs", staticCSP: true });
+  await app.register(fastifySwaggerUi, {
+    routePrefix: "/docs",
+    staticCSP: true,
+    // The docs page may not be framed either (its own policy says 'self').
+    transformStaticCSP: (csp) => csp.replace("frame-ancestors 'self'", "frame-ancestors 'none'"),
+  });
   await app.register(authPlugin, { auth: deps.config, db: deps.db });
   await app.register(fastifyRateLimit, {
     max: deps.config.RATE_LIMIT_PER_MINUTE,
