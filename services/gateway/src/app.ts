@@ -66,9 +66,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
   await app.register(fastifyRateLimit, {
     max: deps.config.RATE_LIMIT_PER_MINUTE,
     timeWindow: 60_000,
-    // After authentication: the budget is the authenticated tenant's and principal's, so one
-    // tenant's flood never spends another's (behind an ingress every client shares one address).
-    hook: "preHandler",
+    // Right after authentication (the auth plugin's onRequest hook is registered first): the
+    // budget is the authenticated tenant's and principal's, so one tenant's flood never spends
+    // another's (behind an ingress every client shares one address), and a refused request
+    // costs no body parsing or validation.
+    hook: "onRequest",
     keyGenerator: (req) =>
       req.tenant ? `${req.tenant.org_id}/${req.tenant.project_id}/${req.principal}` : `ip:${req.ip}`,
     allowList: (req) => ["/health", "/ready", "/metrics"].includes(req.url),

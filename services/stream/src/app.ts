@@ -120,6 +120,14 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     },
     (n) => hubsGauge.set(n),
   );
+  new Gauge({
+    name: "sse_hub_buffered_bytes",
+    help: "Bytes of report frames held in the tenant hubs' rings (each bounded by HUB_BUFFER_BYTES)",
+    registers: [metrics],
+    collect() {
+      this.set(hubs.bufferedBytes());
+    },
+  });
   const connections = new Set<SseConnection>();
   let closing = false;
 

@@ -165,6 +165,11 @@ export class TenantHub {
   lastSeq: number;
   stopped = false;
   private readonly ring: ReportRing;
+
+  /** Bytes of report frames held in this hub's ring (at most `HUB_BUFFER_BYTES`). */
+  get bufferedBytes(): number {
+    return this.ring.bytes;
+  }
   private readonly listeners = new Set<HubListener>();
   private holders = 0;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -409,6 +414,13 @@ export class HubRegistry {
   /** Number of running hubs. */
   get size(): number {
     return this.live.size;
+  }
+
+  /** Bytes of report frames held by all running hubs' rings together. */
+  bufferedBytes(): number {
+    let n = 0;
+    for (const h of this.live) n += h.bufferedBytes;
+    return n;
   }
 
   /** The running hub of a tenant, if any (for tests and metrics). */
