@@ -70,11 +70,9 @@ export function createHttpApp(opts: HttpAppOptions): App {
     // A path whose percent-escapes do not decode fails in the router, before any hook.
     frameworkErrors: (err, _req, res) => {
       const reply = res as unknown as FastifyReply;
-      void reply
-        .code(400)
-        .send({
-          error: apiError("VALIDATION_FAILED", err.message, [{ path: "url", issue: "malformed percent-escape" }]),
-        });
+      void reply.code(400).send({
+        error: apiError("VALIDATION_FAILED", err.message, [{ path: "url", issue: "malformed percent-escape" }]),
+      });
     },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
