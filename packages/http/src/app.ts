@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import fastifyHelmet from "@fastify/helmet";
 import { apiError, redactUrl } from "@nexus/contracts";
 import Fastify, {
   type FastifyBaseLogger,
@@ -9,6 +8,7 @@ import Fastify, {
   type RawServerDefault,
 } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import helmet from "helmet";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { installErrorHandling } from "./errors.ts";
@@ -80,9 +80,9 @@ export function createHttpApp(opts: HttpAppOptions): App {
   installErrorHandling(app as unknown as FastifyInstance);
   installInputGuards(app as unknown as FastifyInstance);
   // Security headers on every response (API and console): a strict Content-Security-Policy
-  // (same origin only, no framing), nosniff, no referrer, no cross-origin embedding.
-  void app.register(fastifyHelmet, {
-    global: true,
+  // (same origin only, no framing), nosniff, no referrer, no cross-origin embedding. helmet's
+  // middleware is built once (@fastify/helmet rebuilds it, parsing the policy, per request).
+  const securityHeaders = helmet({
     contentSecurityPolicy: {
       directives: {
         defaultSrc: ["'self'"],
@@ -101,6 +101,9 @@ export function createHttpApp(opts: HttpAppOptions): App {
     frameguard: { action: "deny" },
     referrerPolicy: { policy: "no-referrer" },
     strictTransportSecurity: false, // TLS ends at the ingress, which sets HSTS
+  });
+  app.addHook("onRequest", (req, reply, done) => {
+    securityHeaders(req.raw, reply.raw, (err) => done(err as Error | undefined));
   });
 
   const duration = new Histogram({

@@ -48,7 +48,8 @@ export interface PublishMeta {
 
 /** A new W3C `traceparent` (version 00, sampled). Source: W3C Trace Context §3.2. */
 export function newTraceparent(): string {
-  return `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
+  const hex = randomBytes(24).toString("hex");
+  return `00-${hex.slice(0, 32)}-${hex.slice(32)}-01`;
 }
 
 /** Builds the NATS headers for {@link PublishMeta}. */
