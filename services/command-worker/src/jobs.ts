@@ -208,14 +208,16 @@ function permanentError(err: unknown): ApiError | undefined {
  */
 const ASSISTANT_TYPES: ReadonlySet<string> = new Set(["draft_email.create", "doc.summary.create", "prep_pack.create"]);
 
+/** The persona, non-strict: a field added to the persona later must not void the fields known here. */
+const LoosePersona = z.object(Persona.shape);
+
 /** Profile and persona as the handlers get them (`{}` for what does not parse). */
 function assistantSettings(s: { profile: unknown; persona: unknown } | undefined): {
   profile: Profile;
   persona: Persona;
 } {
   const profile = Profile.safeParse(s?.profile ?? {});
-  // Non-strict: a field added to the persona later must not void the fields known here.
-  const persona = z.object(Persona.shape).safeParse(s?.persona ?? {});
+  const persona = LoosePersona.safeParse(s?.persona ?? {});
   return { profile: profile.success ? profile.data : {}, persona: persona.success ? persona.data : {} };
 }
 
