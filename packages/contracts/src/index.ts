@@ -1,5 +1,6 @@
 export * from "./approvals.ts";
 export * from "./commands.ts";
+export * from "./config.ts";
 export * from "./errors.ts";
 export * from "./messages.ts";
 export * from "./reports.ts";

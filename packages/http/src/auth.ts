@@ -20,7 +20,7 @@
  * limited per client address (`AUTH_FAILURES_PER_MINUTE`, then `429`).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { isTenantToken, type Tenant } from "@nexus/contracts";
+import { commaList, isTenantToken, type Tenant } from "@nexus/contracts";
 import { AppError, type Database, findApiKey, redeemTicket } from "@nexus/core";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
@@ -29,16 +29,7 @@ import type { Kysely } from "kysely";
 import { LRUCache } from "lru-cache";
 import { z } from "zod";
 
-/** Parses a comma-separated env var into trimmed, non-empty strings. */
-const csv = z
-  .string()
-  .default("")
-  .transform((s) =>
-    s
-      .split(",")
-      .map((x) => x.trim())
-      .filter(Boolean),
-  );
+const csv = commaList;
 
 /** Authentication settings (gateway and stream); see README "Security" and "Configuration". */
 export const AuthConfig = z.object({

@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import { splitList } from "@nexus/contracts";
 import type { Logger } from "pino";
 import { inboxPrefix } from "./permissions.ts";
 
@@ -52,24 +53,20 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
   const a = opts.auth ?? {};
   let user = a.user;
   let pass = a.password;
-  const servers = opts.url
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((s) => {
-      // nats.js does not read credentials from the URL: take them out and pass them explicitly.
-      try {
-        const u = new URL(s);
-        if (u.username) {
-          user ??= decodeURIComponent(u.username);
-          pass ??= decodeURIComponent(u.password);
-          u.username = "";
-          u.password = "";
-          return u.toString().replace(/\/$/, "");
-        }
-      } catch {}
-      return s;
-    });
+  const servers = splitList(opts.url).map((s) => {
+    // nats.js does not read credentials from the URL: take them out and pass them explicitly.
+    try {
+      const u = new URL(s);
+      if (u.username) {
+        user ??= decodeURIComponent(u.username);
+        pass ??= decodeURIComponent(u.password);
+        u.username = "";
+        u.password = "";
+        return u.toString().replace(/\/$/, "");
+      }
+    } catch {}
+    return s;
+  });
   const prefix = a.inboxPrefix ?? (user ? inboxPrefix(user) : undefined);
   const options: ConnectionOptions = {
     servers,

@@ -1,3 +1,4 @@
+import { commaList } from "@nexus/contracts";
 import { BaseConfig, envBool } from "@nexus/runtime";
 import { z } from "zod";
 
@@ -16,16 +17,7 @@ export const LlmConfig = z.object({
   /** The first provider of the chain; `offline` (templates, TextRank; no key) by default. */
   LLM_PRIMARY_PROVIDER: LlmProviderName.default("offline"),
   /** Comma-separated providers tried in order after the primary; `offline` may end the list. */
-  LLM_FALLBACK_PROVIDERS: z
-    .string()
-    .default("")
-    .transform((s) =>
-      s
-        .split(",")
-        .map((x) => x.trim())
-        .filter(Boolean),
-    )
-    .pipe(z.array(LlmProviderName)),
+  LLM_FALLBACK_PROVIDERS: commaList.pipe(z.array(LlmProviderName)),
   /** Refuse to start without a usable model provider (the offline provider does not count). */
   LLM_REQUIRED: envBool,
   OPENAI_API_KEY: z.string().optional(),

@@ -1,3 +1,4 @@
+import { splitList } from "@nexus/contracts";
 import type { Database } from "@nexus/core";
 import type { JetStreamPublisher, LastMessageReader } from "@nexus/messaging";
 import type { Kysely, Transaction } from "kysely";
@@ -59,12 +60,7 @@ export async function faultAt(
 
 /** A {@link FaultHook} that SIGKILLs the process at the listed steps (`FAULT_INJECT_CRASH_AT`). */
 export function crashAt(steps: string): FaultHook | undefined {
-  const set = new Set(
-    steps
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean),
-  );
+  const set = new Set(splitList(steps));
   if (set.size === 0) return undefined;
   return (step) => {
     if (set.has(step)) process.kill(process.pid, "SIGKILL");
