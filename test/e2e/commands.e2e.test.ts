@@ -1,3 +1,4 @@
+import { NexusApiError } from "@nexus/client";
 import { ReportEvent, SnapshotEvent } from "@nexus/contracts";
 import { uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -32,34 +33,33 @@ const GREEN = {
   },
 } as const;
 
-describe("POST /sidecar/command end to end", () => {
+describe("POST /sidecar/command end to end (through the SDK)", () => {
   it("answers 202 with the accepted body and the first follow-up report id", async () => {
     const t = uniqueTenant();
-    const sse = await e.stream(t);
+    const w = await e.watch(t);
     const body = command("draft_email.create", GREEN["draft_email.create"]);
-    const r = await e.call("POST", "/sidecar/command", t, body);
-    expect(r.status).toBe(202);
-    expect(r.body).toEqual({
+    const accepted = await e.client(t).sendCommand(body);
+    expect(accepted).toEqual({
       accepted: true,
       status: "accepted",
       command_id: body.command_id,
       first_followup_report_id: expect.stringMatching(/^[1-9][0-9]*$/),
       correlation_id: body.client_context.correlation_id,
     });
-    const accepted = await sse.waitForReport("command.accepted", { command_id: body.command_id });
-    expect(accepted.report_id).toBe(r.body.first_followup_report_id);
+    const report = await w.waitForReport("command.accepted", { command_id: body.command_id });
+    expect(report.report_id).toBe(accepted.first_followup_report_id);
   });
 
   it("runs every GREEN type to a real result, with the correlation id in every follow-up report", async () => {
     const t = uniqueTenant();
-    const sse = await e.stream(t);
+    const w = await e.watch(t);
+    const c = e.client(t);
     for (const [type, params] of Object.entries(GREEN)) {
       const body = command(type, params as Record<string, unknown>);
-      const r = await e.call("POST", "/sidecar/command", t, body);
-      expect(r.status, JSON.stringify(r.body)).toBe(202);
-      const done = await sse.waitForReport("command.completed", { command_id: body.command_id }, 15_000);
+      await c.sendCommand(body);
+      const done = await w.waitForReport("command.completed", { command_id: body.command_id }, 15_000);
       expect(ReportEvent.safeParse(done).success).toBe(true);
-      const mine = sse.reports().filter((x) => x.causality.command_id === body.command_id);
+      const mine = w.reports().filter((x) => x.causality.command_id === body.command_id);
       expect(mine.map((x) => x.report.type)).toEqual(["command.accepted", "command.started", "command.completed"]);
       for (const x of mine) expect(x.causality.correlation_id).toBe(body.client_context.correlation_id);
       const result = done.report.result;
@@ -89,34 +89,34 @@ describe("POST /sidecar/command end to end", () => {
 
   it("summarises a document of almost 1 MiB (the largest legal text passes through NATS)", async () => {
     const t = uniqueTenant();
-    const sse = await e.stream(t);
+    const w = await e.watch(t);
     const sentence = "JetStream keeps every report of a tenant in order and replays it after a reconnect. ";
     const text = sentence.repeat(Math.floor((1024 * 1024 - 100) / sentence.length));
     const body = command("doc.summary.create", { text, max_sentences: 2 });
-    const r = await e.call("POST", "/sidecar/command", t, body);
-    expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(202);
-    const done = await sse.waitForReport("command.completed", { command_id: body.command_id }, 30_000);
+    await e.client(t).sendCommand(body);
+    const done = await w.waitForReport("command.completed", { command_id: body.command_id }, 30_000);
     expect(done.report.result.sentences).toHaveLength(2);
   });
 
   it("fails calendar.options.create clearly when fewer than 3 slots exist", async () => {
     const t = uniqueTenant();
-    const sse = await e.stream(t);
+    const w = await e.watch(t);
     const body = command("calendar.options.create", {
       duration_minutes: 60,
       window: { start: "2026-03-02T09:00:00+01:00", end: "2026-03-02T11:00:00+01:00" },
       busy: [],
       timezone: "Europe/Berlin",
     });
-    expect((await e.call("POST", "/sidecar/command", t, body)).status).toBe(202);
-    const failed = await sse.waitForReport("command.failed", { command_id: body.command_id });
+    await e.client(t).sendCommand(body);
+    const failed = await w.waitForReport("command.failed", { command_id: body.command_id });
     expect(failed.report.error.code).toBe("INSUFFICIENT_SLOTS");
     expect(failed.report.error.message).toMatch(/2/);
   });
 
   it("accepts the older dialect exactly like the canonical one", async () => {
     const t = uniqueTenant();
-    const sse = await e.stream(t);
+    const w = await e.watch(t);
+    // The older dialect on purpose: raw HTTP (the SDK speaks the canonical one).
     const r = await e.call("POST", "/sidecar/command", t, {
       command_type: "prep_pack.create",
       params: GREEN["prep_pack.create"],
@@ -125,28 +125,27 @@ describe("POST /sidecar/command end to end", () => {
     expect(r.status).toBe(202);
     expect(r.body.correlation_id).toBe("legacy-corr");
     expect(r.body.command_id).toMatch(/^[0-9a-f-]{36}$/);
-    const done = await sse.waitForReport("command.completed", { command_id: r.body.command_id });
+    const done = await w.waitForReport("command.completed", { command_id: r.body.command_id });
     expect(done.causality.correlation_id).toBe("legacy-corr");
   });
 
   it("is idempotent on command_id: same body → same 202 (also 10 in parallel) and one run; other body → 409", async () => {
     const t = uniqueTenant();
-    const sse = await e.stream(t);
+    const w = await e.watch(t);
+    const c = e.client(t);
     const body = command("doc.summary.create", GREEN["doc.summary.create"]);
-    const answers = await Promise.all(Array.from({ length: 10 }, () => e.call("POST", "/sidecar/command", t, body)));
-    for (const a of answers) expect(a.status).toBe(202);
-    expect(new Set(answers.map((a) => JSON.stringify(a.body))).size).toBe(1);
-    await sse.waitForReport("command.completed", { command_id: body.command_id });
-    const again = await e.call("POST", "/sidecar/command", t, body);
-    expect(again.body).toEqual(answers[0]!.body);
-    const conflict = await e.call("POST", "/sidecar/command", t, {
-      ...body,
-      params: { text: "Something else entirely." },
-    });
-    expect(conflict.status).toBe(409);
-    expect(conflict.body.error.code).toBe("IDEMPOTENCY_CONFLICT");
+    const answers = await Promise.all(Array.from({ length: 10 }, () => c.sendCommand(body)));
+    expect(new Set(answers.map((a) => JSON.stringify(a))).size).toBe(1);
+    await w.waitForReport("command.completed", { command_id: body.command_id });
+    expect(await c.sendCommand(body)).toEqual(answers[0]);
+    const conflict = await c.sendCommand({ ...body, params: { text: "Something else entirely." } }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(conflict).toBeInstanceOf(NexusApiError);
+    expect(conflict).toMatchObject({ status: 409, code: "IDEMPOTENCY_CONFLICT", recoverable: false, attempts: 1 });
     await new Promise((r) => setTimeout(r, 500));
-    const mine = sse.reports().filter((x) => x.causality.command_id === body.command_id);
+    const mine = w.reports().filter((x) => x.causality.command_id === body.command_id);
     expect(mine.filter((x) => x.report.type === "command.completed")).toHaveLength(1);
     expect(mine.filter((x) => x.report.type === "command.accepted")).toHaveLength(1);
   });
@@ -154,16 +153,29 @@ describe("POST /sidecar/command end to end", () => {
   it("keeps command ids per tenant: another tenant reusing a command_id gets its own command run", async () => {
     const a = uniqueTenant();
     const b = uniqueTenant();
-    const [sa, sb] = [await e.stream(a), await e.stream(b)];
+    const [wa, wb] = [await e.watch(a), await e.watch(b)];
     const body = command("prep_pack.create", GREEN["prep_pack.create"]);
     const other = { ...body, params: { ...GREEN["prep_pack.create"], meeting_title: "B's own meeting" } };
-    expect((await e.call("POST", "/sidecar/command", a, body)).status).toBe(202);
-    expect((await e.call("POST", "/sidecar/command", b, other)).status).toBe(202);
-    const da = await sa.waitForReport("command.completed", { command_id: body.command_id });
-    const db = await sb.waitForReport("command.completed", { command_id: body.command_id });
+    await e.client(a).sendCommand(body);
+    await e.client(b).sendCommand(other);
+    const da = await wa.waitForReport("command.completed", { command_id: body.command_id });
+    const db = await wb.waitForReport("command.completed", { command_id: body.command_id });
     expect(da.report.result.summary).toMatch(/Q3 planning/);
     expect(db.report.result.summary).toMatch(/B's own meeting/);
-    expect(sa.reports().every((x) => x.tenant.org_id === a.org_id)).toBe(true);
+    expect(wa.reports().every((x) => x.tenant.org_id === a.org_id)).toBe(true);
+  });
+
+  it("the SDK's typed errors carry the standard error body: UNKNOWN_COMMAND_TYPE and VALIDATION_FAILED with paths", async () => {
+    const c = e.client(uniqueTenant());
+    const unknown = await c.sendCommand({ type: "nope.create", params: {} }).catch((err: unknown) => err);
+    expect(unknown).toMatchObject({ status: 400, code: "UNKNOWN_COMMAND_TYPE", stage: "validate" });
+    const invalid = await c
+      .sendCommand({ type: "doc.summary.create", params: { max_sentences: 0 } as never })
+      .catch((err: unknown) => err as NexusApiError);
+    expect(invalid).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+    expect((invalid as NexusApiError).details?.map((d) => d.path)).toEqual(
+      expect.arrayContaining(["params.text", "params.max_sentences"]),
+    );
   });
 
   it("answers every bad input with the standard error body and accepts nothing", async () => {
@@ -210,12 +222,14 @@ describe("POST /sidecar/command end to end", () => {
 });
 
 describe("GET /agent/reports/stream end to end (through the gateway)", () => {
+  // These tests read the wire itself (framing, ids, retry, cursors), so they use a raw SSE
+  // client; the commands that feed them go through the SDK.
   async function tenantWithReports(n: number) {
     const t = uniqueTenant();
     const ids: string[] = [];
     for (let i = 0; i < n; i++) {
-      const r = await e.call("POST", "/sidecar/command", t, command("prep_pack.create", GREEN["prep_pack.create"]));
-      ids.push(r.body.first_followup_report_id);
+      const r = await e.client(t).sendCommand(command("prep_pack.create", GREEN["prep_pack.create"]));
+      ids.push(r.first_followup_report_id as string);
     }
     return { t, ids };
   }
@@ -224,8 +238,7 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
     const t = uniqueTenant();
     const sse = await e.stream(t);
     expect(sse.contentType).toMatch(/text\/event-stream/);
-    for (let i = 0; i < 5; i++)
-      await e.call("POST", "/sidecar/command", t, command("prep_pack.create", GREEN["prep_pack.create"]));
+    for (let i = 0; i < 5; i++) await e.client(t).sendCommand(command("prep_pack.create", GREEN["prep_pack.create"]));
     await sse.waitFor(
       (ev) => ev.filter((x) => x.data?.report?.type === "command.completed").length >= 5,
       15_000,
@@ -289,7 +302,7 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
     const a = await tenantWithReports(2);
     const b = uniqueTenant();
     const sseB = await e.stream(b, { viaQuery: true });
-    await e.call("POST", "/sidecar/command", a.t, command("prep_pack.create", GREEN["prep_pack.create"]));
+    await e.client(a.t).sendCommand(command("prep_pack.create", GREEN["prep_pack.create"]));
     await new Promise((r) => setTimeout(r, 1500));
     expect(sseB.named("report")).toHaveLength(0);
     // a cursor of tenant A used by tenant B is indistinguishable from a nonexistent one

@@ -1,4 +1,5 @@
-import type { Tenant } from "@nexus/contracts";
+import { createClient, type Following, type NexusClient, type RetryOptions } from "@nexus/client";
+import type { ReportEvent, SnapshotEvent, Tenant } from "@nexus/contracts";
 import {
   createTestDatabase,
   natsForTest,
@@ -31,7 +32,35 @@ export interface E2E {
     tenant: Tenant,
     opts?: { query?: Record<string, string>; headers?: Record<string, string>; viaQuery?: boolean },
   ): Promise<SseClient>;
+  /** The typed SDK (`@nexus/client`) as `tenant` in header mode: the way integrators call the API. */
+  client(tenant: Tenant, o?: { userId?: string; roles?: string[]; retry?: RetryOptions }): NexusClient;
+  /**
+   * Follows the tenant's reports with the SDK (`client.follow()`: resume by Last-Event-ID,
+   * dedupe by report_id); resolves once the snapshot arrived, so whatever the test does next is
+   * reported after it.
+   */
+  watch(tenant: Tenant): Promise<ReportWatch>;
   close(): Promise<void>;
+}
+
+/**
+ * A report as tests read it: the typed envelope, with the report's type-specific fields
+ * (`result`, `ask`, `error`, …) open for assertions.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: tests assert on type-specific report fields
+export type LooseReport = Omit<ReportEvent, "report"> & { report: ReportEvent["report"] & Record<string, any> };
+
+/** The SDK's state follower with the waits the tests use. */
+export interface ReportWatch {
+  following: Following;
+  /** The first snapshot (the state the stream started from). */
+  snapshot: SnapshotEvent;
+  /** Every report received so far, in order (deduplicated by the SDK). */
+  reports(): LooseReport[];
+  /** The first report (already received or later) of `type` about the given command or ask. */
+  waitForReport(type: string, ids: { command_id?: string; ask_id?: string }, timeoutMs?: number): Promise<LooseReport>;
+  /** The report with this report_id. */
+  waitForId(reportId: string, timeoutMs?: number): Promise<LooseReport>;
 }
 
 /** Starts NATS (own server when possible), a fresh database and the four services. */
@@ -54,6 +83,18 @@ export async function startE2E(
     serviceEnv: o.serviceEnv,
   });
   const opened: SseClient[] = [];
+  const followed: Following[] = [];
+  const client: E2E["client"] = (tenant, o = {}) =>
+    createClient({
+      baseUrl: stack.gatewayUrl,
+      auth: {
+        mode: "headers",
+        tenant,
+        ...(o.userId ? { userId: o.userId } : {}),
+        ...(o.roles ? { roles: o.roles } : {}),
+      },
+      ...(o.retry ? { retry: o.retry } : {}),
+    });
   return {
     nats,
     database,
@@ -91,7 +132,30 @@ export async function startE2E(
       if (!hasCursor && c.status === 200) await c.waitFor((ev) => ev.length > 0, 10_000, "snapshot");
       return c;
     },
+    client,
+    async watch(tenant) {
+      const following = client(tenant).follow();
+      followed.push(following);
+      const first = await following.waitFor((ev) => (ev.type === "snapshot" ? ev.data : undefined), {
+        timeoutMs: 10_000,
+      });
+      const reports = () => following.events().flatMap((ev) => (ev.type === "report" ? [ev.data as LooseReport] : []));
+      const matches = (r: ReportEvent, type: string, ids: { command_id?: string; ask_id?: string }) =>
+        r.report.type === type &&
+        (ids.command_id === undefined || r.causality.command_id === ids.command_id) &&
+        (ids.ask_id === undefined || r.causality.ask_id === ids.ask_id);
+      return {
+        following,
+        snapshot: first,
+        reports,
+        waitForReport: async (type, ids, timeoutMs = 10_000) =>
+          (await following.waitForReport((r) => matches(r, type, ids), { timeoutMs })) as LooseReport,
+        waitForId: async (reportId, timeoutMs = 10_000) =>
+          (await following.waitForReport((r) => r.report_id === reportId, { timeoutMs })) as LooseReport,
+      };
+    },
     async close() {
+      for (const f of followed) f.close();
       for (const c of opened) c.close();
       await stack.close();
       await database.drop().catch(() => {});

@@ -5,18 +5,20 @@ import fastifyRateLimit from "@fastify/rate-limit";
 import fastifyReplyFrom from "@fastify/reply-from";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
-import { ErrorBody } from "@nexus/contracts";
 import { AppError } from "@nexus/core";
 import { type App, addHealthRoutes, authPlugin, createHttpApp, sendError } from "@nexus/http";
-import { jsonSchemaTransform } from "fastify-type-provider-zod";
 import { sql } from "kysely";
 import { consoleStatic } from "./console-static.ts";
 import type { GatewayDeps } from "./deps.ts";
+import { AUTH_ERRORS, errorResponses, QUERY_SECURITY, swaggerOptions } from "./openapi.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { credentialRoutes } from "./routes/credentials.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 import { startOutboxRelay } from "./write/settings.ts";
+
+/** The API's version as the OpenAPI document states it. */
+const API_VERSION = "0.1.0";
 
 const DEFAULT_CONSOLE_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -39,23 +41,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
   // JSON only (plus multipart on the photo route): anything else is 415 UNSUPPORTED_MEDIA_TYPE.
   app.removeContentTypeParser("text/plain");
 
-  await app.register(fastifySwagger, {
-    openapi: {
-      info: {
-        title: "NEXUS Console API",
-        version: "0.1.0",
-        description: "See CONTRACT.md; errors use the standard error body.",
-      },
-      components: {
-        securitySchemes: {
-          orgId: { type: "apiKey", in: "header", name: "x-org-id" },
-          projectId: { type: "apiKey", in: "header", name: "x-project-id" },
-          bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
-        },
-      },
-    },
-    transform: jsonSchemaTransform,
-  });
+  // OpenAPI 3.1 generated from the routes and the zod contracts (see openapi.ts).
+  await app.register(fastifySwagger, swaggerOptions(API_VERSION));
   await app.register(fastifySwaggerUi, {
     routePrefix: "/docs",
     staticCSP: true,
@@ -125,8 +112,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
     {
       schema: {
         tags: ["stream"],
+        operationId: "streamReports",
         summary: "Server-Sent Events: snapshot, replay from Last-Event-ID, live reports (proxied)",
-        response: { 400: ErrorBody, 503: ErrorBody },
+        security: QUERY_SECURITY,
+        response: errorResponses(...AUTH_ERRORS, 503),
       },
     },
     (req, reply) => {

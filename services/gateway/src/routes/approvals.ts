@@ -1,8 +1,9 @@
-import { AskId, DecideRequest, DecisionAccepted, ErrorBody } from "@nexus/contracts";
+import { AskId, DecideRequest, DecisionAccepted } from "@nexus/contracts";
 import { AppError } from "@nexus/core";
 import type { App } from "@nexus/http";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
+import { BODY_ERRORS, errorResponses, TENANT_SECURITY, WRITE_ERRORS } from "../openapi.ts";
 import { decide } from "../write/decide.ts";
 
 /** `POST /approvals/{ask_id}/decide` (CONTRACT.md, LOCKED). */
@@ -13,18 +14,14 @@ export function approvalRoutes(app: App, deps: GatewayDeps): void {
       config: { tenant: true, roles: ["approver"] },
       schema: {
         tags: ["approvals"],
+        operationId: "decideAsk",
         summary: "Approve or reject an ask; answers 202, confirmed by ask.* reports",
-        params: z.object({ ask_id: z.string() }),
+        description:
+          "Needs the approver role. The same decision again answers 202 and runs once. 404 ASK_NOT_FOUND (also another tenant's ask); 409 ASK_ALREADY_DECIDED, ASK_EXPIRED or ACTION_CHANGED; 403 SELF_APPROVAL_FORBIDDEN when the requester of the RED command approves it and the tenant does not allow that.",
+        security: TENANT_SECURITY,
+        params: z.object({ ask_id: z.string().describe("The ask_id of an `ask.created` report") }),
         body: DecideRequest,
-        response: {
-          202: DecisionAccepted,
-          400: ErrorBody,
-          403: ErrorBody,
-          404: ErrorBody,
-          409: ErrorBody,
-          503: ErrorBody,
-          504: ErrorBody,
-        },
+        response: { 202: DecisionAccepted, ...errorResponses(...BODY_ERRORS, 404, 409, ...WRITE_ERRORS) },
       },
     },
     async (req, reply) => {

@@ -1,8 +1,9 @@
-import { CommandAccepted, ErrorBody, normaliseCommandRequest, zodDetails } from "@nexus/contracts";
+import { CommandAccepted, normaliseCommandRequest, zodDetails } from "@nexus/contracts";
 import { AppError } from "@nexus/core";
 import type { App } from "@nexus/http";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
+import { BODY_ERRORS, errorResponses, TENANT_SECURITY, WRITE_ERRORS } from "../openapi.ts";
 import { acceptCommand, validateCommand } from "../write/accept-command.ts";
 
 /**
@@ -31,9 +32,13 @@ export function commandRoutes(app: App, deps: GatewayDeps): void {
       config: { tenant: true, roles: ["operator"] },
       schema: {
         tags: ["commands"],
+        operationId: "sendCommand",
         summary: "Submit a command; answers 202 once it is durably accepted",
+        description:
+          "Needs the operator role. Publishes the command to JetStream with an expected last subject sequence of 0: the publish is the idempotency check. 400 UNKNOWN_COMMAND_TYPE or VALIDATION_FAILED (with `params.*` details) for bad input; 409 IDEMPOTENCY_CONFLICT when the command_id names another body.",
+        security: TENANT_SECURITY,
         body: CommandBody,
-        response: { 202: CommandAccepted, 400: ErrorBody, 409: ErrorBody, 503: ErrorBody, 504: ErrorBody },
+        response: { 202: CommandAccepted, ...errorResponses(...BODY_ERRORS, 409, ...WRITE_ERRORS) },
       },
     },
     async (req, reply) => {

@@ -1,34 +1,41 @@
-import { ErrorBody, Tenant } from "@nexus/contracts";
+import { Tenant } from "@nexus/contracts";
 import { AppError, createApiKey, issueTicket, listApiKeys, revokeApiKey } from "@nexus/core";
 import { type App, Role } from "@nexus/http";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
+import { AUTH_ERRORS, BODY_ERRORS, errorResponses, TENANT_SECURITY } from "../openapi.ts";
 
 /** `200` body of `POST /agent/reports/ticket`. */
-export const StreamTicket = z.object({
-  ticket: z.string().describe("Use once, as `GET /agent/reports/stream?ticket=…`"),
-  expires_at: z.string().describe("ISO 8601; at most 60 s after issue"),
-});
+export const StreamTicket = z
+  .object({
+    ticket: z.string().describe("Use once, as `GET /agent/reports/stream?ticket=…`"),
+    expires_at: z.string().describe("ISO 8601; at most 60 s after issue"),
+  })
+  .meta({ id: "StreamTicket" });
 
-const ApiKeyOut = z.object({
-  id: z.string(),
-  principal: z.string(),
-  roles: z.array(z.string()),
-  tenants: z.array(z.union([Tenant, z.literal("*")])),
-  created_by: z.string(),
-  created_at: z.string(),
-  revoked_at: z.string().nullable(),
-});
+const ApiKeyOut = z
+  .object({
+    id: z.string(),
+    principal: z.string(),
+    roles: z.array(z.string()),
+    tenants: z.array(z.union([Tenant, z.literal("*")])),
+    created_by: z.string(),
+    created_at: z.string(),
+    revoked_at: z.string().nullable(),
+  })
+  .meta({ id: "ApiKey", description: "An API key's record (never the key itself)." });
 
-const NewApiKey = z.object({
-  principal: z.string().regex(/^[\x21-\x7e]{1,100}$/, "1-100 printable characters without spaces"),
-  roles: z.array(Role).min(1),
-  /** Tenants the key covers; `"*"` for every tenant. Default: the requesting tenant only. */
-  tenants: z
-    .array(z.union([Tenant, z.literal("*")]))
-    .min(1)
-    .optional(),
-});
+const NewApiKey = z
+  .object({
+    principal: z.string().regex(/^[\x21-\x7e]{1,100}$/, "1-100 printable characters without spaces"),
+    roles: z.array(Role).min(1),
+    /** Tenants the key covers; `"*"` for every tenant. Default: the requesting tenant only. */
+    tenants: z
+      .array(z.union([Tenant, z.literal("*")]))
+      .min(1)
+      .optional(),
+  })
+  .meta({ id: "NewApiKey" });
 
 const toOut = (r: Awaited<ReturnType<typeof listApiKeys>>[number]) => ({
   ...r,
@@ -48,8 +55,12 @@ export function credentialRoutes(app: App, deps: GatewayDeps): void {
       config: { tenant: true, roles: ["viewer"] },
       schema: {
         tags: ["stream"],
+        operationId: "createStreamTicket",
         summary: "A one-use ticket (≤ 60 s) for opening the report stream without a secret in the URL",
-        response: { 200: StreamTicket, 401: ErrorBody, 403: ErrorBody },
+        description:
+          "Needs any role (viewer). The ticket is bound to the tenant and principal, works once, and an open stream it authorised ends with CREDENTIAL_EXPIRED when the credential behind it expires.",
+        security: TENANT_SECURITY,
+        response: { 200: StreamTicket, ...errorResponses(...AUTH_ERRORS, 503) },
       },
     },
     async (req) => {
@@ -73,9 +84,17 @@ export function credentialRoutes(app: App, deps: GatewayDeps): void {
       config: { tenant: true, roles: ["admin"] },
       schema: {
         tags: ["admin"],
+        operationId: "createApiKey",
         summary: "Mint an API key (returned once; only its hash is kept)",
+        description: 'Needs the admin role. `tenants` defaults to the requesting tenant; `"*"` covers every tenant.',
+        security: TENANT_SECURITY,
         body: NewApiKey,
-        response: { 201: ApiKeyOut.extend({ key: z.string() }), 400: ErrorBody, 403: ErrorBody },
+        response: {
+          201: ApiKeyOut.extend({ key: z.string().describe("The key (`nxk_…`), shown only here") }).meta({
+            id: "ApiKeyCreated",
+          }),
+          ...errorResponses(...BODY_ERRORS, 503),
+        },
       },
     },
     async (req, reply) => {
@@ -95,8 +114,13 @@ export function credentialRoutes(app: App, deps: GatewayDeps): void {
       config: { tenant: true, roles: ["admin"] },
       schema: {
         tags: ["admin"],
+        operationId: "listApiKeys",
         summary: "List API keys (no secrets)",
-        response: { 200: z.object({ api_keys: z.array(ApiKeyOut) }) },
+        security: TENANT_SECURITY,
+        response: {
+          200: z.object({ api_keys: z.array(ApiKeyOut) }).meta({ id: "ApiKeyList" }),
+          ...errorResponses(...AUTH_ERRORS, 503),
+        },
       },
     },
     async () => ({ api_keys: (await listApiKeys(deps.db)).map(toOut) }),
@@ -108,9 +132,11 @@ export function credentialRoutes(app: App, deps: GatewayDeps): void {
       config: { tenant: true, roles: ["admin"] },
       schema: {
         tags: ["admin"],
+        operationId: "revokeApiKey",
         summary: "Revoke an API key (takes effect within 30 s everywhere)",
+        security: TENANT_SECURITY,
         params: z.object({ id: z.string() }),
-        response: { 204: z.null().describe("Revoked"), 404: ErrorBody },
+        response: { 204: z.null().describe("Revoked"), ...errorResponses(...AUTH_ERRORS, 404, 503) },
       },
     },
     async (req, reply) => {

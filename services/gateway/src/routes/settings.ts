@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import {
   CompliancePatch,
-  ErrorBody,
   PersonaPatch,
   type PhotoInfo,
   ProfilePatch,
@@ -15,17 +14,11 @@ import { fileTypeFromBuffer } from "file-type";
 import type { Transaction } from "kysely";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
+import { BODY_ERRORS, errorResponses, QUERY_SECURITY, TENANT_SECURITY, WRITE_ERRORS } from "../openapi.ts";
 import { applySettings, mergeCompliance, mergePatch, photoInfo } from "../write/settings.ts";
 
 const CorrelationHeader = z.object({ "x-correlation-id": z.string().min(1).max(200).optional() }).passthrough();
-const responses = {
-  202: SettingsAccepted,
-  400: ErrorBody,
-  413: ErrorBody,
-  415: ErrorBody,
-  503: ErrorBody,
-  504: ErrorBody,
-};
+const responses = { 202: SettingsAccepted, ...errorResponses(...BODY_ERRORS, ...WRITE_ERRORS) };
 const ALLOWED = new Set<PhotoInfo["content_type"]>(["image/png", "image/jpeg", "image/webp"]);
 
 function correlation(req: FastifyRequest): string | undefined {
@@ -37,23 +30,49 @@ function correlation(req: FastifyRequest): string | undefined {
 
 /** The settings endpoints (CONTRACT.md "Settings"): each answers 202, confirmed by `settings.updated`. */
 export function settingsRoutes(app: App, deps: GatewayDeps): void {
-  const opts = <B extends z.ZodType>(body: B) => ({
+  const opts = <B extends z.ZodType>(body: B, operationId: string, summary: string) => ({
     config: { tenant: true, roles: ["admin" as const] },
-    schema: { tags: ["settings"], headers: CorrelationHeader, body, response: responses },
+    schema: {
+      tags: ["settings"],
+      operationId,
+      summary,
+      description:
+        "Needs the admin role. Commits the change and its `settings.updated` report (outbox) in one transaction, then publishes the report. A lost publish is relayed later with the same message id.",
+      security: TENANT_SECURITY,
+      headers: CorrelationHeader,
+      body,
+      response: responses,
+    },
   });
-  app.patch("/profile", opts(ProfilePatch), async (req, reply) =>
-    reply.code(202).send(await applySettings(deps, req.tenant, "profile", correlation(req), mergePatch(req.body))),
+  app.patch(
+    "/profile",
+    opts(ProfilePatch, "updateProfile", "Change the profile (display name, locale, time zone)"),
+    async (req, reply) =>
+      reply.code(202).send(await applySettings(deps, req.tenant, "profile", correlation(req), mergePatch(req.body))),
   );
-  app.patch("/assistant/persona", opts(PersonaPatch), async (req, reply) =>
-    reply.code(202).send(await applySettings(deps, req.tenant, "persona", correlation(req), mergePatch(req.body))),
+  app.patch(
+    "/assistant/persona",
+    opts(PersonaPatch, "updatePersona", "Change the assistant persona (name, tone, instructions)"),
+    async (req, reply) =>
+      reply.code(202).send(await applySettings(deps, req.tenant, "persona", correlation(req), mergePatch(req.body))),
   );
-  app.patch("/assistant/skin", opts(SkinPatch), async (req, reply) =>
-    reply.code(202).send(await applySettings(deps, req.tenant, "skin", correlation(req), mergePatch(req.body))),
+  app.patch(
+    "/assistant/skin",
+    opts(SkinPatch, "updateSkin", "Change the assistant skin (theme, accent colour)"),
+    async (req, reply) =>
+      reply.code(202).send(await applySettings(deps, req.tenant, "skin", correlation(req), mergePatch(req.body))),
   );
-  app.patch("/compliance/settings", opts(CompliancePatch), async (req, reply) =>
-    reply
-      .code(202)
-      .send(await applySettings(deps, req.tenant, "compliance", correlation(req), mergeCompliance(req.body))),
+  app.patch(
+    "/compliance/settings",
+    opts(
+      CompliancePatch,
+      "updateCompliance",
+      "Change the compliance settings (risk overrides, ask TTL, approvals required, self-approval)",
+    ),
+    async (req, reply) =>
+      reply
+        .code(202)
+        .send(await applySettings(deps, req.tenant, "compliance", correlation(req), mergeCompliance(req.body))),
   );
 
   app.post(
@@ -63,7 +82,12 @@ export function settingsRoutes(app: App, deps: GatewayDeps): void {
       bodyLimit: deps.config.PHOTO_LIMIT_BYTES + 1024 * 1024,
       schema: {
         tags: ["settings"],
+        operationId: "uploadProfilePhoto",
         summary: "Upload the profile photo (multipart/form-data, one PNG, JPEG or WebP image, at most 5 MiB)",
+        description:
+          "Needs the admin role. The type is judged by the bytes (magic numbers), never the file name or part header: anything else is 415.",
+        security: TENANT_SECURITY,
+        headers: CorrelationHeader,
         consumes: ["multipart/form-data"],
         response: responses,
       },
@@ -105,7 +129,15 @@ export function settingsRoutes(app: App, deps: GatewayDeps): void {
     "/profile/photo",
     {
       config: { tenant: true, tenantFromQuery: true, roles: ["viewer"] },
-      schema: { tags: ["settings"], summary: "The current profile photo" },
+      schema: {
+        tags: ["settings"],
+        operationId: "getProfilePhoto",
+        summary: "The current profile photo",
+        description:
+          "Any role. Accepts the tenant and credentials in the query string, so an <img> can load the `url` of the profile's `photo`.",
+        security: QUERY_SECURITY,
+        response: { 200: z.instanceof(Buffer), ...errorResponses(400, 401, 403, 404, 429, 500, 503) },
+      },
     },
     async (req, reply) => {
       const row = await deps.db
