@@ -34,5 +34,7 @@ if (fs.existsSync(report)) {
     numTodoTests: number;
   };
   console.log(`${j.numPassedTests} passed, ${j.numFailedTests} failed, ${j.numPendingTests + j.numTodoTests} skipped`);
+  // Whatever vitest's own exit code says, a failed test fails the run.
+  if (j.numFailedTests > 0) process.exit(1);
 }
 process.exit(r.status ?? 1);
