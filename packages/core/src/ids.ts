@@ -21,6 +21,8 @@ import { isTenantToken, type Tenant } from "@nexus/contracts";
  * - `cancelled`, `expired`, `executed`, `execution_failed`: an ask's final states.
  * - `progress.<stage>`: a coarse `command.progress` step.
  * - `settings.<version>`: a `settings.updated` at that tenant settings version.
+ * - `purged.<report_id>`: a `tenant.purged` that erased everything up to that report_id
+ *   (entity = the literal `tenant`).
  */
 export type ReportStep =
   | "accepted"
@@ -35,7 +37,8 @@ export type ReportStep =
   | "executed"
   | "execution_failed"
   | `progress.${string}`
-  | `settings.${number}`;
+  | `settings.${number}`
+  | `purged.${number}`;
 
 /** What else gets a message id: the work messages and notifications. */
 export type MessageStep = "approved" | `notify.${string}` | `dlq.${string}`;

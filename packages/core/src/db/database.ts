@@ -3,6 +3,7 @@ import { type Migration, type MigrationProvider, Migrator } from "kysely/migrati
 import pg from "pg";
 import * as m0001 from "./migrations/0001_init.ts";
 import * as m0002 from "./migrations/0002_write_path.ts";
+import * as m0003 from "./migrations/0003_archive.ts";
 import type { Database } from "./schema.ts";
 
 // bigint (int8) as string: report ids and history ids exceed 2^53 only in theory, but never lose digits.
@@ -76,7 +77,11 @@ export async function preparedQuery<R>(
 }
 
 /** Numbered migrations, in order. Add a file `NNNN_name.ts` and list it here. */
-const MIGRATIONS: Record<string, Migration> = { "0001_init": m0001, "0002_write_path": m0002 };
+const MIGRATIONS: Record<string, Migration> = {
+  "0001_init": m0001,
+  "0002_write_path": m0002,
+  "0003_archive": m0003,
+};
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
 
