@@ -222,9 +222,9 @@ export async function appendReports(trx: Transaction<Database>, a: AppendArgs): 
   const byTenant = new Map<string, { tenant: Tenant; reports: ArchivableReport[] }>();
   for (const r of a.reports) {
     const k = tenantKey(r.tenant);
-    let e = byTenant.get(k);
-    if (!e) byTenant.set(k, (e = { tenant: r.tenant, reports: [] }));
-    e.reports.push(r);
+    const e = byTenant.get(k);
+    if (e) e.reports.push(r);
+    else byTenant.set(k, { tenant: r.tenant, reports: [r] });
   }
   for (const t of a.alsoChain ?? []) {
     const k = tenantKey(t);

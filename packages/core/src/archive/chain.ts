@@ -119,29 +119,30 @@ export class ChainVerifier {
     }
     const l = v as Partial<ChainLine> | null;
     const rid = typeof l?.report_id === "string" ? l.report_id : undefined;
-    if (!l || typeof l !== "object" || Array.isArray(l)) return this.fail("not a JSON object");
-    if (!rid || !REPORT_ID.test(rid)) return this.fail("report_id is not a decimal string");
-    if (typeof l.org_id !== "string" || typeof l.project_id !== "string")
-      return this.fail("org_id/project_id missing", rid);
+    const problem = this.check(l, rid);
+    if (problem !== undefined) this.fail(problem, rid);
+  }
+
+  /** The problem with one parsed line, or undefined when it extends its tenant's chain (then recorded). */
+  private check(l: Partial<ChainLine> | null, rid: string | undefined): string | undefined {
+    if (!l || typeof l !== "object" || Array.isArray(l)) return "not a JSON object";
+    if (!rid || !REPORT_ID.test(rid)) return "report_id is not a decimal string";
+    if (typeof l.org_id !== "string" || typeof l.project_id !== "string") return "org_id/project_id missing";
     if (typeof l.report !== "object" || l.report === null || Array.isArray(l.report))
-      return this.fail("report is not a JSON object", rid);
-    if (typeof l.prev_hash !== "string" || !HEX64.test(l.prev_hash))
-      return this.fail("prev_hash is not 64 hex digits", rid);
-    if (typeof l.hash !== "string" || !HEX64.test(l.hash)) return this.fail("hash is not 64 hex digits", rid);
+      return "report is not a JSON object";
+    if (typeof l.prev_hash !== "string" || !HEX64.test(l.prev_hash)) return "prev_hash is not 64 hex digits";
+    if (typeof l.hash !== "string" || !HEX64.test(l.hash)) return "hash is not 64 hex digits";
     const key = `${l.org_id}/${l.project_id}`;
     const head = this.heads.get(key);
     if (head) {
       if (BigInt(rid) <= BigInt(head.last))
-        return this.fail(`report_id ${rid} does not follow ${head.last} (out of order or repeated)`, rid);
+        return `report_id ${rid} does not follow ${head.last} (out of order or repeated)`;
       if (l.prev_hash !== head.hash)
-        return this.fail(
-          `prev_hash does not match the hash of report ${head.last}: a report between them was removed, or ${head.last} was altered`,
-          rid,
-        );
+        return `prev_hash does not match the hash of report ${head.last}: a report between them was removed, or ${head.last} was altered`;
     } else {
       const anchor = this.anchors[key];
       if (anchor !== undefined && l.prev_hash !== anchor)
-        return this.fail(`prev_hash does not match the expected anchor ${anchor}`, rid);
+        return `prev_hash does not match the expected anchor ${anchor}`;
     }
     const expected = chainHash(l.prev_hash, {
       org_id: l.org_id,
@@ -149,9 +150,9 @@ export class ChainVerifier {
       report_id: rid,
       report: l.report,
     });
-    if (expected !== l.hash)
-      return this.fail("hash does not match the report: the report or its hash was altered", rid);
+    if (expected !== l.hash) return "hash does not match the report: the report or its hash was altered";
     this.heads.set(key, { last: rid, hash: l.hash, links: (head?.links ?? 0) + 1, first: head?.first ?? rid });
+    return undefined;
   }
 
   private fail(reason: string, reportId?: string): void {
