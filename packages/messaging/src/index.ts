@@ -6,5 +6,6 @@ export * from "./connect.ts";
 export * from "./errors.ts";
 export * from "./local-server.ts";
 export * from "./publish.ts";
+export * from "./report-log.ts";
 export * from "./topology.ts";
 export * from "./worker.ts";
