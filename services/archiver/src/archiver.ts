@@ -1,0 +1,366 @@
+/**
+ * The archiver: copies every report of NEXUS_REPORTS into `agent_report_events` exactly once,
+ * chained per tenant in report_id order (docs/archive.md "The archiver").
+ *
+ * Terms (the same as `@nexus/core` archive/append.ts):
+ * - batch: the messages taken at once from the durable consumer `archiver` (at most
+ *   `ARCHIVER_BATCH_SIZE`), archived in one Postgres transaction, then acknowledged.
+ * - ack floor F: the consumer's `ack_floor.stream_seq` — every message at or below it was
+ *   acknowledged, and the archiver acknowledges only after its transaction committed (or for a
+ *   report it refuses, or one already archived or erased).
+ * - chain bound B: F extended through the batch while the batch holds every sequence
+ *   `F+1, F+2, …` — so every report at or below B is stored already or in the batch.
+ * - proof: per tenant of the batch, the cursor validity rule `covers(tenant, h)` for its chain
+ *   head h, asked *after* the batch was read: the report at h is still in JetStream, so every
+ *   later report of the tenant was still there when the consumer passed it, hence was
+ *   delivered — none was lost to retention before being archived.
+ *
+ * A batch loop instead of `runWorker()`: runWorker settles each message on its own (one
+ * handler call, one transaction, retries and dead letters per message, up to 16 in flight in
+ * any order). The archive needs the opposite: a tenant's reports appended in report_id order,
+ * many per transaction (a transaction per report caps throughput at a few thousand per
+ * second), acknowledged only after the commit, and nothing ever dead-lettered — a report that
+ * cannot be archived now is archived later. What runWorker gives beyond that (consumer health
+ * from status notifications and probes, bounded shutdown, typed events) is done the same way
+ * here.
+ *
+ * Replicas: any number may run. One replica's batches are contiguous (its previous batch is
+ * acknowledged, and the acknowledgement confirmed, before it reads F again), so it chains
+ * every report as it inserts it. With several replicas the consumer interleaves their
+ * batches: a batch that does not start at F+1 stores its reports unchained, and the next step
+ * of any replica chains them once F has passed them (the sweep). Each tenant's chain head row
+ * is locked for every write of its rows, so the chain is extended by one transaction at a time.
+ *
+ * Restarts: a batch killed before its commit left nothing and is redelivered; killed after
+ * its commit but before its acknowledgement it is redelivered and skipped (its reports are at
+ * or below the heads). NATS restarts: the consumer is durable (file storage) and `consume()`
+ * resumes. Postgres outages: the batch is negatively acknowledged with backoff and retried.
+ */
+import { EventEmitter } from "node:events";
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import { CONSUMERS, STREAMS, type Tenant } from "@nexus/contracts";
+import {
+  type ArchivableReport,
+  appendReports,
+  backoffMs,
+  type Database,
+  isRefused,
+  parseArchivable,
+  type RetrySchedule,
+  tenantKey,
+  tenantsWaitingToChain,
+} from "@nexus/core";
+import { isNatsTimeout, isNotFound, type ReportLog } from "@nexus/messaging";
+import { type Kysely, sql } from "kysely";
+import type { Logger } from "pino";
+
+/** Steps between which a test may inject a crash (`FAULT_INJECT_CRASH_AT`). */
+export type ArchiverFaultStep = "archiver:before-commit" | "archiver:after-commit" | "archiver:after-ack";
+
+/** Typed lifecycle events (`noun:verb`); logging and metrics subscribe to them. */
+export interface ArchiverEventMap {
+  /** A batch committed and was acknowledged. */
+  "batch:archived": [
+    {
+      messages: number;
+      inserted: number;
+      chained: number;
+      deferred: number;
+      skipped: number;
+      refused: number;
+      /** The highest stream sequence in the batch. */
+      lastSeq: number;
+      ms: number;
+    },
+  ];
+  /** A batch failed (Postgres or NATS); its messages were negatively acknowledged for a retry after `retryMs`. */
+  "batch:failed": [{ messages: number; attempt: number; retryMs: number; err: unknown }];
+  /** Rows stored unchained by an earlier batch were chained. */
+  "chain:swept": [{ tenants: number; chained: number }];
+  /** A message of NEXUS_REPORTS is not a report of its subject's tenant: acknowledged, not archived. */
+  "report:refused": [{ seq: number; subject: string; reason: string }];
+  /** A tenant's coverage restarted: a report may have been lost to retention before it was archived. */
+  "coverage:reset": [{ tenant: Tenant }];
+  "consumer:unhealthy": [{ reason: string }];
+  "consumer:healthy": [Record<string, never>];
+  "archiver:stopped": [{ naked: number }];
+}
+
+/** The emitter of {@link ArchiverEventMap}. */
+export type ArchiverEvents = EventEmitter<ArchiverEventMap>;
+
+/** Dependencies of {@link startArchiver}. */
+export interface ArchiverDeps {
+  js: JetStreamClient;
+  db: Kysely<Database>;
+  /** JetStream reads of the cursor validity rule (`jetStreamReportLog`), for the proofs. */
+  log: ReportLog;
+  logger: Logger;
+  /** `ARCHIVER_BATCH_SIZE`. */
+  batchSize: number;
+  /** Backoff after a failed batch. */
+  retry: RetrySchedule;
+  now?: () => Date;
+  events?: ArchiverEvents;
+  /** Fault injection (tests and drills). */
+  faults?: (step: ArchiverFaultStep) => void | Promise<void>;
+}
+
+/** Health of the archiver's consumer, for `/ready`. */
+export interface ArchiverHealth {
+  ok: boolean;
+  /** `consumer_missing`, `stream_missing`, `heartbeats_missed`, `jetstream_unreachable`, `stopped`. */
+  reason?: string;
+  since: string;
+}
+
+/** A running archiver. */
+export interface Archiver {
+  readonly events: ArchiverEvents;
+  health(): ArchiverHealth;
+  /** The highest stream sequence this process archived (committed and acknowledged), 0 before the first. */
+  lastArchivedSeq(): number;
+  /**
+   * Graceful stop (ARCHITECTURE.md invariant 8): stops pulling, lets the batch in progress
+   * finish for up to `graceMs`, and negatively acknowledges what was pulled but not archived,
+   * so another replica takes it at once.
+   */
+  stop(graceMs: number): Promise<void>;
+}
+
+/** Proofs run at once per batch at most (one JetStream request each). */
+const PROOF_CONCURRENCY = 64;
+/** While idle, how often rows left unchained by other replicas are looked for, ms. */
+const IDLE_SWEEP_MS = 500;
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= items.length) return;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * The chain bound B of a batch (see module doc): the ack floor F, extended through `seqs`
+ * (sorted, unique) while they continue it without a hole.
+ */
+export function chainBound(ackFloor: number, seqs: readonly number[]): number {
+  let b = ackFloor;
+  for (const s of seqs) {
+    if (s <= b) continue;
+    if (s !== b + 1) break;
+    b = s;
+  }
+  return b;
+}
+
+/**
+ * Starts archiving. Resolves once the consumer is bound.
+ * @throws nats.js errors when the durable consumer `archiver` is missing (provision first: it
+ *   is never created here).
+ */
+export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
+  const events = d.events ?? new EventEmitter<ArchiverEventMap>();
+  const now = d.now ?? (() => new Date());
+  const consumer: Consumer = await d.js.consumers.get(STREAMS.reports, CONSUMERS.archiver);
+  await consumer.info(); // fail fast when it does not exist
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: Math.max(100, d.batchSize * 2) });
+  const queue: JsMsg[] = [];
+  let wake: (() => void) | undefined;
+  let stopping = false;
+  let lastArchived = 0;
+  let health: ArchiverHealth = { ok: true, since: new Date().toISOString() };
+
+  const setHealth = (ok: boolean, reason?: string) => {
+    if (health.ok === ok && health.reason === reason) return;
+    if (health.reason === "stopped") return;
+    health = { ok, ...(reason ? { reason } : {}), since: new Date().toISOString() };
+    if (ok) events.emit("consumer:healthy", {});
+    else events.emit("consumer:unhealthy", { reason: reason ?? "unknown" });
+  };
+
+  void (async () => {
+    for await (const s of messages.status()) {
+      if (s.type === "consumer_deleted" || s.type === "consumer_not_found") setHealth(false, "consumer_missing");
+      else if (s.type === "stream_not_found") setHealth(false, "stream_missing");
+      else if (s.type === "heartbeats_missed" && s.count >= 2) setHealth(false, "heartbeats_missed");
+      else if (s.type === "heartbeat") setHealth(true);
+    }
+  })().catch(() => {});
+
+  const settle = (f: () => void) => {
+    try {
+      f();
+    } catch (err) {
+      d.logger.warn({ err }, "archiver:settle-failed");
+    }
+  };
+
+  const reader = (async () => {
+    for await (const m of messages) {
+      if (stopping) {
+        settle(() => m.nak());
+        continue;
+      }
+      queue.push(m);
+      wake?.();
+    }
+  })().catch((err) => d.logger.error({ err }, "archiver:reader-failed"));
+
+  const waitForMessages = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (queue.length > 0 || stopping) return resolve();
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        wake = undefined;
+        resolve();
+      }
+      wake = done;
+    });
+
+  /** The consumer's ack floor F (fresh). */
+  const ackFloor = async (): Promise<number> => {
+    try {
+      const info = await consumer.info();
+      if (!health.ok && (health.reason === "consumer_missing" || health.reason === "jetstream_unreachable"))
+        setHealth(true);
+      return info.ack_floor.stream_seq;
+    } catch (err) {
+      if (isNotFound(err)) setHealth(false, "consumer_missing");
+      else if (isNatsTimeout(err)) setHealth(false, "jetstream_unreachable");
+      throw err;
+    }
+  };
+
+  /** Per tenant, the head for which covers(tenant, head) holds now (see module doc). */
+  const prove = async (tenants: readonly Tenant[]): Promise<Map<string, number>> => {
+    const proofs = new Map<string, number>();
+    if (tenants.length === 0) return proofs;
+    const heads = await sql<{ org_id: string; project_id: string; last_report_id: string; purged_through: string }>`
+      select org_id, project_id, last_report_id, purged_through from agent_report_chains
+      where (org_id, project_id) in (select * from unnest(${tenants.map((t) => t.org_id)}::text[],
+                                                          ${tenants.map((t) => t.project_id)}::text[]))`.execute(d.db);
+    const byKey = new Map(heads.rows.map((h) => [`${h.org_id}/${h.project_id}`, h]));
+    await mapLimit(tenants, PROOF_CONCURRENCY, async (t) => {
+      const h = byKey.get(tenantKey(t));
+      const last = Number(h?.last_report_id ?? 0);
+      // After a purge JetStream no longer holds the head: "never lost a report since" is asked instead.
+      const at = last > Number(h?.purged_through ?? 0) ? last : 0;
+      if (await d.log.covers(t, at)) proofs.set(tenantKey(t), at);
+    });
+    return proofs;
+  };
+
+  /** Chains rows that other replicas (or redeliveries) stored unchained, once F has passed them. */
+  const sweep = async (): Promise<void> => {
+    const waiting = await tenantsWaitingToChain(d.db, Number.MAX_SAFE_INTEGER);
+    if (waiting.length === 0) return;
+    const floor = await ackFloor();
+    const tenants = await tenantsWaitingToChain(d.db, floor);
+    if (tenants.length === 0) return;
+    const proofs = await prove(tenants);
+    const r = await d.db
+      .transaction()
+      .execute((trx) =>
+        appendReports(trx, { reports: [], chainThrough: floor, alsoChain: tenants, proofs, now: now() }),
+      );
+    for (const t of r.coverageResets) events.emit("coverage:reset", { tenant: t });
+    if (r.chained > 0) events.emit("chain:swept", { tenants: tenants.length, chained: r.chained });
+  };
+
+  let attempt = 0;
+  const loop = (async () => {
+    let lastSweep = 0;
+    while (!stopping) {
+      await waitForMessages(IDLE_SWEEP_MS);
+      if (stopping) break;
+      if (queue.length === 0) {
+        if (Date.now() - lastSweep >= IDLE_SWEEP_MS) {
+          lastSweep = Date.now();
+          await sweep().catch((err) => d.logger.warn({ err }, "archiver:sweep-failed"));
+        }
+        continue;
+      }
+      const taken = queue.splice(0, d.batchSize);
+      const started = Date.now();
+      try {
+        const bySeq = new Map<number, JsMsg>();
+        for (const m of taken) bySeq.set(m.seq, m);
+        const seqs = [...bySeq.keys()].sort((a, b) => a - b);
+        const reports: ArchivableReport[] = [];
+        let refused = 0;
+        for (const s of seqs) {
+          const m = bySeq.get(s) as JsMsg;
+          const r = parseArchivable(m.subject, s, m.data);
+          if (isRefused(r)) {
+            refused++;
+            events.emit("report:refused", { seq: s, subject: m.subject, reason: r.reason });
+          } else reports.push(r);
+        }
+        // Order matters: the batch was read, then F, then the proofs (module doc).
+        const floor = await ackFloor();
+        const bound = chainBound(floor, seqs);
+        const tenants = new Map<string, Tenant>();
+        for (const r of reports) tenants.set(tenantKey(r.tenant), r.tenant);
+        const proofs = await prove([...tenants.values()]);
+        await d.faults?.("archiver:before-commit");
+        const r = await d.db
+          .transaction()
+          .execute((trx) => appendReports(trx, { reports, chainThrough: bound, proofs, now: now() }));
+        await d.faults?.("archiver:after-commit");
+        // Acknowledge every message taken (duplicates included), confirming the last one, so
+        // that the next ack floor read sees them all (JetStream handles one connection's acks in order).
+        const last = taken.at(-1) as JsMsg;
+        for (const m of taken) if (m !== last) settle(() => m.ack());
+        await last.ackAck().catch((err) => d.logger.warn({ err }, "archiver:ack-confirm-failed"));
+        await d.faults?.("archiver:after-ack");
+        attempt = 0;
+        lastArchived = Math.max(lastArchived, seqs.at(-1) ?? 0);
+        for (const t of r.coverageResets) events.emit("coverage:reset", { tenant: t });
+        events.emit("batch:archived", {
+          messages: taken.length,
+          inserted: r.inserted,
+          chained: r.chained,
+          deferred: r.deferred,
+          skipped: r.skipped,
+          refused,
+          lastSeq: seqs.at(-1) ?? 0,
+          ms: Date.now() - started,
+        });
+        if (r.deferred > 0) await sweep().catch((err) => d.logger.warn({ err }, "archiver:sweep-failed"));
+      } catch (err) {
+        attempt++;
+        const retryMs = backoffMs(attempt, d.retry);
+        for (const m of taken) settle(() => m.nak(retryMs));
+        events.emit("batch:failed", { messages: taken.length, attempt, retryMs, err });
+        await new Promise((r) => setTimeout(r, retryMs));
+      }
+    }
+  })();
+
+  return {
+    events,
+    health: () => health,
+    lastArchivedSeq: () => lastArchived,
+    async stop(graceMs) {
+      if (stopping) return;
+      stopping = true;
+      wake?.();
+      await messages.close().catch(() => {});
+      await Promise.race([loop, new Promise((r) => setTimeout(r, graceMs))]);
+      const left = queue.splice(0);
+      for (const m of left) settle(() => m.nak());
+      health = { ok: false, reason: "stopped", since: new Date().toISOString() };
+      await Promise.race([reader, new Promise((r) => setTimeout(r, 100))]);
+      events.emit("archiver:stopped", { naked: left.length });
+    },
+  };
+}
