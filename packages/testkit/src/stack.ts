@@ -7,9 +7,9 @@ import { freePort, waitFor } from "./infra.ts";
 /** Repository root (…/packages/testkit/src → …). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
-/** The four services, as the folders under `services/`. */
-export type ServiceName = "gateway" | "stream" | "command-worker" | "approval-worker";
-const SERVICES: ServiceName[] = ["stream", "command-worker", "approval-worker", "gateway"];
+/** The five services, as the folders under `services/`. */
+export type ServiceName = "gateway" | "stream" | "command-worker" | "approval-worker" | "archiver";
+const SERVICES: ServiceName[] = ["stream", "command-worker", "approval-worker", "archiver", "gateway"];
 
 /** Options of {@link startStack}. */
 export interface StackOptions {
@@ -40,7 +40,7 @@ export interface Stack {
 }
 
 /**
- * Starts the four services as separate processes (`node services/<s>/src/main.ts`: Node 24 runs
+ * Starts the five services as separate processes (`node services/<s>/src/main.ts`: Node 24 runs
  * the TypeScript sources itself),
  * exactly as production runs them, each on a free port on 127.0.0.1, and waits until every
  * `/ready` answers 200.
