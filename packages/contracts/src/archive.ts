@@ -32,6 +32,19 @@ export const HistoryPage = z.object({
 });
 export type HistoryPage = z.infer<typeof HistoryPage>;
 
+/**
+ * How `GET /agent/reports` serialises its page: {@link HistoryPage} with every report passed
+ * through as stored (a field a newer publisher added is kept, a report type this build does not
+ * know is still served), so the route never fails on a report it cannot type. Clients parse
+ * the body with {@link HistoryPage}.
+ */
+export const HistoryPageWire = z.object({
+  reports: z.array(
+    z.looseObject({ report_id: z.string() }).describe("A ReportEvent: the data of the stream's `report` event"),
+  ),
+  next_before: z.string().nullable(),
+});
+
 /** `GET /agent/audit/export` query: reports with `from <= ts < to` (ISO 8601), see docs/archive.md. */
 export const AuditExportQuery = z.object({
   from: z.iso.datetime({ offset: true }),

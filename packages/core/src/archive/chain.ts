@@ -93,9 +93,15 @@ export class ChainVerifier {
   private n = 0;
   private broken: BrokenLink | undefined;
   private readonly anchors: Record<string, string>;
+  private readonly genesis: boolean;
 
-  constructor(opts: { anchors?: Record<string, string> } = {}) {
+  /**
+   * @param opts.anchors per tenant (`org/project`), the `prev_hash` its first line must have.
+   * @param opts.genesis every tenant's first line must start the chain ({@link GENESIS_HASH}).
+   */
+  constructor(opts: { anchors?: Record<string, string>; genesis?: boolean } = {}) {
     this.anchors = opts.anchors ?? {};
+    this.genesis = opts.genesis ?? false;
   }
 
   /** True once a broken link was found (later lines are ignored). */
@@ -140,7 +146,7 @@ export class ChainVerifier {
       if (l.prev_hash !== head.hash)
         return `prev_hash does not match the hash of report ${head.last}: a report between them was removed, or ${head.last} was altered`;
     } else {
-      const anchor = this.anchors[key];
+      const anchor = this.anchors[key] ?? (this.genesis ? GENESIS_HASH : undefined);
       if (anchor !== undefined && l.prev_hash !== anchor)
         return `prev_hash does not match the expected anchor ${anchor}`;
     }

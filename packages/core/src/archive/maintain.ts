@@ -4,11 +4,12 @@
  * cursor validity rule of read.ts true: while a cursor's own row exists, every later report of
  * its tenant up to the chain head does too.
  */
-import type { AgentReport, Tenant } from "@nexus/contracts";
+import { type AgentReport, subjects, type Tenant } from "@nexus/contracts";
 import { type Kysely, sql, type Transaction } from "kysely";
 import type { Database } from "../db/schema.ts";
-import type { Outcome, PendingReport } from "../effects.ts";
+import { type Outcome, type PendingReport, reportMessageJson } from "../effects.ts";
 import { reportMsgId } from "../ids.ts";
+import { insertOutbox } from "../outbox.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -106,6 +107,8 @@ export interface PurgeArgs {
   now: Date;
   /** Archive rows deleted per transaction after the first (default 5000). */
   batchSize?: number;
+  /** How long the outbox relay leaves the report to the caller, ms (default 60000: time to purge JetStream first). */
+  reportGraceMs?: number;
 }
 
 /** The audit entry of a purge, and what it deleted. */
@@ -116,6 +119,13 @@ export interface PurgeRow {
   counts: Record<string, number>;
   /** The chain head when the purge took effect: the next archived report links to it. */
   chain: { report_id: number; hash: string };
+  /** The `report_outbox` row of the `tenant.purged` report: delete it once published. */
+  outboxId: string;
+  /**
+   * False when deleting the archive rows failed part-way (Postgres went away): they are
+   * invisible to every read already and retention pruning deletes them on its next run.
+   */
+  archiveDeleted: boolean;
 }
 
 /** Tables of a tenant the purge empties in its first transaction, in this order. */
@@ -135,8 +145,10 @@ const TENANT_TABLES = [
  * 1. one transaction: lock the tenant's chain head, set `purged_through` (and
  *    `complete_after`) to W — from then on no read shows an archived report at or below W and
  *    the archiver drops any that still arrive —, delete the tenant's commands, asks, action
- *    history, settings, photo and outboxes, and append the audit entry (`tenant_purges`, which
- *    is never purged) with the counts and the chain head;
+ *    history, settings, photo and outboxes, append the audit entry (`tenant_purges`, which is
+ *    never purged) with the counts and the chain head, and store the `tenant.purged` report in
+ *    the report outbox (leased for `reportGraceMs`, so the gateway's relay publishes it if the
+ *    caller never does: the usual commit → publish → re-publish-orphans loop);
  * 2. delete the tenant's archive rows at or below W in batches (each its own transaction; if
  *    interrupted, retention pruning finishes it).
  * Returns the `tenant.purged` report to publish after the caller has purged JetStream.
@@ -190,43 +202,65 @@ export async function purgeTenant(db: Kysely<Database>, a: PurgeArgs): Promise<O
       })
       .returning("id")
       .executeTakeFirstOrThrow();
+    const pending = purgedReport(t, through, counts, a);
+    const outboxId = await insertOutbox(trx, {
+      tenant: t,
+      msgId: pending.msgId,
+      subject: subjects.report(t),
+      payload: reportMessageJson(pending),
+      correlationId: a.correlationId,
+      now: a.now,
+      graceMs: a.reportGraceMs ?? 60_000,
+    });
     return {
       id: entry.id,
       through,
       counts,
+      pending,
+      outboxId,
       chain: { report_id: Number(head.last_report_id), hash: head.last_hash },
     };
   });
   const batch = a.batchSize ?? 5000;
+  let archiveDeleted = true;
   for (;;) {
-    const n = await db.transaction().execute(async (trx) => {
-      await allowArchiveDelete(trx);
-      const r = await sql`
+    const n = await db
+      .transaction()
+      .execute(async (trx) => {
+        await allowArchiveDelete(trx);
+        const r = await sql`
         delete from agent_report_events e
         where (e.org_id, e.project_id, e.report_id) in (
           select org_id, project_id, report_id from agent_report_events
           where org_id = ${t.org_id} and project_id = ${t.project_id} and report_id <= ${first.through}
           order by report_id limit ${batch})`.execute(trx);
-      return Number(r.numAffectedRows ?? 0);
-    });
+        return Number(r.numAffectedRows ?? 0);
+      })
+      // The rows are invisible already (purged_through); retention pruning deletes what is left.
+      .catch(() => -1);
+    if (n < 0) archiveDeleted = false;
     if (n < batch) break;
   }
+  return {
+    row: { id: first.id, counts: first.counts, chain: first.chain, outboxId: first.outboxId, archiveDeleted },
+    effects: { reports: [first.pending], notifications: [], messages: [] },
+  };
+}
+
+/** The `tenant.purged` report of a purge through `through` (its msg id names W, so a repeat is stored once). */
+function purgedReport(t: Tenant, through: number, counts: Record<string, number>, a: PurgeArgs): PendingReport {
   const report: AgentReport = {
     type: "tenant.purged",
     status: "done",
     title: "Tenant data erased",
-    summary: `Every report up to ${first.through}, and the tenant's commands, asks, history and settings, were erased by ${a.principal}.`,
-    purge: { reports_through: String(first.through), purged_by: a.principal, counts: first.counts },
+    summary: `Every report up to ${through}, and the tenant's commands, asks, history and settings, were erased by ${a.principal}.`,
+    purge: { reports_through: String(through), purged_by: a.principal, counts },
   };
-  const pending: PendingReport = {
+  return {
     tenant: t,
-    msgId: reportMsgId(t, "tenant", `purged.${first.through}`),
+    msgId: reportMsgId(t, "tenant", `purged.${through}`),
     report,
     causality: { correlation_id: a.correlationId },
     ts: a.now.toISOString(),
-  };
-  return {
-    row: { id: first.id, counts: first.counts, chain: first.chain },
-    effects: { reports: [pending], notifications: [], messages: [] },
   };
 }
