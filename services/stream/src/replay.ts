@@ -1,5 +1,6 @@
 import { type Consumer, DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
-import { STREAMS } from "@nexus/contracts";
+import { STREAMS, type Tenant } from "@nexus/contracts";
+import type { StoredReport } from "@nexus/core";
 import type { Logger } from "pino";
 import type { SseConnection } from "./connection.ts";
 import type { ArchiveLog, CursorSource, ReportLog } from "./cursor.ts";
@@ -36,6 +37,21 @@ export interface FollowDeps {
   onArchiveReport?: (n: number) => void;
 }
 
+/** One archive read of a replay and, for the same position, whether JetStream covers it. */
+interface ArchiveStep {
+  pos: number;
+  covered: Promise<boolean>;
+  rows: Promise<StoredReport[] | null>;
+}
+
+/** Starts the reads of one archive step; their failures surface when awaited (never unhandled). */
+function archiveStep(archive: ArchiveLog, log: ReportLog, tenant: Tenant, pos: number, limit = 1000): ArchiveStep {
+  const step = { pos, covered: log.covers(tenant, pos), rows: archive.after(tenant, pos, limit) };
+  step.covered.catch(() => {});
+  step.rows.catch(() => {});
+  return step;
+}
+
 /** How long one replay pull waits for messages the hub proves exist, milliseconds. */
 const FETCH_EXPIRES_MS = 2000;
 /** Poll interval while waiting for the archiver at the end of an archive replay, milliseconds. */
@@ -62,7 +78,8 @@ const ARCHIVE_POLL_MS = 50;
  *    written. An empty read means the archive holds nothing after `pos` yet while JetStream
  *    no longer holds `pos`: the archiver lags JetStream's retention for this tenant; wait up
  *    to `archiveWaitMs` for it, then end with `replay_gap` (the client resumes from its last
- *    id; the cursor rule decides again).
+ *    id; the cursor rule decides again). The read for the next position is started before the
+ *    current batch is written (prefetch); it carries its own proof, so this changes nothing above.
  * 3. Otherwise replay from JetStream with a temporary ordered consumer of the tenant's subject
  *    starting at `pos + 1`, one pull of up to `batchSize` at a time, waiting for the socket to
  *    drain between pulls (a replay goes at the client's pace). Before a pull's reports are
@@ -95,6 +112,7 @@ export async function followFrom(
   let consumer: Consumer | undefined;
   let pending = 0;
   let inArchive = source === "archive" && deps.archive !== undefined;
+  let next: ArchiveStep | undefined;
   let archiveWaitedMs = 0;
   if (inArchive) deps.onArchiveReplay?.();
   try {
@@ -116,12 +134,17 @@ export async function followFrom(
         // The ring moved past `pos`, or holds too much to hand over at once: replay on.
       }
       if (inArchive && deps.archive) {
-        if (await deps.log.covers(tenant, pos)) {
+        // The next read and the hand-over check for `pos` run together, and the read after
+        // this one starts before this one is written (prefetch): the database, JetStream and
+        // the socket work at the same time.
+        const step =
+          next && next.pos === pos ? next : archiveStep(deps.archive, deps.log, tenant, pos, deps.archiveBatchSize);
+        next = undefined;
+        if (await step.covered) {
           inArchive = false; // JetStream holds every report after pos: hand over (step 3)
           continue;
         }
-        if (!(await conn.writable())) return;
-        const rows = await deps.archive.after(tenant, pos, deps.archiveBatchSize ?? 1000);
+        const rows = await step.rows;
         if (conn.closed) return;
         if (rows === null) {
           conn.close("replay_gap");
@@ -137,6 +160,8 @@ export async function followFrom(
           continue;
         }
         archiveWaitedMs = 0;
+        const last = (rows.at(-1) as StoredReport).seq;
+        next = archiveStep(deps.archive, deps.log, tenant, last, deps.archiveBatchSize);
         let sent = 0;
         conn.res.cork();
         for (const row of rows) {
@@ -148,6 +173,7 @@ export async function followFrom(
         }
         conn.res.uncork();
         deps.onArchiveReport?.(sent);
+        if (!(await conn.writable())) return;
         continue;
       }
       if (!consumer) {

@@ -148,46 +148,12 @@ function str(v: unknown): string | null {
   return typeof v === "string" ? v : null;
 }
 
-/** Column arrays for one `insert … select from unnest(…)` of archive rows. */
-function rowArrays(
-  tenant: Tenant,
-  links: readonly Link[],
-  hashes: readonly (readonly [string, string] | null)[],
-  now: Date,
-) {
-  const cols = {
-    org: [] as string[],
-    project: [] as string[],
-    id: [] as string[],
-    type: [] as string[],
-    corr: [] as (string | null)[],
-    cmd: [] as (string | null)[],
-    ask: [] as (string | null)[],
-    causality: [] as string[],
-    payload: [] as string[],
-    ts: [] as string[],
-    prev: [] as (string | null)[],
-    hash: [] as (string | null)[],
-  };
-  links.forEach((l, i) => {
-    const report = isObject(l.message.report) ? l.message.report : {};
-    const causality = isObject(l.message.causality) ? l.message.causality : {};
-    cols.org.push(tenant.org_id);
-    cols.project.push(tenant.project_id);
-    cols.id.push(String(l.reportId));
-    cols.type.push(str(report.type) ?? "unknown");
-    cols.corr.push(str(causality.correlation_id));
-    cols.cmd.push(str(causality.command_id));
-    cols.ask.push(str(causality.ask_id));
-    cols.causality.push(JSON.stringify(causality));
-    cols.payload.push(l.payload);
-    cols.ts.push(reportTs(l.message, now).toISOString());
-    cols.prev.push(hashes[i]?.[0] ?? null);
-    cols.hash.push(hashes[i]?.[1] ?? null);
-  });
-  return cols;
-}
-
+/**
+ * Inserts archive rows (chained when `hashes[i]` is given) in one statement, sent as one JSON
+ * array (`json_to_recordset`): one parameter however many rows, escaped by the native
+ * `JSON.stringify`. Rows already there are left alone (the primary key makes a redelivery a no-op).
+ * @returns rows inserted.
+ */
 async function insertRows(
   trx: Transaction<Database>,
   tenant: Tenant,
@@ -196,13 +162,28 @@ async function insertRows(
   now: Date,
 ): Promise<number> {
   if (links.length === 0) return 0;
-  const c = rowArrays(tenant, links, hashes, now);
+  const rows = links.map((l, i) => {
+    const report = isObject(l.message.report) ? l.message.report : {};
+    const causality = isObject(l.message.causality) ? l.message.causality : {};
+    return {
+      r: l.reportId,
+      t: str(report.type) ?? "unknown",
+      c: str(causality.correlation_id),
+      m: str(causality.command_id),
+      a: str(causality.ask_id),
+      k: causality,
+      p: l.payload,
+      s: reportTs(l.message, now).toISOString(),
+      v: hashes[i]?.[0] ?? null,
+      h: hashes[i]?.[1] ?? null,
+    };
+  });
   const r = await sql`
     insert into agent_report_events
       (org_id, project_id, report_id, type, correlation_id, command_id, ask_id, causality, payload, ts, prev_hash, hash)
-    select * from unnest(${c.org}::text[], ${c.project}::text[], ${c.id}::bigint[], ${c.type}::text[],
-                         ${c.corr}::text[], ${c.cmd}::text[], ${c.ask}::text[], ${c.causality}::jsonb[],
-                         ${c.payload}::text[], ${c.ts}::timestamptz[], ${c.prev}::text[], ${c.hash}::text[])
+    select ${tenant.org_id}, ${tenant.project_id}, x.r, x.t, x.c, x.m, x.a, x.k, x.p, x.s, x.v, x.h
+    from json_to_recordset(${JSON.stringify(rows)}::json)
+      as x(r bigint, t text, c text, m text, a text, k jsonb, p text, s timestamptz, v text, h text)
     on conflict do nothing`.execute(trx);
   return Number(r.numAffectedRows ?? 0);
 }

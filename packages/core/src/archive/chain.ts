@@ -19,7 +19,7 @@
  * - The first report of a tenant has `prev_hash` = {@link GENESIS_HASH} (64 zeros). A purge or a
  *   pruning does not restart the chain: the next report links to the last hash before it.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { canonicalJson } from "@nexus/contracts";
 
 /** `prev_hash` of a tenant's first archived report: 64 zeros. */
@@ -47,7 +47,7 @@ export function chainHash(prevHash: string, e: ChainInput): string {
     report_id: e.report_id,
     report: e.report,
   });
-  return createHash("sha256").update(canonical, "utf8").digest("hex");
+  return hash("sha256", canonical, "hex");
 }
 
 /** One line of an audit export as the verifier reads it (see `AuditLine` in contracts). */

@@ -76,13 +76,17 @@ export async function archiveAfter(
   pos: number,
   limit: number,
 ): Promise<StoredReport[] | null> {
+  // The head row is read once (a materialised CTE), then one index range scan of the tenant's rows.
   const r = await sql<{ report_id: string; payload: string }>`
+    with h as materialized (
+      select last_report_id, purged_through from agent_report_chains
+      where org_id = ${tenant.org_id} and project_id = ${tenant.project_id}
+        and (${pos}::bigint = 0 and complete_after = 0 and purged_through = 0
+             or ${pos}::bigint > 0 and ${pos}::bigint >= complete_after and ${pos}::bigint > purged_through)
+    )
     select e.report_id, e.payload
-    from agent_report_chains h
-    join agent_report_events e on e.org_id = h.org_id and e.project_id = h.project_id
-    where h.org_id = ${tenant.org_id} and h.project_id = ${tenant.project_id}
-      and (${pos}::bigint = 0 and h.complete_after = 0 and h.purged_through = 0
-           or ${pos}::bigint > 0 and ${pos}::bigint >= h.complete_after and ${pos}::bigint > h.purged_through)
+    from h, agent_report_events e
+    where e.org_id = ${tenant.org_id} and e.project_id = ${tenant.project_id}
       and e.report_id >= ${pos} and e.report_id <= h.last_report_id and e.report_id > h.purged_through
     order by e.report_id
     limit ${limit + 1}`.execute(db);
