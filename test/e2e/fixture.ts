@@ -13,7 +13,7 @@ import {
   tenantHeaders,
 } from "@nexus/testkit";
 
-/** A stack of the four services on its own NATS server and database. */
+/** A stack of the five services on its own NATS server and database. */
 export interface E2E {
   nats: TestNats;
   database: TestDatabase;
@@ -34,7 +34,7 @@ export interface E2E {
   close(): Promise<void>;
 }
 
-/** Starts NATS (own server when possible), a fresh database and the four services. */
+/** Starts NATS (own server when possible), a fresh database and the five services. */
 export async function startE2E(
   o: {
     topology?: Partial<TopologyOptions>;
