@@ -10,10 +10,17 @@
  *   report it refuses, or one already archived or erased).
  * - chain bound B: F extended through the batch while the batch holds every sequence
  *   `F+1, F+2, …` — so every report at or below B is stored already or in the batch.
- * - proof: per tenant of the batch, the cursor validity rule `covers(tenant, h)` for its chain
- *   head h, asked *after* the batch was read: the report at h is still in JetStream, so every
- *   later report of the tenant was still there when the consumer passed it, hence was
- *   delivered — none was lost to retention before being archived.
+ * - proof: per tenant of the batch, that no report of it after its chain head h was lost to
+ *   retention before anyone received it: the cursor validity rule `covers(tenant, h)`, asked
+ *   *after* the batch was read — the report at h is still in JetStream, so every later report
+ *   of the tenant was still there when the consumer passed it, hence was delivered.
+ * - run: consecutive batches of this process with no hole between or inside them (the next
+ *   batch starts at the sequence after the last one archived). Within a run every sequence
+ *   came through this process, so none was deleted before delivery: a tenant whose head is
+ *   inside the run needs no proof, and the bound B extends from the last batch's, without
+ *   reading F. In steady state with one replica a batch costs one confirmed acknowledgement
+ *   and one Postgres transaction, nothing else. Any hole, failure or other replica's batch
+ *   ends the run; the next batch reads F and asks the proofs again.
  *
  * A batch loop instead of `runWorker()`: runWorker settles each message on its own (one
  * handler call, one transaction, retries and dead letters per message, up to 16 in flight in
@@ -98,6 +105,12 @@ export interface ArchiverDeps {
   logger: Logger;
   /** `ARCHIVER_BATCH_SIZE`. */
   batchSize: number;
+  /**
+   * `ARCHIVER_LINGER_MS`: once a report is waiting, how long to wait for more before archiving a
+   * batch smaller than `batchSize` (default 20). Under a steady trickle this turns many tiny
+   * transactions into a few larger ones, at the price of that much archive lag.
+   */
+  lingerMs?: number;
   /** Backoff after a failed batch. */
   retry: RetrySchedule;
   now?: () => Date;
@@ -214,9 +227,10 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
     }
   })().catch((err) => d.logger.error({ err }, "archiver:reader-failed"));
 
-  const waitForMessages = (ms: number) =>
+  /** Resolves on the next message (at once when `queue` has more than `have`), on stop, or after `ms`. */
+  const waitForMessages = (ms: number, have = 0) =>
     new Promise<void>((resolve) => {
-      if (queue.length > 0 || stopping) return resolve();
+      if (queue.length > have || stopping) return resolve();
       const t = setTimeout(done, ms);
       function done() {
         clearTimeout(t);
@@ -240,21 +254,50 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
     }
   };
 
-  /** Per tenant, the head for which covers(tenant, head) holds now (see module doc). */
-  const prove = async (tenants: readonly Tenant[]): Promise<Map<string, number>> => {
+  /**
+   * What this process knows (module doc, "runs"): every report at or below `archivedThrough`
+   * is archived; every stream sequence from `runStart` to `archivedThrough` came to this
+   * process in its own batches, without a hole (so none was deleted before delivery);
+   * `heads` holds a lower bound of tenants' chain heads (heads only grow); `known` the
+   * tenants whose head row exists.
+   */
+  let archivedThrough: number | undefined;
+  let runStart: number | undefined;
+  const heads = new Map<string, number>();
+  const known = new Set<string>();
+
+  /**
+   * Per tenant, the head `h` for which "no report of the tenant after `h` was lost before
+   * delivery" holds now: by the run (its head is inside the run, so everything after it came
+   * through this process) or else by the cursor validity rule `covers(tenant, h)`, asked now.
+   * Tenants for which neither holds are left out (their coverage restarts when appended to).
+   */
+  const prove = async (tenants: readonly Tenant[], run: number | undefined): Promise<Map<string, number>> => {
     const proofs = new Map<string, number>();
-    if (tenants.length === 0) return proofs;
-    const heads = await sql<{ org_id: string; project_id: string; last_report_id: string; purged_through: string }>`
+    const ask: Tenant[] = [];
+    for (const t of tenants) {
+      const h = heads.get(tenantKey(t));
+      if (run !== undefined && h !== undefined && h >= run - 1) proofs.set(tenantKey(t), h);
+      else ask.push(t);
+    }
+    if (ask.length === 0) return proofs;
+    const rows = await sql<{ org_id: string; project_id: string; last_report_id: string; purged_through: string }>`
       select org_id, project_id, last_report_id, purged_through from agent_report_chains
-      where (org_id, project_id) in (select * from unnest(${tenants.map((t) => t.org_id)}::text[],
-                                                          ${tenants.map((t) => t.project_id)}::text[]))`.execute(d.db);
-    const byKey = new Map(heads.rows.map((h) => [`${h.org_id}/${h.project_id}`, h]));
-    await mapLimit(tenants, PROOF_CONCURRENCY, async (t) => {
-      const h = byKey.get(tenantKey(t));
+      where (org_id, project_id) in (select * from unnest(${ask.map((t) => t.org_id)}::text[],
+                                                          ${ask.map((t) => t.project_id)}::text[]))`.execute(d.db);
+    const byKey = new Map(rows.rows.map((h) => [`${h.org_id}/${h.project_id}`, h]));
+    await mapLimit(ask, PROOF_CONCURRENCY, async (t) => {
+      const key = tenantKey(t);
+      const h = byKey.get(key);
       const last = Number(h?.last_report_id ?? 0);
+      if (h) known.add(key);
+      if (run !== undefined && h && last >= run - 1) {
+        proofs.set(key, last);
+        return;
+      }
       // After a purge JetStream no longer holds the head: "never lost a report since" is asked instead.
       const at = last > Number(h?.purged_through ?? 0) ? last : 0;
-      if (await d.log.covers(t, at)) proofs.set(tenantKey(t), at);
+      if (await d.log.covers(t, at)) proofs.set(key, at);
     });
     return proofs;
   };
@@ -266,12 +309,13 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
     const floor = await ackFloor();
     const tenants = await tenantsWaitingToChain(d.db, floor);
     if (tenants.length === 0) return;
-    const proofs = await prove(tenants);
+    const proofs = await prove(tenants, undefined);
     const r = await d.db
       .transaction()
       .execute((trx) =>
         appendReports(trx, { reports: [], chainThrough: floor, alsoChain: tenants, proofs, now: now() }),
       );
+    for (const [k, h] of r.heads) heads.set(k, Math.max(heads.get(k) ?? 0, h));
     for (const t of r.coverageResets) events.emit("coverage:reset", { tenant: t });
     if (r.chained > 0) events.emit("chain:swept", { tenants: tenants.length, chained: r.chained });
   };
@@ -289,6 +333,12 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
         }
         continue;
       }
+      const lingerUntil = Date.now() + (d.lingerMs ?? 20);
+      while (queue.length < d.batchSize && !stopping) {
+        const left = lingerUntil - Date.now();
+        if (left <= 0) break;
+        await waitForMessages(left, queue.length);
+      }
       const taken = queue.splice(0, d.batchSize);
       const started = Date.now();
       try {
@@ -305,17 +355,36 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
             events.emit("report:refused", { seq: s, subject: m.subject, reason: r.reason });
           } else reports.push(r);
         }
-        // Order matters: the batch was read, then F, then the proofs (module doc).
-        const floor = await ackFloor();
-        const bound = chainBound(floor, seqs);
+        // The chain bound B (module doc). A batch that goes on where this process's run left off
+        // needs no ack floor: everything up to `archivedThrough` is archived. Otherwise F is
+        // read — after the batch, then the proofs after F.
+        const fresh = seqs.filter((x) => archivedThrough === undefined || x > archivedThrough);
+        let base: number;
+        let run: number | undefined;
+        if (archivedThrough !== undefined && runStart !== undefined && fresh[0] === archivedThrough + 1) {
+          base = archivedThrough;
+          run = runStart;
+        } else {
+          base = Math.max(await ackFloor(), archivedThrough ?? 0);
+          run = fresh.length > 0 && fresh[0] === base + 1 ? base + 1 : undefined;
+        }
+        const bound = chainBound(base, seqs);
         const tenants = new Map<string, Tenant>();
         for (const r of reports) tenants.set(tenantKey(r.tenant), r.tenant);
-        const proofs = await prove([...tenants.values()]);
+        const proofs = await prove([...tenants.values()], run);
+        const headsExist = [...tenants.keys()].every((k) => known.has(k));
         await d.faults?.("archiver:before-commit");
         const r = await d.db
           .transaction()
-          .execute((trx) => appendReports(trx, { reports, chainThrough: bound, proofs, now: now() }));
+          .execute((trx) => appendReports(trx, { reports, chainThrough: bound, proofs, now: now(), headsExist }));
         await d.faults?.("archiver:after-commit");
+        // What this process knows now: archived through B; the run goes on while batches have no hole.
+        archivedThrough = Math.max(archivedThrough ?? 0, bound);
+        runStart = run !== undefined && bound === (fresh.at(-1) ?? bound) ? run : undefined;
+        for (const [k, h] of r.heads) {
+          heads.set(k, Math.max(heads.get(k) ?? 0, h));
+          known.add(k);
+        }
         // Acknowledge every message taken (duplicates included), confirming the last one, so
         // that the next ack floor read sees them all (JetStream handles one connection's acks in order).
         const last = taken.at(-1) as JsMsg;
@@ -338,6 +407,9 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
         if (r.deferred > 0) await sweep().catch((err) => d.logger.warn({ err }, "archiver:sweep-failed"));
       } catch (err) {
         attempt++;
+        // Unknown how far the failure got: start over from the consumer's ack floor.
+        archivedThrough = undefined;
+        runStart = undefined;
         const retryMs = backoffMs(attempt, d.retry);
         for (const m of taken) settle(() => m.nak(retryMs));
         events.emit("batch:failed", { messages: taken.length, attempt, retryMs, err });

@@ -149,6 +149,7 @@ export async function startArchiverService(d: ArchiverServiceDeps): Promise<Arch
     log: jetStreamReportLog(d.jsm),
     logger,
     batchSize: config.ARCHIVER_BATCH_SIZE,
+    lingerMs: config.ARCHIVER_LINGER_MS,
     retry: { baseMs: config.RETRY_BASE_MS, maxMs: config.RETRY_MAX_MS },
     now,
     ...(d.faults ? { faults: d.faults } : {}),

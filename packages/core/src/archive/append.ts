@@ -105,6 +105,8 @@ export interface AppendArgs {
   proofs: ReadonlyMap<string, number>;
   /** The clock, for rows whose report carries no parsable `ts`. */
   now: Date;
+  /** The caller knows every tenant's head row exists already (skips creating missing ones). */
+  headsExist?: boolean;
 }
 
 /** What {@link appendReports} did. */
@@ -119,6 +121,8 @@ export interface AppendResult {
   deferred: number;
   /** Tenants whose coverage restarted (a report may have been lost before archiving). */
   coverageResets: Tenant[];
+  /** Per tenant key (`org/project`), its chain head after the transaction. */
+  heads: Map<string, number>;
 }
 
 interface HeadRow {
@@ -148,44 +152,39 @@ function str(v: unknown): string | null {
   return typeof v === "string" ? v : null;
 }
 
-/**
- * Inserts archive rows (chained when `hashes[i]` is given) in one statement, sent as one JSON
- * array (`json_to_recordset`): one parameter however many rows, escaped by the native
- * `JSON.stringify`. Rows already there are left alone (the primary key makes a redelivery a no-op).
- * @returns rows inserted.
- */
-async function insertRows(
-  trx: Transaction<Database>,
-  tenant: Tenant,
-  links: readonly Link[],
-  hashes: readonly (readonly [string, string] | null)[],
-  now: Date,
-): Promise<number> {
-  if (links.length === 0) return 0;
-  const rows = links.map((l, i) => {
-    const report = isObject(l.message.report) ? l.message.report : {};
-    const causality = isObject(l.message.causality) ? l.message.causality : {};
-    return {
-      r: l.reportId,
-      t: str(report.type) ?? "unknown",
-      c: str(causality.correlation_id),
-      m: str(causality.command_id),
-      a: str(causality.ask_id),
-      k: causality,
-      p: l.payload,
-      s: reportTs(l.message, now).toISOString(),
-      v: hashes[i]?.[0] ?? null,
-      h: hashes[i]?.[1] ?? null,
-    };
-  });
-  const r = await sql`
-    insert into agent_report_events
-      (org_id, project_id, report_id, type, correlation_id, command_id, ask_id, causality, payload, ts, prev_hash, hash)
-    select ${tenant.org_id}, ${tenant.project_id}, x.r, x.t, x.c, x.m, x.a, x.k, x.p, x.s, x.v, x.h
-    from json_to_recordset(${JSON.stringify(rows)}::json)
-      as x(r bigint, t text, c text, m text, a text, k jsonb, p text, s timestamptz, v text, h text)
-    on conflict do nothing`.execute(trx);
-  return Number(r.numAffectedRows ?? 0);
+/** One row to insert (chained when `prev`/`hash` are set), as sent in the JSON parameter. */
+interface NewRow {
+  o: string;
+  j: string;
+  r: number;
+  t: string;
+  c: string | null;
+  m: string | null;
+  a: string | null;
+  k: Record<string, unknown>;
+  p: string;
+  s: string;
+  v: string | null;
+  h: string | null;
+}
+
+function newRow(tenant: Tenant, l: Link, hash: readonly [string, string] | null, now: Date): NewRow {
+  const report = isObject(l.message.report) ? l.message.report : {};
+  const causality = isObject(l.message.causality) ? l.message.causality : {};
+  return {
+    o: tenant.org_id,
+    j: tenant.project_id,
+    r: l.reportId,
+    t: str(report.type) ?? "unknown",
+    c: str(causality.correlation_id),
+    m: str(causality.command_id),
+    a: str(causality.ask_id),
+    k: causality,
+    p: l.payload,
+    s: reportTs(l.message, now).toISOString(),
+    v: hash?.[0] ?? null,
+    h: hash?.[1] ?? null,
+  };
 }
 
 /**
@@ -195,11 +194,16 @@ async function insertRows(
  * mark, chains (inserts, or updates if stored earlier unchained) its reports at or below B in
  * report_id order from the head's hash, and stores its reports above B unchained.
  *
+ * A constant number of statements however many tenants and reports: heads (2), the rows
+ * waiting to be chained (1), one insert of every new row sent as one JSON parameter
+ * (`json_to_recordset`, escaped by the native `JSON.stringify`), one update of waiting rows
+ * when there are any, one update of every head.
+ *
  * @throws pg / kysely errors (the caller rolls back and retries the whole batch later; every
  *   step is idempotent).
  */
 export async function appendReports(trx: Transaction<Database>, a: AppendArgs): Promise<AppendResult> {
-  const out: AppendResult = { inserted: 0, chained: 0, skipped: 0, deferred: 0, coverageResets: [] };
+  const out: AppendResult = { inserted: 0, chained: 0, skipped: 0, deferred: 0, coverageResets: [], heads: new Map() };
   const byTenant = new Map<string, { tenant: Tenant; reports: ArchivableReport[] }>();
   for (const r of a.reports) {
     const k = tenantKey(r.tenant);
@@ -215,19 +219,46 @@ export async function appendReports(trx: Transaction<Database>, a: AppendArgs): 
   const keys = [...byTenant.keys()].sort();
   const orgs = keys.map((k) => (byTenant.get(k) as { tenant: Tenant }).tenant.org_id);
   const projects = keys.map((k) => (byTenant.get(k) as { tenant: Tenant }).tenant.project_id);
+  const bound = a.chainThrough;
 
   // Heads: create missing ones, then lock all in one sorted pass.
-  await sql`
-    insert into agent_report_chains (org_id, project_id)
-    select * from unnest(${orgs}::text[], ${projects}::text[]) order by 1, 2
-    on conflict do nothing`.execute(trx);
+  if (!a.headsExist)
+    await sql`
+      insert into agent_report_chains (org_id, project_id)
+      select * from unnest(${orgs}::text[], ${projects}::text[]) order by 1, 2
+      on conflict do nothing`.execute(trx);
   const heads = await sql<HeadRow>`
     select org_id, project_id, last_report_id, last_hash, complete_after, purged_through, chained, coverage_resets
     from agent_report_chains
     where (org_id, project_id) in (select * from unnest(${orgs}::text[], ${projects}::text[]))
     order by org_id, project_id
     for update`.execute(trx);
+  // Rows stored earlier, unchained, that the bound now lets us chain (usually none). A statement
+  // of its own, after the locks: it must see what the previous holder of a head lock committed.
+  const waitingRows = await sql<{ org_id: string; project_id: string; report_id: string; payload: string }>`
+    select e.org_id, e.project_id, e.report_id, e.payload
+    from agent_report_events e
+    join agent_report_chains h on h.org_id = e.org_id and h.project_id = e.project_id
+    where e.hash is null and e.report_id <= ${bound}
+      and e.report_id > h.last_report_id and e.report_id > h.purged_through
+      and (e.org_id, e.project_id) in (select * from unnest(${orgs}::text[], ${projects}::text[]))
+    order by e.report_id`.execute(trx);
+  const waitingBy = new Map<string, Link[]>();
+  for (const w of waitingRows.rows) {
+    const k = `${w.org_id}/${w.project_id}`;
+    const list = waitingBy.get(k) ?? [];
+    list.push({
+      reportId: Number(w.report_id),
+      payload: w.payload,
+      message: JSON.parse(w.payload) as Record<string, unknown>,
+      stored: true,
+    });
+    waitingBy.set(k, list);
+  }
 
+  const inserts: NewRow[] = [];
+  const chainUpdates: { o: string; j: string; r: number; v: string; h: string }[] = [];
+  const headUpdates: { o: string; j: string; l: number; h: string; c: number; n: number; x: number }[] = [];
   for (const head of heads.rows) {
     const key = `${head.org_id}/${head.project_id}`;
     const entry = byTenant.get(key);
@@ -235,39 +266,17 @@ export async function appendReports(trx: Transaction<Database>, a: AppendArgs): 
     const { tenant } = entry;
     const last = Number(head.last_report_id);
     const purged = Number(head.purged_through);
+    out.heads.set(key, last);
+    const links = waitingBy.get(key) ?? [];
+    const stored = new Set(links.map((l) => l.reportId));
     const seen = new Set<number>();
-    const incoming: ArchivableReport[] = [];
+    const later: Link[] = [];
     for (const r of entry.reports) {
-      if (r.reportId <= last || r.reportId <= purged || seen.has(r.reportId)) {
+      if (r.reportId <= last || r.reportId <= purged || seen.has(r.reportId) || stored.has(r.reportId)) {
         out.skipped++;
         continue;
       }
       seen.add(r.reportId);
-      incoming.push(r);
-    }
-    const bound = a.chainThrough;
-    // Rows stored earlier, unchained, that the bound now lets us chain (usually none).
-    const waiting =
-      bound > last
-        ? await sql<{ report_id: string; payload: string }>`
-            select report_id, payload from agent_report_events
-            where org_id = ${tenant.org_id} and project_id = ${tenant.project_id}
-              and report_id > ${Math.max(last, purged)} and report_id <= ${bound} and hash is null
-            order by report_id`.execute(trx)
-        : { rows: [] };
-    const stored = new Set(waiting.rows.map((w) => Number(w.report_id)));
-    const links: Link[] = waiting.rows.map((w) => ({
-      reportId: Number(w.report_id),
-      payload: w.payload,
-      message: JSON.parse(w.payload) as Record<string, unknown>,
-      stored: true,
-    }));
-    const later: Link[] = [];
-    for (const r of incoming) {
-      if (stored.has(r.reportId)) {
-        out.skipped++;
-        continue;
-      }
       const l: Link = { reportId: r.reportId, payload: r.payload, message: r.message, stored: false };
       if (r.reportId <= bound) links.push(l);
       else later.push(l);
@@ -288,7 +297,6 @@ export async function appendReports(trx: Transaction<Database>, a: AppendArgs): 
         }
       }
       let prev = head.last_hash;
-      const hashes: (readonly [string, string])[] = [];
       for (const l of links) {
         const h = chainHash(prev, {
           org_id: tenant.org_id,
@@ -296,53 +304,60 @@ export async function appendReports(trx: Transaction<Database>, a: AppendArgs): 
           report_id: String(l.reportId),
           report: l.message,
         });
-        hashes.push([prev, h]);
+        if (l.stored) chainUpdates.push({ o: tenant.org_id, j: tenant.project_id, r: l.reportId, v: prev, h });
+        else inserts.push(newRow(tenant, l, [prev, h], a.now));
         prev = h;
       }
-      const fresh = links.flatMap((l, i) => (l.stored ? [] : [[l, hashes[i] as readonly [string, string]] as const]));
-      out.inserted += await insertRows(
-        trx,
-        tenant,
-        fresh.map(([l]) => l),
-        fresh.map(([, h]) => h),
-        a.now,
-      );
-      const old = links.flatMap((l, i) => (l.stored ? [[l, hashes[i] as readonly [string, string]] as const] : []));
-      if (old.length > 0)
-        await sql`
-          update agent_report_events e set prev_hash = v.prev_hash, hash = v.hash
-          from unnest(${old.map(([l]) => String(l.reportId))}::bigint[], ${old.map(([, h]) => h[0])}::text[],
-                      ${old.map(([, h]) => h[1])}::text[]) as v(report_id, prev_hash, hash)
-          where e.org_id = ${tenant.org_id} and e.project_id = ${tenant.project_id}
-            and e.report_id = v.report_id and e.hash is null`.execute(trx);
-      const top = links.at(-1) as Link;
-      await trx
-        .updateTable("agent_report_chains")
-        .set({
-          last_report_id: top.reportId,
-          last_hash: prev,
-          complete_after: completeAfter,
-          chained: sql`chained + ${links.length}`,
-          coverage_resets: resets,
-          updated_at: a.now,
-        })
-        .where("org_id", "=", tenant.org_id)
-        .where("project_id", "=", tenant.project_id)
-        .execute();
+      out.heads.set(key, (links.at(-1) as Link).reportId);
+      headUpdates.push({
+        o: tenant.org_id,
+        j: tenant.project_id,
+        l: (links.at(-1) as Link).reportId,
+        h: prev,
+        c: completeAfter,
+        n: links.length,
+        x: resets,
+      });
       out.chained += links.length;
     }
-    if (later.length > 0) {
-      const n = await insertRows(
-        trx,
-        tenant,
-        later,
-        later.map(() => null),
-        a.now,
-      );
-      out.inserted += n;
-      out.deferred += n;
-    }
+    for (const l of later) inserts.push(newRow(tenant, l, null, a.now));
   }
+
+  if (inserts.length > 0 || headUpdates.length > 0) {
+    // New rows and the heads they extend, in one statement.
+    const r = await sql<{ inserted: string; chained: string }>`
+      with ins as (
+        insert into agent_report_events
+          (org_id, project_id, report_id, type, correlation_id, command_id, ask_id, causality, payload, ts, prev_hash, hash)
+        select x.o, x.j, x.r, x.t, x.c, x.m, x.a, x.k, x.p, x.s, x.v, x.h
+        from json_to_recordset(${JSON.stringify(inserts)}::json)
+          as x(o text, j text, r bigint, t text, c text, m text, a text, k jsonb, p text, s timestamptz, v text, h text)
+        on conflict do nothing
+        returning hash is not null as chained
+      ), upd as (
+        update agent_report_chains c
+        set last_report_id = v.l, last_hash = v.h, complete_after = v.c, chained = c.chained + v.n,
+            coverage_resets = v.x, updated_at = ${a.now}
+        from json_to_recordset(${JSON.stringify(headUpdates)}::json)
+          as v(o text, j text, l bigint, h text, c bigint, n bigint, x integer)
+        where c.org_id = v.o and c.project_id = v.j
+        returning 1
+      )
+      select (select count(*) from ins) as inserted, (select count(*) from ins where chained) as chained`.execute(trx);
+    const inserted = Number(r.rows[0]?.inserted ?? 0);
+    const chainedInserted = Number(r.rows[0]?.chained ?? 0);
+    // Every chained row is new by construction (older ones were skipped or read as waiting); if
+    // one was already there the heads would run past an unchained row: refuse, roll back, retry.
+    if (chainedInserted !== inserts.filter((x) => x.h !== null).length)
+      throw new Error("archive: a row to chain was already stored; the batch is retried");
+    out.inserted = inserted;
+    out.deferred = inserted - chainedInserted;
+  }
+  if (chainUpdates.length > 0)
+    await sql`
+      update agent_report_events e set prev_hash = v.v, hash = v.h
+      from json_to_recordset(${JSON.stringify(chainUpdates)}::json) as v(o text, j text, r bigint, v text, h text)
+      where e.org_id = v.o and e.project_id = v.j and e.report_id = v.r and e.hash is null`.execute(trx);
   return out;
 }
 
