@@ -3,6 +3,7 @@ import {
   type ErrorEvent,
   type PingEvent,
   reportEventJson,
+  reportEventJsonFast,
   type SnapshotEvent,
   SSE_RETRY_MS,
   type Tenant,
@@ -45,6 +46,15 @@ const decoder = new TextDecoder();
 export function reportFrame(seq: number, data: Uint8Array | string, tenant: Tenant): ReportFrame | null {
   const json = reportEventJson(seq, typeof data === "string" ? data : decoder.decode(data), tenant);
   return json === null ? null : { seq, frame: `event: report\nid: ${seq}\ndata: ${json}\n\n` };
+}
+
+/**
+ * The `report` frame of an archived report the archiver found compact and of its row's tenant
+ * (`isCompactReport` in contracts): the same bytes as {@link reportFrame}, without parsing
+ * (`reportEventJsonFast`).
+ */
+export function archivedReportFrame(seq: number, text: string): ReportFrame {
+  return { seq, frame: `event: report\nid: ${seq}\ndata: ${reportEventJsonFast(seq, text)}\n\n` };
 }
 
 /** The `snapshot` frame; its `id:` is the snapshot's report_id. */

@@ -4,7 +4,7 @@ import type { StoredReport } from "@nexus/core";
 import type { Logger } from "pino";
 import type { SseConnection } from "./connection.ts";
 import type { ArchiveLog, CursorSource, ReportLog } from "./cursor.ts";
-import { type ReportFrame, reportFrame } from "./frames.ts";
+import { archivedReportFrame, type ReportFrame, reportFrame } from "./frames.ts";
 import type { HubListener, TenantHub } from "./hub.ts";
 
 /** Dependencies of {@link followFrom}. */
@@ -166,7 +166,7 @@ export async function followFrom(
         conn.res.cork();
         for (const row of rows) {
           pos = row.seq;
-          const f = reportFrame(row.seq, row.payload, tenant);
+          const f = row.compact ? archivedReportFrame(row.seq, row.payload) : reportFrame(row.seq, row.payload, tenant);
           if (f) {
             if (conn.sendReport(f)) sent++;
           } else deps.logger.error({ subject: hub.subject, seq: row.seq }, "replay:archived-report-refused");

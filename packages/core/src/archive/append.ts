@@ -23,7 +23,7 @@
  * its batch (`proofs`), and without that proof the tenant's `complete_after` moves up to just
  * before the appended reports, so the archive never claims a range it may not hold.
  */
-import { type Tenant, tenantFromSubject } from "@nexus/contracts";
+import { isCompactReport, type Tenant, tenantFromSubject } from "@nexus/contracts";
 import { sql, type Transaction } from "kysely";
 import type { Database } from "../db/schema.ts";
 import { chainHash } from "./chain.ts";
@@ -166,6 +166,8 @@ interface NewRow {
   s: string;
   v: string | null;
   h: string | null;
+  /** compact */
+  z: boolean;
 }
 
 function newRow(tenant: Tenant, l: Link, hash: readonly [string, string] | null, now: Date): NewRow {
@@ -184,6 +186,7 @@ function newRow(tenant: Tenant, l: Link, hash: readonly [string, string] | null,
     s: reportTs(l.message, now).toISOString(),
     v: hash?.[0] ?? null,
     h: hash?.[1] ?? null,
+    z: isCompactReport(l.payload, l.message),
   };
 }
 
@@ -328,10 +331,10 @@ export async function appendReports(trx: Transaction<Database>, a: AppendArgs): 
     const r = await sql<{ inserted: string; chained: string }>`
       with ins as (
         insert into agent_report_events
-          (org_id, project_id, report_id, type, correlation_id, command_id, ask_id, causality, payload, ts, prev_hash, hash)
-        select x.o, x.j, x.r, x.t, x.c, x.m, x.a, x.k, x.p, x.s, x.v, x.h
+          (org_id, project_id, report_id, type, correlation_id, command_id, ask_id, causality, payload, compact, ts, prev_hash, hash)
+        select x.o, x.j, x.r, x.t, x.c, x.m, x.a, x.k, x.p, x.z, x.s, x.v, x.h
         from json_to_recordset(${JSON.stringify(inserts)}::json)
-          as x(o text, j text, r bigint, t text, c text, m text, a text, k jsonb, p text, s timestamptz, v text, h text)
+          as x(o text, j text, r bigint, t text, c text, m text, a text, k jsonb, p text, z boolean, s timestamptz, v text, h text)
         on conflict do nothing
         returning hash is not null as chained
       ), upd as (

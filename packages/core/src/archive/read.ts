@@ -14,6 +14,8 @@ export interface StoredReport {
   seq: number;
   /** The ReportMessage JSON exactly as published. */
   payload: string;
+  /** The payload is compact (`isCompactReport` of contracts): `reportEventJsonFast` applies. */
+  compact?: boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -77,20 +79,20 @@ export async function archiveAfter(
   limit: number,
 ): Promise<StoredReport[] | null> {
   // The head row is read once (a materialised CTE), then one index range scan of the tenant's rows.
-  const r = await sql<{ report_id: string; payload: string }>`
+  const r = await sql<{ report_id: string; payload: string; compact: boolean }>`
     with h as materialized (
       select last_report_id, purged_through from agent_report_chains
       where org_id = ${tenant.org_id} and project_id = ${tenant.project_id}
         and (${pos}::bigint = 0 and complete_after = 0 and purged_through = 0
              or ${pos}::bigint > 0 and ${pos}::bigint >= complete_after and ${pos}::bigint > purged_through)
     )
-    select e.report_id, e.payload
+    select e.report_id, e.payload, e.compact
     from h, agent_report_events e
     where e.org_id = ${tenant.org_id} and e.project_id = ${tenant.project_id}
       and e.report_id >= ${pos} and e.report_id <= h.last_report_id and e.report_id > h.purged_through
     order by e.report_id
     limit ${limit + 1}`.execute(db);
-  const rows = r.rows.map((x) => ({ seq: Number(x.report_id), payload: x.payload }));
+  const rows = r.rows.map((x) => ({ seq: Number(x.report_id), payload: x.payload, compact: x.compact }));
   if (pos === 0) {
     if (rows.length === 0) {
       // Either nothing archived yet (fine) or the proof failed: tell them apart.

@@ -162,6 +162,8 @@ export interface AgentReportEventsTable {
   causality: Json;
   /** The UTF-8 JSON `ReportMessage`, exactly as published. */
   payload: string;
+  /** `payload === JSON.stringify(JSON.parse(payload))` and it has no `report_id` key (see `reportEventJsonFast`). */
+  compact: Generated<boolean>;
   /** The report's own `ts` (the archive time when the report has none that parses). */
   ts: Timestamp;
   archived_at: Generated<Date>;

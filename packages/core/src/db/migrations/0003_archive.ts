@@ -27,6 +27,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn("ask_id", "text")
     .addColumn("causality", "jsonb", (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
     .addColumn("payload", "text", (c) => c.notNull())
+    // payload is JSON.stringify of its own parse and has no report_id: replay may append the
+    // report_id to the text instead of re-serialising it (the same bytes; see reportEventJsonFast).
+    .addColumn("compact", "boolean", (c) => c.notNull().defaultTo(false))
     .addColumn("ts", "timestamptz", (c) => c.notNull())
     .addColumn("archived_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn("prev_hash", "text")
