@@ -89,6 +89,30 @@ describe("archiver", () => {
     await waitFor(async () => (await a.service.pollLag()).lag_reports === 0, 5000, "lag 0");
   });
 
+  it("retention pruning deletes reports older than ARCHIVE_KEEP_DAYS, oldest first", async () => {
+    const t = uniqueTenant("prune");
+    const old = new Date(Date.now() - 400 * 86_400_000).toISOString();
+    const ids: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const ts = i < 3 ? old : new Date().toISOString();
+      const ack = await a.js.publish(
+        subjects.report(t),
+        JSON.stringify({
+          report: { type: "command.started", status: "running", title: `p${i}` },
+          causality: { correlation_id: "c" },
+          tenant: t,
+          ts,
+        }),
+      );
+      ids.push(ack.seq);
+    }
+    await waitArchived(tdb.db, t, ids.at(-1) as number);
+    expect(await a.service.prune()).toBeGreaterThanOrEqual(3);
+    expect((await archivedRows(tdb.db, t)).map((r) => Number(r.report_id))).toEqual([ids[3]]);
+    expect((await chainHead(tdb.db, t))?.complete_after).toBe(ids[2]);
+    expect(await (await fetch(`${a.baseUrl}/metrics`)).text()).toMatch(/^archiver_pruned_rows_total [3-9]/m);
+  });
+
   it("exposes its lag (stream last seq − archived seq, consumer pending) in the metrics and /ready", async () => {
     const lag = await a.service.pollLag();
     expect(lag.lag_reports).toBe(0);
