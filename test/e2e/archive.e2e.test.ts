@@ -69,6 +69,8 @@ describe("archive (e2e)", () => {
     expect(page.status).toBe(200);
     expect(HistoryPage.parse(page.body).reports.map((r) => Number(r.report_id))).toEqual([...all].reverse());
     expect(page.body.reports.at(-1)).toEqual(live.reports()[0]);
+    // member for member, in the same order, as the stream's data line
+    expect(JSON.stringify(page.body.reports.at(-1))).toBe(live.named("report")[0]?.raw);
 
     // Audit: the chain verifies from genesis.
     const from = "2000-01-01T00:00:00Z";

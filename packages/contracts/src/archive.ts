@@ -39,9 +39,8 @@ export type HistoryPage = z.infer<typeof HistoryPage>;
  * the body with {@link HistoryPage}.
  */
 export const HistoryPageWire = z.object({
-  reports: z.array(
-    z.looseObject({ report_id: z.string() }).describe("A ReportEvent: the data of the stream's `report` event"),
-  ),
+  // No known keys: every member is passed through in the order it was stored (a ReportEvent).
+  reports: z.array(z.looseObject({}).describe("A ReportEvent: the data of the stream's `report` event")),
   next_before: z.string().nullable(),
 });
 
