@@ -87,8 +87,9 @@ const ARCHIVE_POLL_MS = 50;
  *    start (`pos`, or the cursor itself) must still be retained ({@link ReportLog.covers});
  *    retention drops the oldest first, so then nothing after it was dropped before the pull
  *    was read. If the proof fails, the connection ends with `replay_gap` before anything after
- *    the gap is written; the client resumes from its last id and gets CURSOR_EXPIRED + a
- *    snapshot. Then go to 1.
+ *    the gap is written; the client resumes from its last id, which the cursor rule answers
+ *    again: from the archive when it holds that id, else CURSOR_EXPIRED + a snapshot. Then go
+ *    to 1.
  *
  * The hand-over from 2 to 3 is gap-free because the step-3 proof at the first pull is the
  * step-2 exit condition itself (`covers(pos)`), re-checked after the pull; it is
