@@ -14,7 +14,6 @@ import { type ServiceName, spawnNatsServer, startEmbeddedPostgres, startStack } 
 import pg from "pg";
 import type { Logger } from "pino";
 import { provisionAll } from "../lib.ts";
-import { childPidsMatching } from "./cpu.ts";
 
 export { createLogger } from "@nexus/runtime";
 export { type NatsServerProcess, spawnNatsServer } from "@nexus/testkit";
@@ -110,7 +109,7 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
       pids() {
         const out: Record<string, number> = {};
         for (const s of OUR_SERVICES) {
-          const pid = childPidsMatching(process.pid, path.join("services", s, "src", "main.ts"))[0];
+          const pid = stack.pid(s);
           if (pid) out[s] = pid;
         }
         out["nats-server"] = nats.child.pid!;
@@ -185,7 +184,8 @@ export async function startRig(o: {
     undo.push(() => stack.close());
     const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
     const started = new Set<ServiceName>();
-    const pidOf = (s: ServiceName) => childPidsMatching(process.pid, path.join("services", s, "src", "main.ts"))[0];
+    // The rig's own processes (our stack, if running too, has processes of the same names).
+    const pidOf = (s: ServiceName) => stack.pid(s);
     return {
       natsUrl: nats.url,
       databaseUrl: databaseUrl.toString(),

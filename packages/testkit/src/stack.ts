@@ -35,6 +35,8 @@ export interface Stack {
   start(s: ServiceName, extraEnv?: Record<string, string>): Promise<void>;
   /** Stops a service: SIGTERM (graceful) or SIGKILL (crash). */
   stop(s: ServiceName, signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** The pid of a running service's process (undefined when it is not running). */
+  pid(s: ServiceName): number | undefined;
   /** Stops everything. */
   close(): Promise<void>;
 }
@@ -124,6 +126,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     logDir,
     start,
     stop,
+    pid: (s) => children.get(s)?.child.pid,
     async close() {
       await Promise.all([...children.keys()].map((s) => stop(s)));
     },

@@ -107,7 +107,7 @@ export interface ArchiverDeps {
   batchSize: number;
   /**
    * `ARCHIVER_LINGER_MS`: once a report is waiting, how long to wait for more before archiving a
-   * batch smaller than `batchSize` (default 20). Under a steady trickle this turns many tiny
+   * batch smaller than `batchSize` (default 100 in the service's configuration, 20 here). Under a steady trickle this turns many tiny
    * transactions into a few larger ones, at the price of that much archive lag.
    */
   lingerMs?: number;
@@ -143,7 +143,7 @@ export interface Archiver {
 
 /** Proofs run at once per batch at most (one JetStream request each). */
 const PROOF_CONCURRENCY = 64;
-/** While idle, how often rows left unchained by other replicas are looked for, ms. */
+/** How often rows left unchained (other replicas, redeliveries) are looked for, idle or not, ms. */
 const IDLE_SWEEP_MS = 500;
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
@@ -404,7 +404,11 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
           lastSeq: seqs.at(-1) ?? 0,
           ms: Date.now() - started,
         });
-        if (r.deferred > 0) await sweep().catch((err) => d.logger.warn({ err }, "archiver:sweep-failed"));
+        // Rows of tenants that have no report in the coming batches would otherwise wait for an idle moment.
+        if (r.deferred > 0 || Date.now() - lastSweep >= IDLE_SWEEP_MS) {
+          lastSweep = Date.now();
+          await sweep().catch((err) => d.logger.warn({ err }, "archiver:sweep-failed"));
+        }
       } catch (err) {
         attempt++;
         // Unknown how far the failure got: start over from the consumer's ack floor.

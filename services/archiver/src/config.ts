@@ -11,10 +11,10 @@ export const ArchiverConfig = BaseConfig.extend({
   /** Reports archived per Postgres transaction at most (1000). */
   ARCHIVER_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(1000),
   /**
-   * Once a report waits, how long to wait for more before archiving a smaller batch, ms (20):
+   * Once a report waits, how long to wait for more before archiving a smaller batch, ms (100):
    * fewer, larger transactions under a steady trickle, for that much more archive lag.
    */
-  ARCHIVER_LINGER_MS: z.coerce.number().int().min(0).max(10_000).default(20),
+  ARCHIVER_LINGER_MS: z.coerce.number().int().min(0).max(10_000).default(100),
   /** After a failed batch (Postgres or NATS down), first and largest retry delay, ms (exponential, full jitter). */
   RETRY_BASE_MS: z.coerce.number().int().min(1).default(200),
   RETRY_MAX_MS: z.coerce.number().int().min(1).default(10_000),
