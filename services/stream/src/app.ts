@@ -239,7 +239,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
       maxBufferedBytes: config.SSE_MAX_BUFFERED_BYTES,
       drainTimeoutMs: config.SSE_DRAIN_TIMEOUT_MS,
       now,
-      onReportSent: () => reportsSent.inc(),
+      onReportSent: (n) => reportsSent.inc(n),
       onClose: (reason: CloseReason) => {
         connections.delete(conn);
         connectionsGauge.dec();

@@ -163,17 +163,14 @@ export async function followFrom(
         archiveWaitedMs = 0;
         const last = (rows.at(-1) as StoredReport).seq;
         next = archiveStep(deps.archive, deps.log, tenant, last, deps.archiveBatchSize);
-        let sent = 0;
-        conn.res.cork();
+        const frames: ReportFrame[] = [];
         for (const row of rows) {
           pos = row.seq;
           const f = row.compact ? archivedReportFrame(row.seq, row.payload) : reportFrame(row.seq, row.payload, tenant);
-          if (f) {
-            if (conn.sendReport(f)) sent++;
-          } else deps.logger.error({ subject: hub.subject, seq: row.seq }, "replay:archived-report-refused");
+          if (f) frames.push(f);
+          else deps.logger.error({ subject: hub.subject, seq: row.seq }, "replay:archived-report-refused");
         }
-        conn.res.uncork();
-        deps.onArchiveReport?.(sent);
+        deps.onArchiveReport?.(conn.sendReports(frames));
         if (!(await conn.writable())) return;
         continue;
       }
@@ -220,9 +217,7 @@ export async function followFrom(
         return;
       }
       if (conn.closed) return;
-      conn.res.cork();
-      for (const f of batch) conn.sendReport(f);
-      conn.res.uncork();
+      conn.sendReports(batch);
     }
   } catch (err) {
     deps.logger.warn({ err, subject: hub.subject }, "replay:failed");
