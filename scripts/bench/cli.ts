@@ -42,13 +42,15 @@ export interface BenchOptions {
   logLevel: string;
   /** Run our services under `--cpu-prof` and print where they spend CPU. */
   profile: boolean;
+  /** Archive: reports of the replayed tenant, i.e. how old its cursor is (100000; quick 20000). */
+  archiveReports: number;
 }
 
 /** `pnpm bench --help`. */
 export const USAGE = `pnpm bench [options]
 
   --quick                 CI-sized run (about 90 s instead of about 5 min)
-  --only <list>           scenarios to run, comma-separated: accept, e2e, max (default all)
+  --only <list>           scenarios to run, comma-separated: accept, e2e, max, archive (default all)
   --json <file>           also write every result as JSON to <file>
   --connections <n>       accept: concurrent connections (32)
   --accept-seconds <s>    accept: measured seconds per target (10; quick 3)
@@ -63,6 +65,7 @@ export const USAGE = `pnpm bench [options]
   --params <json>         command params (a prep_pack.create example)
   --log-level <level>     LOG_LEVEL of our services (info)
   --profile               profile our services (node --cpu-prof) and print where they spend CPU
+  --archive-reports <n>   archive: cursor age in reports for the replay (100000; quick 20000)
 `;
 
 const DEFAULT_PARAMS = { meeting_title: "Sync", attendees: ["Kim"], agenda: ["News"] };
@@ -101,6 +104,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
       params: { type: "string" },
       "log-level": { type: "string" },
       profile: { type: "boolean", default: false },
+      "archive-reports": { type: "string" },
     },
   });
   if (v.help) return "help";
@@ -137,5 +141,6 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
     command: { type: v.type ?? "prep_pack.create", params },
     logLevel: v["log-level"] ?? "info",
     profile: v.profile === true,
+    archiveReports: Math.round(positive("archive-reports", v["archive-reports"], q ? 20_000 : 100_000)),
   };
 }

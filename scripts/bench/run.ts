@@ -130,6 +130,9 @@ export async function runBench(options: BenchOptions): Promise<number> {
     targets,
     log,
     results: {},
+    workDir,
+    logDir,
+    cleanup,
     feed(id) {
       let f = feeds.get(id);
       if (!f) {

@@ -5,6 +5,7 @@
  * archiver throughput, replay from the archive) is a new module there and nothing else.
  */
 import type { BenchOptions } from "./cli.ts";
+import type { Cleanup } from "./procs.ts";
 import type { SseFeed } from "./sse-feed.ts";
 import type { TargetId, TargetPool } from "./targets.ts";
 
@@ -25,6 +26,11 @@ export interface BenchContext {
   closeFeed(id: TargetId): Promise<void>;
   /** Results of the scenarios that already ran in this run, by scenario id. */
   results: Record<string, unknown>;
+  /** The run's scratch directory (removed at the end) and log directory (kept). */
+  workDir: string;
+  logDir: string;
+  /** What a scenario starts itself (its own servers) is registered here, stopped on every exit path. */
+  cleanup: Cleanup;
 }
 
 /** One target of the issue, evaluated on this run's figures. */

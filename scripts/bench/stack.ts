@@ -5,7 +5,8 @@
  *
  * nats-server (own store, 127.0.0.1, free port) + embedded Postgres (own data directory) +
  * migrations + JetStream topology, then the four services as separate processes exactly as
- * `pnpm start` and the e2e tests run them (`node services/<s>/src/main.ts`).
+ * `pnpm start` and the e2e tests run them (`node services/<s>/src/main.ts`); and the archive rig
+ * (its own NATS and Postgres, services started one by one) for the archive scenario.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -13,13 +14,18 @@ import { type ServiceName, spawnNatsServer, startEmbeddedPostgres, startStack } 
 import pg from "pg";
 import type { Logger } from "pino";
 import { provisionAll } from "../lib.ts";
-import { childPidsMatching } from "./cpu.ts";
 
 export { createLogger } from "@nexus/runtime";
 export { type NatsServerProcess, spawnNatsServer } from "@nexus/testkit";
 
-/** The four services (folders under `services/`). */
-export const OUR_SERVICES: readonly ServiceName[] = ["gateway", "command-worker", "approval-worker", "stream"];
+/** The five services (folders under `services/`). */
+export const OUR_SERVICES: readonly ServiceName[] = [
+  "gateway",
+  "command-worker",
+  "approval-worker",
+  "stream",
+  "archiver",
+];
 
 /** Options of {@link startOurStack}. */
 export interface OurStackOptions {
@@ -47,7 +53,7 @@ export interface OurStack {
 }
 
 /**
- * Starts NATS, Postgres, migrations, topology and the four services.
+ * Starts NATS, Postgres, migrations, topology and the five services.
  * @param o.env wins over the bench defaults: `RATE_LIMIT_PER_MINUTE` = 1e9 (the limiter must not
  *   shape the load), `PROVISION_ON_START` = false (provisioned here).
  * @throws with the failing service's log tail when something does not come up; whatever did
@@ -103,7 +109,7 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
       pids() {
         const out: Record<string, number> = {};
         for (const s of OUR_SERVICES) {
-          const pid = childPidsMatching(process.pid, path.join("services", s, "src", "main.ts"))[0];
+          const pid = stack.pid(s);
           if (pid) out[s] = pid;
         }
         out["nats-server"] = nats.child.pid!;
@@ -111,6 +117,95 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
         return out;
       },
       stopService: (s) => stack.stop(s),
+      close: unwind,
+    };
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+}
+
+/** NATS, Postgres and services started one at a time, for measuring one service alone. */
+export interface Rig {
+  natsUrl: string;
+  databaseUrl: string;
+  /** Starts a service process (waits for its /ready); `env` on top of the rig's. */
+  start(s: ServiceName, env?: Record<string, string>): Promise<{ port: number; pid: number }>;
+  stop(s: ServiceName): Promise<void>;
+  /** Root pids: `nats-server`, `postgres` (postmaster) and the started services. */
+  pids(): Record<string, number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a rig: its own nats-server and embedded Postgres in `workDir`, migrated and
+ * provisioned with `env` (e.g. a large `STREAM_EVENT_KEEP` so a pre-filled stream keeps
+ * everything), no service running yet.
+ * @throws with the failing part's message; whatever came up is stopped first.
+ */
+export async function startRig(o: {
+  workDir: string;
+  logDir: string;
+  env: Record<string, string>;
+  logger: Logger;
+}): Promise<Rig> {
+  const undo: (() => Promise<void>)[] = [];
+  const unwind = async () => {
+    for (const f of undo.reverse()) await f().catch(() => {});
+  };
+  try {
+    const nats = await spawnNatsServer({
+      storeDir: path.join(o.workDir, "nats-rig"),
+      logFile: path.join(o.logDir, "nats-rig.log"),
+    });
+    undo.push(() => nats.stop());
+    const pgParent = path.join(o.workDir, "pg-rig");
+    fs.mkdirSync(pgParent, { recursive: true });
+    fs.chmodSync(o.workDir, 0o755);
+    fs.chmodSync(pgParent, 0o777);
+    const dataDir = path.join(pgParent, "data");
+    const postgres = await startEmbeddedPostgres({ dataDir });
+    undo.push(() => postgres.stop());
+    const admin = new pg.Client({ connectionString: postgres.url });
+    await admin.connect();
+    await admin.query("create database nexus_rig");
+    await admin.end();
+    const databaseUrl = new URL(postgres.url);
+    databaseUrl.pathname = "/nexus_rig";
+    const env = { ...o.env, NATS_URL: nats.url, DATABASE_URL: databaseUrl.toString(), PROVISION_ON_START: "false" };
+    await provisionAll(env, o.logger);
+    const stack = await startStack({
+      natsUrl: nats.url,
+      databaseUrl: databaseUrl.toString(),
+      env,
+      logDir: o.logDir,
+      skip: [...OUR_SERVICES],
+    });
+    undo.push(() => stack.close());
+    const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    const started = new Set<ServiceName>();
+    // The rig's own processes (our stack, if running too, has processes of the same names).
+    const pidOf = (s: ServiceName) => stack.pid(s);
+    return {
+      natsUrl: nats.url,
+      databaseUrl: databaseUrl.toString(),
+      async start(s, extra = {}) {
+        await stack.start(s, extra);
+        started.add(s);
+        return { port: stack.ports[s], pid: pidOf(s) ?? 0 };
+      },
+      async stop(s) {
+        started.delete(s);
+        await stack.stop(s);
+      },
+      pids() {
+        const out: Record<string, number> = { "nats-server": nats.child.pid!, postgres: postmasterPid };
+        for (const s of started) {
+          const pid = pidOf(s);
+          if (pid) out[s] = pid;
+        }
+        return out;
+      },
       close: unwind,
     };
   } catch (err) {

@@ -14,7 +14,7 @@ import {
   tenantHeaders,
 } from "@nexus/testkit";
 
-/** A stack of the four services on its own NATS server and database. */
+/** A stack of the five services on its own NATS server and database. */
 export interface E2E {
   nats: TestNats;
   database: TestDatabase;
@@ -63,7 +63,7 @@ export interface ReportWatch {
   waitForId(reportId: string, timeoutMs?: number): Promise<LooseReport>;
 }
 
-/** Starts NATS (own server when possible), a fresh database and the four services. */
+/** Starts NATS (own server when possible), a fresh database and the five services. */
 export async function startE2E(
   o: {
     topology?: Partial<TopologyOptions>;

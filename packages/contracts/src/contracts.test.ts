@@ -19,6 +19,11 @@ import {
 const t = { org_id: "acme", project_id: "nexus" };
 
 describe("subject builders", () => {
+  it("build a tenant's purge filters that never reach another tenant", () => {
+    expect(subjects.tenantFilter("cmd", t)).toBe("nexus.cmd.acme.nexus.>");
+    expect(subjects.tenantFilter("report", t)).toBe("nexus.report.acme.nexus");
+    expect(() => subjects.tenantFilter("cmd", { org_id: "*", project_id: "p" })).toThrow(InvalidSubjectToken);
+  });
   it("build per-tenant subjects", () => {
     expect(subjects.report(t)).toBe("nexus.report.acme.nexus");
     expect(subjects.command(t, "5b2f-1")).toBe("nexus.cmd.acme.nexus.5b2f-1");
@@ -154,6 +159,30 @@ describe("applyReport", () => {
   const accepted = ev(1, { type: "command.accepted", status: "accepted", title: "A", command: cmd });
   const started = ev(2, { type: "command.started", status: "running", title: "S", command: cmd });
   const done = ev(3, { type: "command.completed", status: "done", title: "D", command: cmd, result: { summary: "x" } });
+
+  it("tenant.purged resets the state to empty (settings versions too)", () => {
+    let s = applyReport(applyReport(empty, accepted), {
+      ...ev(4, {
+        type: "settings.updated",
+        status: "done",
+        title: "P",
+        section: "profile",
+        values: { display_name: "Kim" },
+        version: 3,
+      }),
+    });
+    expect(s.profile).toEqual({ display_name: "Kim" });
+    s = applyReport(
+      s,
+      ev(5, {
+        type: "tenant.purged",
+        status: "done",
+        title: "Tenant data erased",
+        purge: { reports_through: "4", purged_by: "root", counts: {} },
+      }),
+    );
+    expect(s).toEqual(empty);
+  });
 
   it("moves the worklog and autopilot forward", () => {
     let s = applyReport(empty, accepted);

@@ -1,4 +1,5 @@
 export * from "./approvals.ts";
+export * from "./archive.ts";
 export * from "./commands.ts";
 export * from "./config.ts";
 export * from "./errors.ts";

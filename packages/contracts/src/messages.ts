@@ -153,13 +153,33 @@ export type CaseActionNotification = z.infer<typeof CaseActionNotification>;
 
 /**
  * Deterministic JSON: object keys sorted recursively, no whitespace. Used to hash an action's
- * arguments ("approve exactly what runs") and a command body for idempotency.
+ * arguments ("approve exactly what runs"), a command body for idempotency, and each link of
+ * the archive's hash chain.
+ *
+ * For every value `JSON.parse` produces from I-JSON text this is exactly RFC 8785, the JSON
+ * Canonicalization Scheme: primitives are serialised by `JSON.stringify` (ECMAScript number and
+ * string serialisation, as JCS §3.2.2 prescribes), arrays keep their order, object members are
+ * sorted by their keys' UTF-16 code units (the default `Array.prototype.sort` order, JCS
+ * §3.2.3), and nothing else is emitted. (`canonical.test.ts` checks it against the RFC's
+ * examples and the `canonicalize` reference implementation.) Members whose value is
+ * `undefined` are left out, as `JSON.stringify` does.
  */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + canonicalJson(value[i]);
+    return `${out}]`;
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).sort();
+  let out = "{";
+  let first = true;
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    out += `${first ? "" : ","}${JSON.stringify(k)}:${canonicalJson(v)}`;
+    first = false;
+  }
+  return `${out}}`;
 }

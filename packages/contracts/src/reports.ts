@@ -81,6 +81,25 @@ export const AgentReport = z.discriminatedUnion("type", [
     /** The tenant's settings version this change produced: a client ignores an older one for the same section. */
     version: z.number().int().optional(),
   }),
+  /**
+   * An admin erased the tenant's data (`DELETE /admin/tenants/{org_id}/{project_id}`): every
+   * report with `report_id` at or below `purge.reports_through` is gone from JetStream and the
+   * archive, and commands, asks, history and settings are deleted. A client resets its state
+   * to an empty snapshot. Added after the first contract: older clients ignore the type.
+   */
+  z.object({
+    type: z.literal("tenant.purged"),
+    status: z.literal("done"),
+    ...base,
+    purge: z.object({
+      /** The highest report_id erased (decimal). */
+      reports_through: z.string(),
+      /** Who asked for it. */
+      purged_by: z.string(),
+      /** Rows deleted per table, and messages purged per stream. */
+      counts: z.record(z.string(), z.number().int()),
+    }),
+  }),
 ]);
 export type AgentReport = z.infer<typeof AgentReport>;
 export type ReportType = AgentReport["type"];

@@ -190,6 +190,15 @@ export function applyReport(s: Snapshot, ev: ReportEvent): Snapshot {
       else if (r.section === "skin") assistant = { ...assistant, skin: r.values as Skin };
       else compliance = r.values as Compliance;
       break;
+    case "tenant.purged":
+      // Everything the tenant had is gone: start again from an empty state.
+      worklog = [];
+      asks = [];
+      profile = {} as Profile;
+      assistant = { persona: {}, skin: {} };
+      compliance = { risk_overrides: {}, policy_version: 0 };
+      settings_versions = undefined;
+      break;
   }
   return {
     autopilot: deriveAutopilot(worklog, asks),

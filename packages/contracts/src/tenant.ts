@@ -50,6 +50,8 @@ export const STREAMS = {
 export const CONSUMERS = {
   commandWorker: "command-worker",
   approvalWorker: "approval-worker",
+  /** The archiver's durable pull consumer on NEXUS_REPORTS (every report, in stream order). */
+  archiver: "archiver",
 } as const;
 
 /**
@@ -95,6 +97,16 @@ export const subjects = {
   /** `nexus.notify.<org>.<project>.case_action` (CONTRACT.md "Notifications for other systems"). */
   caseAction(t: Tenant): string {
     return `nexus.notify.${token(t.org_id)}.${token(t.project_id)}.case_action`;
+  },
+  /**
+   * Everything of one tenant on one stream: `nexus.<kind>.<org>.<project>.>` (commands,
+   * approvals, notifications, dead letters) or `nexus.report.<org>.<project>` (reports, one
+   * subject). The trailing `>` follows two validated tokens, so it never reaches another
+   * tenant. Used as the filter of a tenant purge.
+   */
+  tenantFilter(kind: "cmd" | "approval" | "report" | "notify" | "dlq", t: Tenant): string {
+    if (kind === "report") return subjects.report(t);
+    return `nexus.${kind}.${token(t.org_id)}.${token(t.project_id)}.>`;
   },
   /** Stream filter subjects. */
   all: {

@@ -23,6 +23,8 @@ import { isTenantToken, type Tenant } from "@nexus/contracts";
  * - `warning.<kind>`: a `risk.warning` about a command other than its YELLOW risk level
  *   (`warning.llm_budget`: the call that crossed the tenant's soft language-model budget).
  * - `settings.<version>`: a `settings.updated` at that tenant settings version.
+ * - `purged.<report_id>`: a `tenant.purged` that erased everything up to that report_id
+ *   (entity = the literal `tenant`).
  */
 export type ReportStep =
   | "accepted"
@@ -38,7 +40,8 @@ export type ReportStep =
   | "execution_failed"
   | `progress.${string}`
   | `warning.${string}`
-  | `settings.${number}`;
+  | `settings.${number}`
+  | `purged.${number}`;
 
 /** What else gets a message id: the work messages and notifications. */
 export type MessageStep = "approved" | `notify.${string}` | `dlq.${string}`;

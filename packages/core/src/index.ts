@@ -3,6 +3,7 @@
  * settings) written once as `(tx, args) → { row, effects }`, the risk policy, the report
  * builders, the message-id scheme, the kysely schema, queries and migrations.
  */
+export * from "./archive/index.ts";
 export * from "./asks.ts";
 export * from "./commands.ts";
 export * from "./credentials.ts";

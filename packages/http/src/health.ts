@@ -13,6 +13,11 @@ export interface HealthOptions {
   timeoutMs?: number;
   /** False while shutting down: `/ready` answers 503 so load balancers stop routing here. */
   accepting?: () => boolean;
+  /**
+   * Figures reported in the `/ready` body under `details` (e.g. the archiver's lag), never
+   * deciding readiness; must not throw (a failure leaves them out).
+   */
+  details?: () => Promise<Record<string, unknown>> | Record<string, unknown>;
 }
 
 async function run(check: ReadinessCheck, timeoutMs: number): Promise<boolean> {
@@ -46,8 +51,15 @@ export function addHealthRoutes(app: App, o: HealthOptions): void {
       ...infoNames.map((n) => run((o.informational ?? {})[n] as ReadinessCheck, timeoutMs)),
     ]);
     const checks = Object.fromEntries([...names, ...infoNames].map((n, i) => [n, results[i]]));
+    const details = o.details
+      ? {
+          details: await Promise.resolve()
+            .then(o.details)
+            .catch(() => ({})),
+        }
+      : {};
     const accepting = o.accepting?.() ?? true;
-    if (accepting && results.slice(0, names.length).every(Boolean)) return { status: "ready", checks };
+    if (accepting && results.slice(0, names.length).every(Boolean)) return { status: "ready", checks, ...details };
     return reply.code(503).send({
       error: {
         code: "DEPENDENCY_UNAVAILABLE",
@@ -55,6 +67,7 @@ export function addHealthRoutes(app: App, o: HealthOptions): void {
         recoverable: true,
       },
       checks,
+      ...details,
     });
   });
 }

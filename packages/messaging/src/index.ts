@@ -7,5 +7,6 @@ export * from "./errors.ts";
 export * from "./local-server.ts";
 export * from "./permissions.ts";
 export * from "./publish.ts";
+export * from "./report-log.ts";
 export * from "./topology.ts";
 export * from "./worker.ts";

@@ -68,6 +68,11 @@ export function permissionsOf(user: NatsUser): NatsPermissions {
             "nexus.report.*.*",
             api("STREAM.MSG.GET", STREAMS.commands),
             api("STREAM.MSG.GET", STREAMS.approvals),
+            api("STREAM.MSG.GET", STREAMS.reports),
+            // The admin's tenant purge (DELETE /admin/tenants/…) empties these streams of one tenant.
+            ...[STREAMS.reports, STREAMS.commands, STREAMS.approvals, STREAMS.notify, STREAMS.dlq].map((s) =>
+              api("STREAM.PURGE", s),
+            ),
           ],
         },
         subscribe: { allow: inbox },

@@ -215,3 +215,19 @@ export function lastMessageReader(jsm: JetStreamManager): LastMessageReader {
 
 /** The stream names whose subjects are registers read by {@link lastMessageReader}. */
 export const REGISTER_STREAMS = { commands: STREAMS.commands, approvals: STREAMS.approvals } as const;
+
+/**
+ * Purges messages of one stream (JetStream `STREAM.PURGE`): those on subjects matching
+ * `filter`, and only below sequence `belowSeq` when given.
+ * @returns how many messages were purged.
+ * @throws nats.js errors when JetStream does not answer or refuses.
+ */
+export type StreamPurger = (stream: string, filter: string, belowSeq?: number) => Promise<number>;
+
+/** A {@link StreamPurger} over a JetStream manager. */
+export function streamPurger(jsm: JetStreamManager): StreamPurger {
+  return async (stream, filter, belowSeq) => {
+    const r = await jsm.streams.purge(stream, belowSeq !== undefined ? { filter, seq: belowSeq } : { filter });
+    return r.purged;
+  };
+}

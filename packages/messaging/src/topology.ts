@@ -26,7 +26,8 @@ const NS_PER_MS = 1_000_000;
 const NS_PER_S = 1_000_000_000;
 
 /**
- * The JetStream topology of ARCHITECTURE.md: five streams and two durable pull consumers.
+ * The JetStream topology of ARCHITECTURE.md: five streams and three durable pull consumers
+ * (the two workers' and the archiver's on NEXUS_REPORTS).
  * Only 2.9-compatible fields are used (single `filter_subject`, no `subject_transform`).
  *
  * NEXUS_COMMANDS and NEXUS_APPROVALS hold one subject per command and per ask: the gateway
@@ -102,6 +103,22 @@ export function topology(o: TopologyOptions): {
           ack_wait: o.consumerAckWaitMs * NS_PER_MS,
           max_deliver: -1,
           max_ack_pending: 1000,
+        },
+      },
+      {
+        // The archiver (services/archiver): every report, in stream order, into Postgres. It is
+        // created here only; the archiver never creates it (a missing consumer is reported by
+        // its /ready), so it is never silently re-created from the start of the stream.
+        stream: STREAMS.reports,
+        config: {
+          durable_name: CONSUMERS.archiver,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          ack_wait: o.consumerAckWaitMs * NS_PER_MS,
+          max_deliver: -1,
+          // Batches of up to ARCHIVER_BATCH_SIZE (1000) per replica, pulled ahead while the
+          // previous one commits.
+          max_ack_pending: 20_000,
         },
       },
     ],

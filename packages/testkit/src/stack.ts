@@ -7,9 +7,9 @@ import { freePort, waitFor } from "./infra.ts";
 /** Repository root (…/packages/testkit/src → …). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
-/** The four services, as the folders under `services/`. */
-export type ServiceName = "gateway" | "stream" | "command-worker" | "approval-worker";
-const SERVICES: ServiceName[] = ["stream", "command-worker", "approval-worker", "gateway"];
+/** The five services, as the folders under `services/`. */
+export type ServiceName = "gateway" | "stream" | "command-worker" | "approval-worker" | "archiver";
+const SERVICES: ServiceName[] = ["stream", "command-worker", "approval-worker", "archiver", "gateway"];
 
 /** Options of {@link startStack}. */
 export interface StackOptions {
@@ -37,12 +37,14 @@ export interface Stack {
   start(s: ServiceName, extraEnv?: Record<string, string>): Promise<void>;
   /** Stops a service: SIGTERM (graceful) or SIGKILL (crash). */
   stop(s: ServiceName, signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** The pid of a running service's process (undefined when it is not running). */
+  pid(s: ServiceName): number | undefined;
   /** Stops everything. */
   close(): Promise<void>;
 }
 
 /**
- * Starts the four services as separate processes (`node services/<s>/src/main.ts`: Node 24 runs
+ * Starts the five services as separate processes (`node services/<s>/src/main.ts`: Node 24 runs
  * the TypeScript sources itself),
  * exactly as production runs them, each on a free port on 127.0.0.1, and waits until every
  * `/ready` answers 200.
@@ -133,6 +135,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     logDir,
     start,
     stop,
+    pid: (s) => children.get(s)?.child.pid,
     async close() {
       await Promise.all([...children.keys()].map((s) => stop(s)));
     },

@@ -20,6 +20,7 @@ const PAIRS: [string, string | undefined][] = [
   ["command-worker", "worker"],
   ["stream", "sse"],
   ["approval-worker", undefined],
+  ["archiver", undefined],
   ["nats-server", "nats-server"],
   ["postgres", undefined],
 ];

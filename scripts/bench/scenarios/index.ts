@@ -4,7 +4,8 @@
  */
 import type { RegisteredScenario } from "../scenario.ts";
 import { acceptScenario } from "./accept.ts";
+import { archiveScenario } from "./archive.ts";
 import { e2eScenario } from "./e2e.ts";
 import { maxScenario } from "./max.ts";
 
-export const SCENARIOS: readonly RegisteredScenario[] = [acceptScenario, e2eScenario, maxScenario];
+export const SCENARIOS: readonly RegisteredScenario[] = [acceptScenario, e2eScenario, maxScenario, archiveScenario];

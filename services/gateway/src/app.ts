@@ -12,6 +12,7 @@ import { consoleStatic } from "./console-static.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { AUTH_ERRORS, errorResponses, QUERY_SECURITY, swaggerOptions } from "./openapi.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
+import { archiveRoutes } from "./routes/archive.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { credentialRoutes } from "./routes/credentials.ts";
 import { settingsRoutes } from "./routes/settings.ts";
@@ -27,7 +28,8 @@ const DEFAULT_CONSOLE_DIR = path.resolve(
 
 /**
  * Builds the gateway: auth/tenant, rate limit, multipart, OpenAPI at `/docs`, the console at
- * `/ui`, the command/approval/settings routes, the stream proxy, `/health`, `/ready`, `/metrics`,
+ * `/ui`, the command/approval/settings routes, the archive's history, audit export and tenant
+ * purge, the stream proxy, `/health`, `/ready`, `/metrics`,
  * and the report-outbox relay (stopped by `app.close()`).
  */
 export async function buildGateway(deps: GatewayDeps): Promise<App> {
@@ -77,6 +79,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
   approvalRoutes(app, deps);
   settingsRoutes(app, deps);
   credentialRoutes(app, deps);
+  archiveRoutes(app, deps);
   // Ready while NATS answers: commands need nothing else. Postgres (decisions, settings) is
   // reported but does not take the gateway out of rotation: those routes answer 503 on their own.
   addHealthRoutes(app, {

@@ -1,6 +1,6 @@
 import { splitList } from "@nexus/contracts";
 import type { Database } from "@nexus/core";
-import type { JetStreamPublisher, LastMessageReader } from "@nexus/messaging";
+import type { JetStreamPublisher, LastMessageReader, StreamPurger } from "@nexus/messaging";
 import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -21,7 +21,9 @@ export type FaultStep =
   | "settings:in-transaction"
   | "settings:before-commit"
   | "settings:after-commit"
-  | "settings:after-publish";
+  | "settings:after-publish"
+  | "purge:after-db"
+  | "purge:after-jetstream";
 
 /**
  * Called at each {@link FaultStep}; a throw there is what the test injects. Steps inside the
@@ -37,6 +39,8 @@ export interface GatewayDeps {
   js: JetStreamPublisher;
   /** Reads a register's newest entry (a command id's stored command, an ask's newest decision). */
   readLast: LastMessageReader;
+  /** Purges a tenant's messages from a JetStream stream (the tenant purge). */
+  purge: StreamPurger;
   /** Whether NATS is connected right now (a publish while disconnected is refused, not buffered). */
   natsConnected: () => boolean;
   /** For `/ready`: NATS answers a round trip. */

@@ -1,5 +1,5 @@
 import { STREAMS } from "@nexus/contracts";
-import { isNatsConnected, lastMessageReader } from "@nexus/messaging";
+import { isNatsConnected, lastMessageReader, streamPurger } from "@nexus/messaging";
 import { onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import { buildGateway } from "./app.ts";
 import { GatewayConfig } from "./config.ts";
@@ -7,7 +7,7 @@ import { crashAt } from "./deps.ts";
 
 const config = parseConfig(GatewayConfig, process.env);
 const { logger, nc, js, jsm, db, metrics } = await startRuntime("gateway", config, {
-  streams: [STREAMS.commands, STREAMS.approvals, STREAMS.reports],
+  streams: [STREAMS.commands, STREAMS.approvals, STREAMS.reports, STREAMS.notify, STREAMS.dlq],
 });
 const faults = crashAt(config.FAULT_INJECT_CRASH_AT);
 const deps = {
@@ -15,6 +15,7 @@ const deps = {
   db,
   js,
   readLast: lastMessageReader(jsm),
+  purge: streamPurger(jsm),
   natsConnected: () => isNatsConnected(nc),
   natsReady: async () => {
     if (!isNatsConnected(nc)) return false;

@@ -7,6 +7,7 @@ import {
   type JetStreamPublisher,
   type LastMessageReader,
   lastMessageReader,
+  streamPurger,
 } from "@nexus/messaging";
 import { parseConfig } from "@nexus/runtime";
 import type { TestDatabase, TestNats } from "@nexus/testkit";
@@ -46,12 +47,14 @@ export async function startGateway(o: {
     PUBLISH_TIMEOUT_MS: "2000",
     ...o.env,
   });
-  const reader = lastMessageReader(await jetstreamManager(nc));
+  const jsm = await jetstreamManager(nc);
+  const reader = lastMessageReader(jsm);
   const deps: GatewayDeps = {
     config,
     db: o.db.db,
     js: o.wrap ? o.wrap(js) : js,
     readLast: o.wrapReader ? o.wrapReader(reader) : reader,
+    purge: streamPurger(jsm),
     natsConnected: () => isNatsConnected(nc),
     natsReady: async () => {
       await nc.flush();

@@ -11,7 +11,15 @@ import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { StreamConfig } from "./config.ts";
 import { type CloseReason, SseConnection } from "./connection.ts";
-import { jetStreamReportLog, pickCursor, type ReportLog } from "./cursor.ts";
+import {
+  type ArchiveLog,
+  type CursorSource,
+  cursorSource,
+  jetStreamReportLog,
+  pickCursor,
+  postgresArchiveLog,
+  type ReportLog,
+} from "./cursor.ts";
 import { snapshotFrame } from "./frames.ts";
 import { type HubLease, type HubListener, HubRegistry } from "./hub.ts";
 import { followFrom } from "./replay.ts";
@@ -31,6 +39,11 @@ export interface StreamDeps {
   readSnapshot?: SnapshotReader;
   /** Report stream reads (default {@link jetStreamReportLog} over `jsm`). */
   reportLog?: ReportLog;
+  /**
+   * Archive reads (default {@link postgresArchiveLog} over `db` when `ARCHIVE_REPLAY` is on);
+   * tests wrap it to interleave pruning or purges.
+   */
+  archiveLog?: ArchiveLog;
   now?: () => Date;
 }
 
@@ -57,7 +70,8 @@ export const STREAM_PATH = "/agent/reports/stream";
  * /agent/reports/stream"), `/health`, `/ready`, `/metrics`. Call `listen()` on the result.
  *
  * Per connection: headers and `retry: 3000`; the cursor (`Last-Event-ID` over `?cursor=`);
- * either replay after a valid cursor, or (no cursor, or an invalid one after an `error`
+ * either replay after a valid cursor (from JetStream, or from the archive and then JetStream:
+ * the rule is {@link cursorSource}), or (no cursor, or an invalid one after an `error`
  * CURSOR_EXPIRED event) a snapshot at W followed by every report after W; then live from the
  * tenant's hub; `ping` every `SSE_HEARTBEAT_MS`. `app.close()` ends every SSE response cleanly
  * and stops the hubs (ARCHITECTURE.md invariant 8); NATS and the database are the caller's.
@@ -66,12 +80,17 @@ export const STREAM_PATH = "/agent/reports/stream";
  * per tenant hub (hub.ts); they never touch a connection's cursor.
  *
  * Metrics: `sse_connections`, `sse_hubs` (gauges), `sse_reports_sent_total`,
- * `sse_progress_sent_total`, `sse_replays_total`, `sse_cursor_expired_total`,
- * `sse_disconnects_total{reason}`.
+ * `sse_progress_sent_total`, `sse_replays_total`, `sse_archive_replays_total`,
+ * `sse_archive_reports_sent_total`, `sse_cursor_expired_total`, `sse_disconnects_total{reason}`.
  */
 export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   const { config, logger, metrics, db } = deps;
   const log = deps.reportLog ?? jetStreamReportLog(deps.jsm);
+  const archive =
+    deps.archiveLog ??
+    (config.ARCHIVE_REPLAY
+      ? postgresArchiveLog(db, { keepDays: config.ARCHIVE_KEEP_DAYS, now: deps.now ?? (() => new Date()) })
+      : undefined);
   const snapshotOf = deps.readSnapshot ?? readSnapshot;
   const now = deps.now ?? (() => new Date());
 
@@ -89,6 +108,16 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   const replays = new Counter({
     name: "sse_replays_total",
     help: "Connections that replayed from JetStream before going live",
+    registers: [metrics],
+  });
+  const archiveReplays = new Counter({
+    name: "sse_archive_replays_total",
+    help: "Connections whose cursor was older than JetStream's retention and replayed from the archive",
+    registers: [metrics],
+  });
+  const archiveReports = new Counter({
+    name: "sse_archive_reports_sent_total",
+    help: "Report events written from the archive",
     registers: [metrics],
   });
   const cursorExpired = new Counter({
@@ -167,10 +196,14 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
       () => {},
     );
     let from: number | null = null;
+    let source: CursorSource = "jetstream";
     if (rawCursor !== undefined) {
       const c = parseCursor(rawCursor);
-      if (c !== null && (await log.covers(tenant, c))) from = c;
-      else {
+      const found = c === null ? null : await cursorSource(log, archive, tenant, c);
+      if (c !== null && found !== null) {
+        from = c;
+        source = found;
+      } else {
         cursorExpired.inc();
         conn.sendError(apiError("CURSOR_EXPIRED"));
       }
@@ -210,11 +243,17 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
         batchSize: config.REPLAY_BATCH_SIZE,
         handoffBytes: Math.floor(config.SSE_MAX_BUFFERED_BYTES / 2),
         onReplay: () => replays.inc(),
+        ...(archive ? { archive } : {}),
+        archiveBatchSize: config.ARCHIVE_REPLAY_BATCH_SIZE,
+        archiveWaitMs: config.ARCHIVE_WAIT_MS,
+        onArchiveReplay: () => archiveReplays.inc(),
+        onArchiveReport: (n) => archiveReports.inc(n),
       },
       conn,
       lease.hub,
       listener,
       from,
+      source,
     );
   }
 
@@ -245,7 +284,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
       maxBufferedBytes: config.SSE_MAX_BUFFERED_BYTES,
       drainTimeoutMs: config.SSE_DRAIN_TIMEOUT_MS,
       now,
-      onReportSent: () => reportsSent.inc(),
+      onReportSent: (n) => reportsSent.inc(n),
       onClose: (reason: CloseReason) => {
         bump(perTenant, tKey, -1);
         bump(perPrincipal, pKey, -1);

@@ -43,5 +43,22 @@ export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
   STREAM_WORKLOG_KEEP: z.coerce.number().int().min(1).max(10_000).default(200),
   /** Reports fetched per JetStream pull while replaying from a cursor (256). */
   REPLAY_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(256),
+  /**
+   * Days an archived report stays a valid cursor (365): older cursors are `CURSOR_EXPIRED`
+   * even before the archiver's pruning has deleted them. Same variable as the archiver's.
+   */
+  ARCHIVE_KEEP_DAYS: z.coerce.number().min(1).max(36_500).default(365),
+  /** Reports read per archive query while replaying a cursor older than JetStream's retention (1000). */
+  ARCHIVE_REPLAY_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(1000),
+  /**
+   * At the end of an archive replay, how long to wait for the archiver to store the next report
+   * when JetStream no longer holds it, ms (2000); then the connection ends and the client resumes.
+   */
+  ARCHIVE_WAIT_MS: z.coerce.number().int().min(0).default(2000),
+  /** Replay cursors older than JetStream's retention from the Postgres archive (true). */
+  ARCHIVE_REPLAY: z
+    .enum(["true", "false", "1", "0"])
+    .default("true")
+    .transform((v) => v === "true" || v === "1"),
 });
 export type StreamConfig = z.infer<typeof StreamConfig>;

@@ -34,8 +34,8 @@ export interface SseConnectionOptions {
   maxBufferedBytes: number;
   /** `SSE_DRAIN_TIMEOUT_MS`: how long {@link SseConnection.writable} waits. */
   drainTimeoutMs: number;
-  /** Called for every report written. */
-  onReportSent?: () => void;
+  /** Called for every write of reports, with how many it carried. */
+  onReportSent?: (n: number) => void;
   /** Called once when the connection ends, with the reason. */
   onClose?: (reason: CloseReason) => void;
   now?: () => Date;
@@ -112,8 +112,30 @@ export class SseConnection {
     if (this.closed || r.seq <= this.lastSent) return false;
     if (!this.write(r.frame)) return false;
     this.lastSent = r.seq;
-    this.opts.onReportSent?.();
+    this.opts.onReportSent?.(1);
     return true;
+  }
+
+  /**
+   * Writes a replayed batch in one socket write: the frames in order, leaving out any whose seq
+   * is at or below the last written (the same guard as {@link sendReport}, frame by frame).
+   * @returns how many reports were written.
+   */
+  sendReports(frames: readonly ReportFrame[]): number {
+    if (this.closed) return 0;
+    let out = "";
+    let last = this.lastSent;
+    let n = 0;
+    for (const f of frames) {
+      if (f.seq <= last) continue;
+      out += f.frame;
+      last = f.seq;
+      n++;
+    }
+    if (n === 0 || !this.write(out)) return 0;
+    this.lastSent = last;
+    this.opts.onReportSent?.(n);
+    return n;
   }
 
   /** Writes a snapshot frame standing for report_id `seq`. */

@@ -1,5 +1,7 @@
-import type { JetStreamManager } from "@nats-io/jetstream";
-import { STREAMS, subjects, type Tenant } from "@nexus/contracts";
+import type { Tenant } from "@nexus/contracts";
+import { archiveAfter, archiveCovers, type Database, type StoredReport } from "@nexus/core";
+import type { ReportLog } from "@nexus/messaging";
+import type { Kysely } from "kysely";
 
 function firstString(v: unknown): string | undefined {
   if (Array.isArray(v)) return typeof v[0] === "string" ? v[0] : undefined;
@@ -25,59 +27,78 @@ export function pickCursor(header: string | string[] | undefined, query: unknown
   return undefined;
 }
 
+export { jetStreamReportLog, type ReportLog } from "@nexus/messaging";
+
 /**
- * The reads of the report stream that snapshot and cursor handling need: the narrow interface
- * over JetStream, so the rules below are stated once.
+ * The reads of the Postgres archive (`agent_report_events`, docs/archive.md) that cursor
+ * handling and replay need; the narrow interface over `@nexus/core`'s archive reads.
  */
-export interface ReportLog {
+export interface ArchiveLog {
   /**
-   * The JetStream sequence of the tenant's newest retained report (`W` of ARCHITECTURE.md
-   * invariant 6), or 0 when the tenant has none.
-   * @throws nats.js errors when JetStream does not answer.
-   */
-  lastSeq(tenant: Tenant): Promise<number>;
-  /**
-   * Whether replaying "every report of the tenant with seq > `cursor`" is still complete, i.e.
-   * no such report has been lost to retention. This is the cursor validity rule:
-   *
-   * - `cursor > 0` is valid iff the message at sequence `cursor` still exists and its subject is
-   *   the tenant's report subject. Retention drops the oldest reports of a subject first, so
-   *   while the cursor's own message exists every later report of the tenant exists too. This
-   *   covers `cursor == W_last` (the tenant's newest report always exists). A cursor whose
-   *   message was dropped (older than retention), one beyond the stream's last sequence (the
-   *   stream was reset) and one whose message belongs to another subject (another tenant's
-   *   report_id) are all invalid, and indistinguishable from each other by the caller, so
-   *   another tenant's cursor leaks nothing (CONTRACT.md "Tenancy").
-   * - `cursor == 0` ("from the beginning") is valid iff the tenant has never lost a report to
-   *   retention: its subject holds fewer than the stream's `max_msgs_per_subject`
-   *   (`STREAM_EVENT_KEEP`) messages. A subject at the limit may have lost one, so it is
-   *   refused.
-   *
-   * Because retention only ever removes reports, a `true` answer at time T also holds for every
-   * earlier moment; the replay uses that to prove after the fact that it skipped nothing.
-   *
-   * @throws nats.js errors when JetStream does not answer.
+   * The archive half of the cursor validity rule (see {@link cursorSource}): replaying every
+   * report of the tenant after `cursor` from the archive is complete. In short: the archive
+   * holds the cursor's own report (of this tenant, chained, not erased, younger than
+   * `ARCHIVE_KEEP_DAYS`) and is complete from it on (`archiveCovers` in `@nexus/core`).
+   * @throws pg / kysely errors when Postgres does not answer.
    */
   covers(tenant: Tenant, cursor: number): Promise<boolean>;
+  /**
+   * The tenant's archived reports after `pos`, oldest first, at most `limit`, read together
+   * with the proof that they are all of them up to the last one returned (`archiveAfter`).
+   * @returns `null` when that proof fails (pruned, purged, or coverage restarted since).
+   * @throws pg / kysely errors when Postgres does not answer.
+   */
+  after(tenant: Tenant, pos: number, limit: number): Promise<StoredReport[] | null>;
 }
 
-/** A {@link ReportLog} over the `NEXUS_REPORTS` stream (uses `STREAM.MSG.GET` and `STREAM.INFO`). */
-export function jetStreamReportLog(jsm: JetStreamManager): ReportLog {
+/** An {@link ArchiveLog} over the archive tables. */
+export function postgresArchiveLog(db: Kysely<Database>, o: { keepDays: number; now: () => Date }): ArchiveLog {
   return {
-    async lastSeq(tenant) {
-      const m = await jsm.streams.getMessage(STREAMS.reports, { last_by_subj: subjects.report(tenant) });
-      return m ? m.seq : 0;
-    },
-    async covers(tenant, cursor) {
-      const subject = subjects.report(tenant);
-      if (cursor === 0) {
-        const info = await jsm.streams.info(STREAMS.reports, { subjects_filter: subject });
-        const count = info.state.subjects?.[subject] ?? 0;
-        const keep = info.config.max_msgs_per_subject ?? 0;
-        return keep <= 0 || count < keep;
-      }
-      const m = await jsm.streams.getMessage(STREAMS.reports, { seq: cursor });
-      return m !== null && m.subject === subject;
-    },
+    covers: (tenant, cursor) => archiveCovers(db, tenant, cursor, { keepDays: o.keepDays, now: o.now() }),
+    after: (tenant, pos, limit) => archiveAfter(db, tenant, pos, limit),
   };
+}
+
+/** Where a valid cursor is replayed from. */
+export type CursorSource = "jetstream" | "archive";
+
+/**
+ * The cursor validity rule, stated once. A cursor `c` (a report_id; 0 = "from the
+ * beginning") is valid — the server replays every report of the tenant with report_id > c, in
+ * order, with no gap and no duplicate — iff one of:
+ *
+ * 1. JetStream covers it (`ReportLog.covers`): c's own message is still retained on the
+ *    tenant's subject (c == 0: the tenant never lost a report to retention). Retention drops a
+ *    subject's oldest first, so every later report is retained too. Replayed from JetStream.
+ * 2. The archive covers it (`ArchiveLog.covers`): the archive holds c's own report as a
+ *    chained row of this tenant, not erased by a purge, not older than `ARCHIVE_KEEP_DAYS`, at
+ *    or after the point from which the archive is complete (c == 0: the archive holds the
+ *    tenant's first report and nothing was pruned or purged). The archive holds every later
+ *    report up to its chain head (invariant (C) of `@nexus/core` archive/append.ts; pruning
+ *    and purging delete prefixes only). Replayed from the archive, then handed over to
+ *    JetStream once JetStream covers the replay's position (replay.ts).
+ *
+ * Anything else is invalid and answered with `CURSOR_EXPIRED` and a snapshot: a cursor older
+ * than both retentions, beyond the newest report (the stream was reset), not a report_id of
+ * this tenant (another tenant's: indistinguishable from a missing one, so it leaks nothing),
+ * or not a valid id at all (`parseCursor` refuses it before this rule is asked).
+ *
+ * Both halves are monotonic — JetStream retention and archive pruning only ever remove
+ * reports, oldest first — so a `true` answer at time T also held at every earlier moment;
+ * replays re-check the same rule at their current position after each read, which proves
+ * after the fact that nothing they sent skipped a report.
+ *
+ * @param archive absent when the service runs without an archive (rule 1 only).
+ * @returns the source to replay from, or `null` when the cursor is invalid.
+ * @throws nats.js or pg errors when a needed store does not answer.
+ */
+export async function cursorSource(
+  log: ReportLog,
+  archive: ArchiveLog | undefined,
+  tenant: Tenant,
+  cursor: number,
+): Promise<CursorSource | null> {
+  if (await log.covers(tenant, cursor)) return "jetstream";
+  if (archive && (await archive.covers(tenant, cursor))) return "archive";
+  return null;
 }

@@ -4,6 +4,8 @@ import {
   type PingEvent,
   ProgressEvent,
   type ReportEvent,
+  reportEventJson,
+  reportEventJsonFast,
   type SnapshotEvent,
   SSE_RETRY_MS,
   type Tenant,
@@ -30,34 +32,31 @@ export interface ReportFrame {
 
 const decoder = new TextDecoder();
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /**
- * Builds the `report` frame of a stored report message.
- *
- * The payload is passed through as published (fields a newer publisher added survive) with
- * `report_id: String(seq)` added, which makes it a `ReportEvent`. A payload that is not a JSON
- * object, or that names another tenant than the subject it was read from, is refused: a report
- * is only ever shown to the tenant of its subject (ARCHITECTURE.md invariant 4).
+ * Builds the `report` frame of a stored report message, read from JetStream (bytes) or from
+ * the archive (the same message as text): the data is `reportEventJson` of contracts — the
+ * payload passed through as published with `report_id: String(seq)` added — so a report's
+ * frame is byte for byte the same from either source. A payload that is not a JSON object, or
+ * that names another tenant than the subject it was read from, is refused: a report is only
+ * ever shown to the tenant of its subject (ARCHITECTURE.md invariant 4).
  *
  * @param seq the message's JetStream sequence.
- * @param data the raw message bytes (UTF-8 JSON `ReportMessage`).
+ * @param data the raw message bytes (UTF-8 JSON `ReportMessage`), or the archived text.
  * @param tenant the tenant whose subject the message was read from.
  * @returns the frame, or `null` when the payload is refused.
  */
-export function reportFrame(seq: number, data: Uint8Array, tenant: Tenant): ReportFrame | null {
-  let msg: unknown;
-  try {
-    msg = JSON.parse(decoder.decode(data));
-  } catch {
-    return null;
-  }
-  if (!isObject(msg) || !isObject(msg.tenant)) return null;
-  if (msg.tenant.org_id !== tenant.org_id || msg.tenant.project_id !== tenant.project_id) return null;
-  const event = { ...msg, report_id: String(seq) } as ReportEvent;
-  return { seq, frame: `event: report\nid: ${seq}\ndata: ${JSON.stringify(event)}\n\n` };
+export function reportFrame(seq: number, data: Uint8Array | string, tenant: Tenant): ReportFrame | null {
+  const json = reportEventJson(seq, typeof data === "string" ? data : decoder.decode(data), tenant);
+  return json === null ? null : { seq, frame: `event: report\nid: ${seq}\ndata: ${json}\n\n` };
+}
+
+/**
+ * The `report` frame of an archived report the archiver found compact and of its row's tenant
+ * (`isCompactReport` in contracts): the same bytes as {@link reportFrame}, without parsing
+ * (`reportEventJsonFast`).
+ */
+export function archivedReportFrame(seq: number, text: string): ReportFrame {
+  return { seq, frame: `event: report\nid: ${seq}\ndata: ${reportEventJsonFast(seq, text)}\n\n` };
 }
 
 /** The `snapshot` frame; its `id:` is the snapshot's report_id. */

@@ -155,7 +155,8 @@ interface Held {
  * (`deliverySequence == 1`), the hub holds it back until {@link ReportLog.covers} confirms that
  * the last report it had is still retained — retention drops oldest first, so then nothing
  * after it was dropped. If not, the hub fails: every listener ends and resumes from its last
- * id, which the cursor rule then answers with replay or CURSOR_EXPIRED + snapshot.
+ * id, which the cursor rule (cursor.ts) then answers with a replay — from JetStream, or from
+ * the archive when retention took the id — or CURSOR_EXPIRED + snapshot.
  */
 export class TenantHub {
   readonly subject: string;

@@ -16,7 +16,7 @@ import {
 import { Registry } from "prom-client";
 import { buildStreamApp, type StreamApp, type StreamDeps } from "../src/app.ts";
 import { StreamConfig } from "../src/config.ts";
-import { jetStreamReportLog, type ReportLog } from "../src/cursor.ts";
+import { type ArchiveLog, jetStreamReportLog, postgresArchiveLog, type ReportLog } from "../src/cursor.ts";
 
 /** A stream app on a free port of 127.0.0.1 with its own NATS connection. */
 export interface Harness {
@@ -44,6 +44,10 @@ export async function startHarness(o: {
   readSnapshot?: StreamDeps["readSnapshot"];
   /** Wraps the JetStream-backed report log (e.g. to make `covers` answer false on demand). */
   wrapReportLog?: (real: ReportLog) => ReportLog;
+  /** Wraps the Postgres-backed archive log (e.g. to fail a proof on demand). */
+  wrapArchiveLog?: (real: ArchiveLog) => ArchiveLog;
+  /** The service's clock (archive retention is judged by it). */
+  now?: () => Date;
 }): Promise<Harness> {
   const config = parseConfig(StreamConfig, {
     NATS_URL: o.nats.url,
@@ -67,6 +71,14 @@ export async function startHarness(o: {
     metrics,
     ...(o.readSnapshot ? { readSnapshot: o.readSnapshot } : {}),
     ...(o.wrapReportLog ? { reportLog: o.wrapReportLog(jetStreamReportLog(jsm)) } : {}),
+    ...(o.wrapArchiveLog
+      ? {
+          archiveLog: o.wrapArchiveLog(
+            postgresArchiveLog(o.db.db, { keepDays: config.ARCHIVE_KEEP_DAYS, now: o.now ?? (() => new Date()) }),
+          ),
+        }
+      : {}),
+    ...(o.now ? { now: o.now } : {}),
   });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const addr = app.server.address();
@@ -94,7 +106,9 @@ export async function startHarness(o: {
     },
     async metric(name) {
       const text = await (await fetch(`${baseUrl}/metrics`)).text();
-      const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith(`${name} `) || (!name.includes("{") && l.startsWith(`${name}{`)));
       return line ? Number(line.split(" ").pop()) : 0;
     },
     async close() {

@@ -5,6 +5,7 @@ import * as m0001 from "./migrations/0001_init.ts";
 import * as m0002 from "./migrations/0002_write_path.ts";
 import * as m0003 from "./migrations/0003_auth.ts";
 import * as m0004 from "./migrations/0004_llm.ts";
+import * as m0005 from "./migrations/0005_archive.ts";
 import type { Database } from "./schema.ts";
 
 // bigint (int8) as string: report ids and history ids exceed 2^53 only in theory, but never lose digits.
@@ -83,6 +84,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0002_write_path": m0002,
   "0003_auth": m0003,
   "0004_llm": m0004,
+  "0005_archive": m0005,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -221,6 +221,67 @@ export interface LlmAuditTable {
   created_at: Generated<Date>;
 }
 
+/**
+ * The report archive: every report of NEXUS_REPORTS with its place in the tenant's hash chain
+ * (migration 0005, docs/archive.md). Rows are inserted by the archiver only; `prev_hash` and
+ * `hash` are null until the row is chained, and a chained row never changes.
+ */
+export interface AgentReportEventsTable {
+  org_id: string;
+  project_id: string;
+  /** The JetStream sequence (bigint as string). */
+  report_id: ColumnType<string, string | number, never>;
+  /** `report.type`. */
+  type: string;
+  correlation_id: string | null;
+  command_id: string | null;
+  ask_id: string | null;
+  causality: Json;
+  /** The UTF-8 JSON `ReportMessage`, exactly as published. */
+  payload: string;
+  /** `payload === JSON.stringify(JSON.parse(payload))` and it has no `report_id` key (see `reportEventJsonFast`). */
+  compact: Generated<boolean>;
+  /** The report's own `ts` (the archive time when the report has none that parses). */
+  ts: Timestamp;
+  archived_at: Generated<Date>;
+  prev_hash: string | null;
+  hash: string | null;
+}
+
+/** One row per archived tenant: the head of its hash chain and what its archive covers. */
+export interface AgentReportChainsTable {
+  org_id: string;
+  project_id: string;
+  /** The newest chained report_id (bigint as string; "0" = none). */
+  last_report_id: ColumnType<string, string | number | undefined, string | number>;
+  /** Its hash (64 zeros = the genesis before the first report). */
+  last_hash: ColumnType<string, string | undefined, string>;
+  /** Every report of the tenant with a report_id in (complete_after, last_report_id] is archived. */
+  complete_after: ColumnType<string, string | number | undefined, string | number>;
+  /** Reports at or below this report_id were erased by a purge and are never archived again. */
+  purged_through: ColumnType<string, string | number | undefined, string | number>;
+  /** Rows chained so far (pruned and purged rows included). */
+  chained: ColumnType<string, string | number | undefined, string | number>;
+  /** Times a possible loss before archiving restarted `complete_after`. */
+  coverage_resets: ColumnType<number, number | undefined, number>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+/** The audit entry of a tenant purge (append-only). */
+export interface TenantPurgesTable {
+  id: Generated<string>;
+  org_id: string;
+  project_id: string;
+  principal: string;
+  correlation_id: string;
+  reports_through: ColumnType<string, string | number, never>;
+  /** The tenant's chain head when it was purged: the `tenant.purged` report chains on from it. */
+  chain_report_id: ColumnType<string, string | number, never>;
+  chain_hash: string;
+  counts: Json<Record<string, number>>;
+  created_at: Generated<Date>;
+}
+
 /** The kysely database type. */
 export interface Database {
   tenant_settings: TenantSettingsTable;
@@ -235,4 +296,7 @@ export interface Database {
   llm_cost_ledger: LlmCostLedgerTable;
   llm_budget_days: LlmBudgetDaysTable;
   llm_audit: LlmAuditTable;
+  agent_report_events: AgentReportEventsTable;
+  agent_report_chains: AgentReportChainsTable;
+  tenant_purges: TenantPurgesTable;
 }

@@ -1,0 +1,212 @@
+/**
+ * Replay beyond JetStream's retention: a cursor the stream no longer holds but the archive
+ * does is replayed from the archive with the same ids and frames, then handed over to
+ * JetStream and the live hub without a gap or a duplicate — also while reports keep coming.
+ * The archiver runs as its own process, as in production.
+ */
+import { ErrorEvent, STREAMS, type Tenant } from "@nexus/contracts";
+import {
+  createTestDatabase,
+  natsForTest,
+  type SseClient,
+  type Stack,
+  startStack,
+  type TestDatabase,
+  type TestNats,
+  uniqueTenant,
+  waitFor,
+} from "@nexus/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ArchiveLog } from "../src/cursor.ts";
+import { type Harness, publishMany, publishReport, reportIds, startHarness, strictlyIncreasing } from "./helpers.ts";
+
+const KEEP = 40;
+let nats: TestNats;
+let tdb: TestDatabase;
+let archiver: Stack;
+let h: Harness;
+let failNextArchiveRead = false;
+
+beforeAll(async () => {
+  // Large retention while filling, shrunk per test with keep() so that eviction is deterministic.
+  nats = await natsForTest({ streamEventKeep: 100_000 });
+  tdb = await createTestDatabase();
+  archiver = await startStack({
+    natsUrl: nats.url,
+    databaseUrl: tdb.url,
+    skip: ["gateway", "stream", "command-worker", "approval-worker"],
+    env: { LOG_LEVEL: "warn" },
+  });
+  h = await startHarness({
+    nats,
+    db: tdb,
+    env: { ARCHIVE_REPLAY_BATCH_SIZE: "64", SSE_HEARTBEAT_MS: "60000" },
+    wrapArchiveLog: (real: ArchiveLog): ArchiveLog => ({
+      covers: real.covers,
+      async after(t, pos, limit) {
+        if (failNextArchiveRead) {
+          failNextArchiveRead = false;
+          return null;
+        }
+        return real.after(t, pos, limit);
+      },
+    }),
+  });
+});
+
+afterAll(async () => {
+  await h?.close();
+  await archiver?.close();
+  await tdb?.drop();
+  await nats?.stop();
+});
+
+/** Sets NEXUS_REPORTS' per-tenant retention (shrinking it evicts at once). */
+async function keep(n: number): Promise<void> {
+  const info = await h.jsm.streams.info(STREAMS.reports);
+  await h.jsm.streams.update(STREAMS.reports, { ...info.config, max_msgs_per_subject: n });
+}
+
+async function archivedThrough(t: Tenant, id: number, timeoutMs = 20_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const r = await tdb.db
+        .selectFrom("agent_report_chains")
+        .select("last_report_id")
+        .where("org_id", "=", t.org_id)
+        .where("project_id", "=", t.project_id)
+        .executeTakeFirst();
+      return Number(r?.last_report_id ?? 0) >= id;
+    },
+    timeoutMs,
+    `archived through ${id}`,
+  );
+}
+
+const evicted = async (id: number) => (await h.jsm.streams.getMessage(STREAMS.reports, { seq: id })) === null;
+
+describe("replay beyond retention", () => {
+  it("a cursor older than JetStream's retention is replayed from the archive with the same ids and frames, then live", async () => {
+    await keep(100_000);
+    const t = uniqueTenant("arch");
+    const ids = await publishMany(h.pub, t, 200);
+    // Frames as JetStream serves them, captured while everything is still retained.
+    const before = await h.open(t, { query: { cursor: "0" } });
+    await before.waitFor(() => before.named("report").length >= 200, 10_000, "200 from JetStream");
+    const jsFrames = new Map(before.named("report").map((e) => [e.id, e.raw]));
+    before.close();
+    await archivedThrough(t, ids.at(-1) as number);
+    await keep(KEEP);
+    const cursor = ids[10] as number;
+    expect(await evicted(cursor)).toBe(true);
+
+    const c = await h.open(t, { headers: { "last-event-id": String(cursor) } });
+    await c.waitFor(() => c.named("report").length >= 189, 10_000, "replay");
+    expect(c.named("snapshot")).toHaveLength(0);
+    expect(c.named("error")).toHaveLength(0);
+    const live = await publishMany(h.pub, t, 3, "live");
+    await c.waitFor(() => c.named("report").length >= 192, 5000, "live");
+    expect(reportIds(c)).toEqual([...ids.slice(11), ...live]);
+    for (const e of c.named("report").slice(0, 189)) expect(e.raw).toBe(jsFrames.get(e.id));
+    expect(await h.metric("sse_archive_replays_total")).toBeGreaterThanOrEqual(1);
+    expect(await h.metric("sse_archive_reports_sent_total")).toBeGreaterThanOrEqual(150);
+    c.close();
+  });
+
+  it("hands over from archive to JetStream to live while reports keep coming: no gap, no duplicate, ids strictly increase", async () => {
+    await keep(100_000);
+    const t = uniqueTenant("handover");
+    const early = await publishMany(h.pub, t, 300, "early");
+    await archivedThrough(t, early.at(-1) as number);
+    await keep(KEEP);
+    // A publisher that keeps going while clients join at archive cursors (the archiver keeps up).
+    const published = [...early];
+    let publishing = true;
+    const pump = (async () => {
+      for (let i = 0; publishing && i < 600; i++) {
+        published.push(await publishReport(h.pub, t, `during${i}`));
+        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const replaysBefore = await h.metric("sse_archive_replays_total");
+    const clients: { c: SseClient; cursor: number }[] = [];
+    for (const k of [0, 50, 120, 250]) {
+      const cursor = early[k] as number;
+      clients.push({ c: await h.open(t, { headers: { "last-event-id": String(cursor) } }), cursor });
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    await pump;
+    publishing = false;
+    expect(await h.metric("sse_archive_replays_total")).toBe(replaysBefore + 4);
+    const last = published.at(-1) as number;
+    for (const { c, cursor } of clients) {
+      await c.waitFor(() => reportIds(c).includes(last), 20_000, `up to ${last}`);
+      const got = reportIds(c);
+      expect(strictlyIncreasing(got)).toBe(true);
+      expect(got).toEqual(published.filter((x) => x > cursor));
+      expect(c.named("error")).toHaveLength(0);
+      expect(c.named("snapshot")).toHaveLength(0);
+      c.close();
+    }
+  });
+
+  it("a client resuming 5,000 reports back sees every report exactly once", async () => {
+    await keep(100_000);
+    const t = uniqueTenant("deep");
+    const ids: number[] = [];
+    for (let i = 0; i < 5; i++)
+      ids.push(...(await Promise.all(Array.from({ length: 1000 }, (_, j) => publishReport(h.pub, t, `d${i}-${j}`)))));
+    ids.sort((a, b) => a - b);
+    await archivedThrough(t, ids.at(-1) as number, 60_000);
+    await keep(KEEP);
+    const c = await h.open(t, { query: { cursor: String(ids[0]) } });
+    await c.waitFor(() => c.named("report").length >= ids.length - 1, 30_000, "5,000 reports");
+    expect(reportIds(c)).toEqual(ids.slice(1));
+    c.close();
+  });
+});
+
+describe("cursor rule with the archive", () => {
+  it("CURSOR_EXPIRED for another tenant's archived id, an id beyond the newest, and after the archive's retention", async () => {
+    await keep(100_000);
+    const t = uniqueTenant("exp");
+    const other = uniqueTenant("exp-other");
+    const ids = await publishMany(h.pub, t, 60);
+    const foreign = await publishMany(h.pub, other, 60);
+    await archivedThrough(t, ids.at(-1) as number);
+    await archivedThrough(other, foreign.at(-1) as number);
+    await keep(KEEP);
+    const expectExpired = async (c: SseClient) => {
+      await c.waitFor((es) => es.some((e) => e.event === "snapshot"), 5000, "snapshot");
+      expect(ErrorEvent.parse(c.named("error")[0]?.data).error.code).toBe("CURSOR_EXPIRED");
+      expect(c.named("report")).toHaveLength(0);
+      c.close();
+    };
+    await expectExpired(await h.open(t, { headers: { "last-event-id": String(foreign[5]) } }));
+    await expectExpired(await h.open(t, { headers: { "last-event-id": String((foreign.at(-1) as number) + 10_000) } }));
+    // The same archived cursor is valid now and expired for a stream service 400 days later.
+    const valid = await h.open(t, { headers: { "last-event-id": String(ids[5]) } });
+    await valid.waitFor(() => valid.named("report").length >= 54, 5000, "valid archive cursor");
+    valid.close();
+    const later = await startHarness({ nats, db: tdb, now: () => new Date(Date.now() + 400 * 86_400_000) });
+    try {
+      await expectExpired(await later.open(t, { headers: { "last-event-id": String(ids[5]) } }));
+    } finally {
+      await later.close();
+    }
+  });
+
+  it("when the archive's proof fails mid-replay the connection ends with replay_gap before anything after the gap", async () => {
+    await keep(100_000);
+    const t = uniqueTenant("gap");
+    const ids = await publishMany(h.pub, t, 300);
+    await archivedThrough(t, ids.at(-1) as number);
+    await keep(KEEP);
+    const gapsBefore = await h.metric('sse_disconnects_total{reason="replay_gap"}');
+    failNextArchiveRead = true;
+    const c = await h.open(t, { headers: { "last-event-id": String(ids[0]) } });
+    await c.waitFor(() => c.closed, 5000, "closed");
+    expect(reportIds(c)).toEqual([]);
+    expect(await h.metric('sse_disconnects_total{reason="replay_gap"}')).toBe(gapsBefore + 1);
+  });
+});

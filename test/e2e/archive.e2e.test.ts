@@ -1,0 +1,103 @@
+/**
+ * The archive end to end, the five services as separate processes talking only over HTTP,
+ * SSE and NATS: commands run, every report lands in the archive; a console resumes from a
+ * cursor long out of JetStream's retention and gets the rest exactly once; history and the
+ * audit export serve the same reports; a purge resets every screen with tenant.purged and the
+ * old cursor is then expired.
+ */
+import { ErrorEvent, HistoryPage, type Tenant } from "@nexus/contracts";
+import { ChainVerifier } from "@nexus/core";
+import { uniqueTenant, waitFor } from "@nexus/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { command, type E2E, startE2E } from "./fixture.ts";
+
+const KEEP = 12;
+let e2e: E2E;
+
+beforeAll(async () => {
+  e2e = await startE2E({ topology: { streamEventKeep: KEEP } });
+});
+afterAll(async () => e2e?.close());
+
+async function archivedThrough(t: Tenant, id: number) {
+  await waitFor(
+    async () => {
+      const h = await e2e.database.db
+        .selectFrom("agent_report_chains")
+        .select("last_report_id")
+        .where("org_id", "=", t.org_id)
+        .where("project_id", "=", t.project_id)
+        .executeTakeFirst();
+      return Number(h?.last_report_id ?? 0) >= id;
+    },
+    20_000,
+    `archived through ${id}`,
+  );
+}
+
+describe("archive (e2e)", () => {
+  it("archives every report; an old cursor replays from the archive; history and audit agree; a purge resets screens", async () => {
+    const t = uniqueTenant("e2e-arch");
+    const live = await e2e.stream(t);
+    for (let i = 0; i < 8; i++) {
+      const r = await e2e.call("POST", "/sidecar/command", t, command("echo.test", { i }));
+      expect(r.status).toBe(202);
+    }
+    await live.waitFor(
+      () => live.reports().filter((x) => x.report.type === "command.completed").length === 8,
+      20_000,
+      "8 completed",
+    );
+    const all = live.named("report").map((e) => Number(e.id));
+    expect(all.length).toBeGreaterThanOrEqual(24); // accepted, started, completed each
+    await archivedThrough(t, all.at(-1) as number);
+
+    // A console that saw only the first report comes back: JetStream keeps the newest 12.
+    const resumed = await e2e.stream(t, { headers: { "last-event-id": String(all[0]) } });
+    await resumed.waitFor(() => resumed.named("report").length >= all.length - 1, 10_000, "replay");
+    expect(resumed.named("report").map((e) => Number(e.id))).toEqual(all.slice(1));
+    expect(resumed.named("report").map((e) => e.raw)).toEqual(
+      live
+        .named("report")
+        .slice(1)
+        .map((e) => e.raw),
+    );
+    expect(resumed.named("snapshot")).toHaveLength(0);
+
+    // History: the same reports, newest first.
+    const page = await e2e.call("GET", `/agent/reports?limit=500`, t);
+    expect(page.status).toBe(200);
+    expect(HistoryPage.parse(page.body).reports.map((r) => Number(r.report_id))).toEqual([...all].reverse());
+    expect(page.body.reports.at(-1)).toEqual(live.reports()[0]);
+    // member for member, in the same order, as the stream's data line
+    expect(JSON.stringify(page.body.reports.at(-1))).toBe(live.named("report")[0]?.raw);
+
+    // Audit: the chain verifies from genesis.
+    const from = "2000-01-01T00:00:00Z";
+    const res = await fetch(`${e2e.stack.gatewayUrl}/agent/audit/export?from=${from}&to=2100-01-01T00:00:00Z`, {
+      headers: { "x-org-id": t.org_id, "x-project-id": t.project_id },
+    });
+    const v = new ChainVerifier({ genesis: true });
+    for (const line of (await res.text()).trim().split("\n")) v.push(line);
+    expect(v.result()).toMatchObject({ ok: true, lines: all.length });
+
+    // Purge: every screen gets tenant.purged; the old cursor is expired now.
+    const purge = await e2e.call("DELETE", `/admin/tenants/${t.org_id}/${t.project_id}`, t, undefined, {
+      "x-correlation-id": "c-erase",
+    });
+    expect(purge.status).toBe(200);
+    await live.waitFor(() => live.reports().some((r) => r.report.type === "tenant.purged"), 10_000, "tenant.purged");
+    const after = await e2e.stream(t, { headers: { "last-event-id": String(all[0]) } });
+    await after.waitFor((es) => es.some((e) => e.event === "snapshot"), 10_000, "snapshot");
+    expect(ErrorEvent.parse(after.named("error")[0]?.data).error.code).toBe("CURSOR_EXPIRED");
+    expect(after.named("snapshot")[0]?.data.snapshot.worklog).toEqual([]);
+  });
+
+  it("the archiver's /ready reports its lag and /metrics the archive's figures", async () => {
+    const base = `http://127.0.0.1:${e2e.stack.ports.archiver}`;
+    const ready = await (await fetch(`${base}/ready`)).json();
+    expect(ready).toMatchObject({ status: "ready", checks: { nats: true, postgres: true, consumer: true } });
+    expect(typeof ready.details.archive.lag_reports).toBe("number");
+    expect(await (await fetch(`${base}/metrics`)).text()).toContain("archiver_lag_reports");
+  });
+});
