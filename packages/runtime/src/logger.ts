@@ -44,7 +44,7 @@ export function redactLogFields(obj: Record<string, unknown>): Record<string, un
  * `correlation_id` (see {@link bindContext}).
  */
 export function createLogger(opts: LoggerOptions): Logger {
-  return pino({
+  const options = {
     name: opts.service,
     level: opts.level ?? "info",
     base: { service: opts.service },
@@ -58,7 +58,18 @@ export function createLogger(opts: LoggerOptions): Logger {
           },
         }
       : {}),
+  } satisfies pino.LoggerOptions;
+  if (opts.pretty) return pino(options);
+  // Buffered, asynchronous writes (pino's recommendation for throughput): one write syscall per
+  // 4 KiB or per 100 ms instead of one per line; flushed synchronously when the process exits.
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => dest.flush(), 100).unref();
+  process.once("exit", () => {
+    try {
+      dest.flushSync();
+    } catch {}
   });
+  return pino(options, dest);
 }
 
 /** The ids a log line about one piece of work carries. */
