@@ -401,8 +401,16 @@ describe("stream credentials", () => {
     expect(bad.status).toBe(401);
     const logs = () =>
       ["gateway", "stream"].map((s) => fs.readFileSync(path.join(e.stack.logDir, `${s}.log`), "utf8")).join("\n");
-    // The access log lines of these requests are written when they end.
-    await waitFor(() => (logs().match(/token=\[redacted\]/g) ?? []).length >= 2, 10_000, "the access log lines");
+    // The access log lines of these requests are written when they end (and logs are buffered
+    // for up to 100 ms).
+    await waitFor(
+      () => {
+        const all = logs();
+        return (all.match(/token=\[redacted\]/g) ?? []).length >= 2 && all.includes("api_key=[redacted]");
+      },
+      10_000,
+      "the access log lines",
+    );
     const all = logs();
     expect(all).toContain("api_key=[redacted]");
     expect(all).not.toContain(token.split(".")[2]);
