@@ -34,6 +34,7 @@ export const ErrorCode = z.enum([
   "ACTION_CHANGED",
   "POLICY_CHANGED",
   "CONNECTOR_FAILED",
+  "DEAD_LETTER_NOT_REQUEUEABLE",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 
@@ -134,6 +135,8 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
       return { status: 409, message: "The compliance policy changed after the ask was created", recoverable: false };
     case "CONNECTOR_FAILED":
       return { status: 502, message: "The connector could not carry out the action", recoverable: true };
+    case "DEAD_LETTER_NOT_REQUEUEABLE":
+      return { status: 409, message: "This dead letter cannot run again; drop it instead", recoverable: false };
     default:
       return assertNever(code);
   }

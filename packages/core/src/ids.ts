@@ -38,7 +38,7 @@ export type ReportStep =
   | `settings.${number}`;
 
 /** What else gets a message id: the work messages and notifications. */
-export type MessageStep = "approved" | `notify.${string}` | `dlq.${string}`;
+export type MessageStep = "approved" | "requeue" | `notify.${string}` | `dlq.${string}`;
 
 function prefix(t: Tenant): string {
   if (!isTenantToken(t.org_id) || !isTenantToken(t.project_id)) throw new Error("invalid tenant in message id");

@@ -3,9 +3,11 @@
  * failure classification, effects publishing, register reads, and `runWorker()`.
  */
 export * from "./connect.ts";
+export * from "./dead-letters.ts";
 export * from "./errors.ts";
 export * from "./local-server.ts";
 export * from "./permissions.ts";
 export * from "./publish.ts";
 export * from "./topology.ts";
+export * from "./tracing.ts";
 export * from "./worker.ts";

@@ -93,6 +93,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
         return true;
       },
     },
+    graceMs: deps.config.READY_GRACE_MS,
   });
 
   // The report stream lives in the stream service; proxy it unbuffered so the UI needs one origin.

@@ -62,8 +62,8 @@ export const STREAM_PATH = "/agent/reports/stream";
  * tenant's hub; `ping` every `SSE_HEARTBEAT_MS`. `app.close()` ends every SSE response cleanly
  * and stops the hubs (ARCHITECTURE.md invariant 8); NATS and the database are the caller's.
  *
- * Metrics: `sse_connections`, `sse_hubs` (gauges), `sse_reports_sent_total`,
- * `sse_replays_total`, `sse_cursor_expired_total`, `sse_disconnects_total{reason}`.
+ * Metrics: `nexus_sse_connections`, `nexus_sse_hubs` (gauges), `nexus_sse_reports_sent_total`,
+ * `nexus_sse_replays_total`, `nexus_sse_cursor_expired_total`, `nexus_sse_disconnects_total{reason}`.
  */
 export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   const { config, logger, metrics, db } = deps;
@@ -71,29 +71,33 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   const snapshotOf = deps.readSnapshot ?? readSnapshot;
   const now = deps.now ?? (() => new Date());
 
-  const connectionsGauge = new Gauge({ name: "sse_connections", help: "Open SSE connections", registers: [metrics] });
+  const connectionsGauge = new Gauge({
+    name: "nexus_sse_connections",
+    help: "Open SSE connections",
+    registers: [metrics],
+  });
   const hubsGauge = new Gauge({
-    name: "sse_hubs",
+    name: "nexus_sse_hubs",
     help: "Running tenant hubs (one JetStream read each)",
     registers: [metrics],
   });
   const reportsSent = new Counter({
-    name: "sse_reports_sent_total",
+    name: "nexus_sse_reports_sent_total",
     help: "Report events written to SSE connections",
     registers: [metrics],
   });
   const replays = new Counter({
-    name: "sse_replays_total",
+    name: "nexus_sse_replays_total",
     help: "Connections that replayed from JetStream before going live",
     registers: [metrics],
   });
   const cursorExpired = new Counter({
-    name: "sse_cursor_expired_total",
+    name: "nexus_sse_cursor_expired_total",
     help: "Connections whose cursor was invalid or outside retention",
     registers: [metrics],
   });
   const disconnects = new Counter({
-    name: "sse_disconnects_total",
+    name: "nexus_sse_disconnects_total",
     help: "SSE connections ended, by reason",
     labelNames: ["reason"],
     registers: [metrics],
@@ -123,6 +127,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
         return true;
       },
     },
+    graceMs: config.READY_GRACE_MS,
   });
 
   const state: StreamState = {

@@ -30,6 +30,8 @@ export interface DbOptions {
   statementTimeoutMs?: number;
   /** Called with errors of connections, idle or checked out, instead of crashing the process. */
   onError?: (err: Error) => void;
+  /** Called after every query with its duration (seconds) and the error, if it failed (for metrics). */
+  onQuery?: (seconds: number, err: unknown) => void;
 }
 
 /** A kysely instance over a pg Pool. Call `db.destroy()` to close the pool. */
@@ -50,12 +52,33 @@ export function createDb(opts: DbOptions): Kysely<Database> {
     client.on("error", onError);
   });
   pool.on("error", onError);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  pools.set(db, pool);
+  const onQuery = opts.onQuery;
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    ...(onQuery
+      ? {
+          log: (e) => onQuery(e.queryDurationMillis / 1000, e.level === "error" ? e.error : undefined),
+        }
+      : {}),
+  });
+  pools.set(db, { pool, ...(onQuery ? { onQuery } : {}) });
   return db;
 }
 
-const pools = new WeakMap<object, pg.Pool>();
+const pools = new WeakMap<object, { pool: pg.Pool; onQuery?: (seconds: number, err: unknown) => void }>();
+
+/** Connections of the pool behind `db`: open, idle, and queries waiting for one. */
+export interface PoolStats {
+  total: number;
+  idle: number;
+  waiting: number;
+}
+
+/** The pool counts of a {@link createDb} instance (`undefined` for a transaction or another Kysely). */
+export function poolStats(db: Kysely<Database>): PoolStats | undefined {
+  const p = pools.get(db)?.pool;
+  return p ? { total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount } : undefined;
+}
 
 /**
  * Runs a named prepared statement (node-postgres: the server parses and plans `text` once per
@@ -71,9 +94,17 @@ export async function preparedQuery<R>(
   text: string,
   values: unknown[],
 ): Promise<R[]> {
-  const pool = pools.get(db);
-  if (pool) return (await pool.query<R & pg.QueryResultRow>({ name, text, values })).rows;
-  return (await db.executeQuery<R>(CompiledQuery.raw(text, values))).rows;
+  const entry = pools.get(db);
+  if (!entry) return (await db.executeQuery<R>(CompiledQuery.raw(text, values))).rows;
+  const started = performance.now();
+  try {
+    const rows = (await entry.pool.query<R & pg.QueryResultRow>({ name, text, values })).rows;
+    entry.onQuery?.((performance.now() - started) / 1000, undefined);
+    return rows;
+  } catch (err) {
+    entry.onQuery?.((performance.now() - started) / 1000, err);
+    throw err;
+  }
 }
 
 /** Numbered migrations, in order. Add a file `NNNN_name.ts` and list it here. */
