@@ -45,8 +45,11 @@ function prefix(t: Tenant): string {
   return `${t.org_id}.${t.project_id}`;
 }
 
-/** `Nats-Msg-Id` of a report: `<org>.<project>.<entity>:<step>`. */
-export function reportMsgId(t: Tenant, entityId: string, step: ReportStep): string {
+/**
+ * `Nats-Msg-Id` of a report: `<org>.<project>.<entity>:<step>`. A command's run after its n-th
+ * requeue from the dead-letter stream states its steps again as `<step>.r<n>`.
+ */
+export function reportMsgId(t: Tenant, entityId: string, step: ReportStep | `${ReportStep}.r${number}`): string {
   return `${prefix(t)}.${entityId}:${step}`;
 }
 

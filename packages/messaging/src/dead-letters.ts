@@ -297,3 +297,19 @@ function safeJson(s: string): unknown {
     return undefined;
   }
 }
+
+/** What the admin API needs of the dead-letter stream (a narrow interface; see {@link deadLetterStore}). */
+export interface DeadLetterStore {
+  list(q: DeadLetterQuery): Promise<DeadLetterListPage>;
+  read(seq: number): Promise<StoredDeadLetter | null>;
+  drop(seq: number): Promise<boolean>;
+}
+
+/** The {@link DeadLetterStore} of a NATS connection's JetStream. */
+export function deadLetterStore(js: JetStreamClient, jsm: JetStreamManager): DeadLetterStore {
+  return {
+    list: (q) => listDeadLetters(js, q),
+    read: (seq) => readDeadLetter(jsm, seq),
+    drop: (seq) => dropDeadLetter(jsm, seq),
+  };
+}

@@ -415,10 +415,16 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
     return disposition;
   };
 
+  /** Per stream sequence, the snoozes of a message (see `run`). */
+  const snoozes = new Map<number, number>();
+
   const run = async (m: JsMsg) => {
     const ac = new AbortController();
     active.set(m, ac);
-    const attempt = m.info.deliveryCount;
+    // Deliveries that were snoozes (a requeue not due yet) are not attempts. Counted in this
+    // process only: a snooze seen by another replica costs one attempt.
+    const attempt = Math.max(1, m.info.deliveryCount - (snoozes.get(m.seq) ?? 0));
+    let settled = true; // false while the message comes back (snoozed, retried)
     const started = Date.now();
     lastDelivery = started;
     const keepAlive = setInterval(() => settle(() => m.working()), Math.max(250, Math.floor(ackWaitMs / 3)));
@@ -466,6 +472,9 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
           if (ac.signal.aborted) return; // shutdown: nak'ed by stop()
           if (r && "snoozeMs" in r) {
             // Not due yet (a delayed requeue): back on the consumer after the delay, no attempt spent.
+            snoozes.set(m.seq, (snoozes.get(m.seq) ?? 0) + 1);
+            settled = false;
+            if (snoozes.size > 10_000) snoozes.delete(snoozes.keys().next().value as number);
             settle(() => m.nak(r.snoozeMs));
             events.emit("job:snoozed", { ...base, attempt, delayMs: r.snoozeMs });
             return;
@@ -509,16 +518,19 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
           }
           const delayMs = backoffMs(attempt, retry);
           events.emit("job:error", { ...base, attempt, delayMs, err, ms: Date.now() - started });
+          settled = false;
           settle(() => m.nak(delayMs));
         }
       });
     } catch (err) {
       // Dead-lettering failed (NATS down): keep the message, try again later.
       logger.error({ err, subject: m.subject, seq: m.seq }, "worker:dead-letter-failed");
+      settled = false;
       settle(() => m.nak(backoffMs(attempt, retry)));
     } finally {
       clearInterval(keepAlive);
       active.delete(m);
+      if (settled) snoozes.delete(m.seq);
       slotFreed?.();
     }
   };

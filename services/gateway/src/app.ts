@@ -15,6 +15,7 @@ import type { GatewayDeps } from "./deps.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { credentialRoutes } from "./routes/credentials.ts";
+import { deadLetterRoutes } from "./routes/dead-letters.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 import { startOutboxRelay } from "./write/settings.ts";
 
@@ -83,6 +84,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
   approvalRoutes(app, deps);
   settingsRoutes(app, deps);
   credentialRoutes(app, deps);
+  deadLetterRoutes(app, deps);
   // Ready while NATS answers: commands need nothing else. Postgres (decisions, settings) is
   // reported but does not take the gateway out of rotation: those routes answer 503 on their own.
   addHealthRoutes(app, {

@@ -1,5 +1,5 @@
 import type { Database } from "@nexus/core";
-import type { JetStreamPublisher, LastMessageReader } from "@nexus/messaging";
+import type { DeadLetterStore, JetStreamPublisher, LastMessageReader } from "@nexus/messaging";
 import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -36,6 +36,8 @@ export interface GatewayDeps {
   js: JetStreamPublisher;
   /** Reads a register's newest entry (a command id's stored command, an ask's newest decision). */
   readLast: LastMessageReader;
+  /** The dead-letter stream, for the admin API (list, read, drop; requeues are published with `js`). */
+  deadLetters: DeadLetterStore;
   /** Whether NATS is connected right now (a publish while disconnected is refused, not buffered). */
   natsConnected: () => boolean;
   /** For `/ready`: NATS answers a round trip. */

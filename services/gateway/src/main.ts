@@ -2,7 +2,7 @@
 // place before pg and fastify load.
 import "./tracing.ts";
 import { STREAMS } from "@nexus/contracts";
-import { isNatsConnected, lastMessageReader } from "@nexus/messaging";
+import { deadLetterStore, isNatsConnected, lastMessageReader } from "@nexus/messaging";
 import { onShutdown, parseConfig, startRuntime, streamUsageMetrics } from "@nexus/runtime";
 import { buildGateway } from "./app.ts";
 import { GatewayConfig } from "./config.ts";
@@ -19,6 +19,7 @@ const deps = {
   db,
   js,
   readLast: lastMessageReader(jsm),
+  deadLetters: deadLetterStore(js, jsm),
   natsConnected: () => isNatsConnected(nc),
   natsReady: async () => {
     if (!isNatsConnected(nc)) return false;

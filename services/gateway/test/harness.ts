@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { createMetrics } from "@nexus/http";
 import {
   connectNats,
+  deadLetterStore,
   isNatsConnected,
   type JetStreamPublisher,
   type LastMessageReader,
@@ -46,12 +47,14 @@ export async function startGateway(o: {
     PUBLISH_TIMEOUT_MS: "2000",
     ...o.env,
   });
-  const reader = lastMessageReader(await jetstreamManager(nc));
+  const jsm = await jetstreamManager(nc);
+  const reader = lastMessageReader(jsm);
   const deps: GatewayDeps = {
     config,
     db: o.db.db,
     js: o.wrap ? o.wrap(js) : js,
     readLast: o.wrapReader ? o.wrapReader(reader) : reader,
+    deadLetters: deadLetterStore(js, jsm),
     natsConnected: () => isNatsConnected(nc),
     natsReady: async () => {
       await nc.flush();

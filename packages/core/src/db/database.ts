@@ -4,6 +4,7 @@ import pg from "pg";
 import * as m0001 from "./migrations/0001_init.ts";
 import * as m0002 from "./migrations/0002_write_path.ts";
 import * as m0005 from "./migrations/0005_auth.ts";
+import * as m0006 from "./migrations/0006_requeue.ts";
 import type { Database } from "./schema.ts";
 
 // bigint (int8) as string: report ids and history ids exceed 2^53 only in theory, but never lose digits.
@@ -112,6 +113,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0001_init": m0001,
   "0002_write_path": m0002,
   "0005_auth": m0005,
+  "0006_requeue": m0006,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
