@@ -125,16 +125,18 @@ export function parseConfig<S extends z.ZodType>(schema: S, env: Record<string, 
   return r.data;
 }
 
-/** A comma-separated list of failure codes (error codes such as `RETRIES_EXHAUSTED`). */
+/** A comma-separated list of failure codes (error codes such as `RETRIES_EXHAUSTED`); `none` for none. */
 const codeList = (d: string) =>
   z
     .string()
     .default(d)
     .transform((s) =>
-      s
-        .split(",")
-        .map((x) => x.trim())
-        .filter(Boolean),
+      s.trim().toLowerCase() === "none"
+        ? []
+        : s
+            .split(",")
+            .map((x) => x.trim())
+            .filter(Boolean),
     )
     .pipe(z.array(z.string().regex(/^[A-Z][A-Z0-9_]*$/, "UPPER_SNAKE error codes")));
 

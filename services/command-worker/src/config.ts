@@ -38,6 +38,20 @@ export const CommandWorkerConfig = BaseConfig.extend(WorkerTriageConfig.shape)
      * a worker can be killed mid-command. 0 in production.
      */
     FAULT_INJECT_HANDLER_DELAY_MS: z.coerce.number().int().min(0).default(0),
+    /**
+     * Fault injection for tests and drills: comma-separated command types whose handler fails
+     * with a transient error on every attempt, so their commands exhaust their retries and are
+     * dead-lettered (`RETRIES_EXHAUSTED`). Empty in production.
+     */
+    FAULT_INJECT_FAIL_TYPES: z
+      .string()
+      .default("")
+      .transform((s) =>
+        s
+          .split(",")
+          .map((x) => x.trim())
+          .filter(Boolean),
+      ),
   })
   .superRefine((c, ctx) => {
     if (c.SHARE_WEBHOOK_URL && !c.SHARE_WEBHOOK_SECRET)

@@ -92,6 +92,8 @@ export interface CommandJobDeps {
     ASK_TTL_SECONDS: number;
     PUBLISH_TIMEOUT_MS: number;
     FAULT_INJECT_HANDLER_DELAY_MS: number;
+    /** Command types whose handler fails transiently on every attempt (tests and drills). */
+    FAULT_INJECT_FAIL_TYPES?: readonly string[];
   };
 }
 
@@ -402,6 +404,8 @@ async function runHandler(
   if (!params.success)
     throw permanent(apiError("VALIDATION_FAILED", `params do not fit ${type}`, zodDetails(params.error, "params")));
   if (deps.config.FAULT_INJECT_HANDLER_DELAY_MS > 0) await sleep(deps.config.FAULT_INJECT_HANDLER_DELAY_MS, ctx.signal);
+  if (deps.config.FAULT_INJECT_FAIL_TYPES?.includes(type))
+    throw new Error(`fault injected: ${type} fails (FAULT_INJECT_FAIL_TYPES)`);
   return handler.handle(params.data, {
     logger: ctx.logger,
     signal: ctx.signal,
