@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { jetstream } from "@nats-io/jetstream";
-import { STREAMS, subjects, type Tenant } from "@nexus/contracts";
+import { type ReportEvent, STREAMS, subjects, type Tenant } from "@nexus/contracts";
 import { connectNats } from "@nexus/messaging";
 import { REPO_ROOT, reportTypesOf, tenantReports, uniqueTenant, waitFor } from "@nexus/testkit";
 import { pino } from "pino";
@@ -35,8 +35,8 @@ afterAll(async () => {
   await e2e?.close();
 });
 
-/** The tenant's stored reports of one command, in order (read as the `operator` NATS user). */
-async function reportTypes(t: Tenant, commandId: string): Promise<string[]> {
+/** The tenant's stored reports (read as the `operator` NATS user). */
+async function reports(t: Tenant): Promise<ReportEvent[]> {
   const nc = await connectNats({
     url: e2e.nats.url,
     name: "reports",
@@ -44,11 +44,14 @@ async function reportTypes(t: Tenant, commandId: string): Promise<string[]> {
     auth: e2e.nats.users!.operator,
   });
   try {
-    return reportTypesOf(await tenantReports(jetstream(nc), t), commandId);
+    return await tenantReports(jetstream(nc), t);
   } finally {
     await nc.close();
   }
 }
+
+/** The report types of one command, in order. */
+const reportTypes = async (t: Tenant, commandId: string) => reportTypesOf(await reports(t), commandId);
 
 async function waitForReport(t: Tenant, commandId: string, type: string, count = 1) {
   await waitFor(
@@ -117,6 +120,12 @@ describe("dead letters end to end", () => {
       "command.started",
       "command.completed",
     ]);
+    // Tracing off, each run still keeps one trace id in all its reports (the gateway's for the
+    // command, the admin request's for the requeued run).
+    const traces = (await reports(t)).filter((r) => r.causality.command_id === cmd.command_id).map((r) => r.trace_id);
+    expect(traces.every((x) => /^[0-9a-f]{32}$/.test(x ?? ""))).toBe(true);
+    expect(new Set(traces.slice(0, 3)).size).toBe(1);
+    expect(new Set(traces.slice(3)).size).toBe(1);
     // Removed once requeued: it can be neither read nor requeued again.
     expect((await e2e.call("GET", `/admin/dead-letters/${dl.id}`, t, undefined, admin)).status).toBe(404);
     expect((await e2e.call("POST", `/admin/dead-letters/${dl.id}/requeue`, t, undefined, admin)).status).toBe(404);
@@ -158,9 +167,11 @@ describe("dead letters end to end", () => {
       });
     const listed = cli("list", "--json", "--code", "POISON_MESSAGE");
     expect(listed.status, listed.stderr).toBe(0);
-    expect(JSON.parse(listed.stdout).dead_letters.map((d: { id: string }) => d.id).sort()).toEqual(
-      letters.map((d) => d.id).sort(),
-    );
+    expect(
+      JSON.parse(listed.stdout)
+        .dead_letters.map((d: { id: string }) => d.id)
+        .sort(),
+    ).toEqual(letters.map((d) => d.id).sort());
     for (const d of letters) expect(cli("drop", d.id)).toMatchObject({ status: 0, stdout: `dropped ${d.id}\n` });
     expect((await list(t)).body.dead_letters).toEqual([]);
     expect(cli("drop", letters[0]!.id).status).toBe(1); // gone: 404

@@ -129,6 +129,8 @@ export interface RequeueOptions {
   /** Automatic requeues of the original, this one included (0 for an operator's). */
   generation: number;
   correlationId: string;
+  /** The trace the requeue belongs to (the admin's request, or the failed job's). */
+  traceparent?: string;
   timeoutMs?: number;
   connected?: () => boolean;
 }
@@ -159,7 +161,13 @@ export function publishRequeue(js: JetStreamPublisher, o: RequeueOptions): Promi
     js,
     subjects.requeue(t.source, t.tenant, t.id),
     JSON.stringify(message),
-    { tenant: t.tenant, msgId, correlationId: o.correlationId, extra: { [HEADERS.kind]: "requeue" } },
+    {
+      tenant: t.tenant,
+      msgId,
+      correlationId: o.correlationId,
+      ...(o.traceparent ? { traceparent: o.traceparent } : {}),
+      extra: { [HEADERS.kind]: "requeue" },
+    },
     { ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}), ...(o.connected ? { connected: o.connected } : {}) },
   );
 }

@@ -407,6 +407,7 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
         notBefore: new Date(at.getTime() + triage.requeueDelayMs * 2 ** (generation - 1)),
         generation,
         correlationId: m.headers?.get(HEADERS.correlationId) || `dlq-${dlqSeq}`,
+        ...(m.headers?.has(HEADERS.traceparent) ? { traceparent: m.headers.get(HEADERS.traceparent) } : {}),
         timeoutMs: publishTimeoutMs,
       });
       if (out.kind !== "stored")

@@ -183,6 +183,7 @@ export function deadLetterRoutes(app: App, deps: GatewayDeps): void {
         now: deps.now(),
         generation: 0,
         correlationId: req.correlationId ?? `dlq-${s.seq}`,
+        traceparent: req.traceparent,
         timeoutMs: deps.config.PUBLISH_TIMEOUT_MS,
         connected: deps.natsConnected,
       });
