@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { type Tenant } from "@nexus/contracts";
+import type { Tenant } from "@nexus/contracts";
 import { createDb, migrateToLatest } from "@nexus/core";
 import {
   natsForTest,
