@@ -131,3 +131,12 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
     .filter((r: { status: string }) => r.status === "Success")
     .map((r: { migrationName: string }) => r.migrationName);
 }
+
+/**
+ * The migrations this code knows that the database has not run yet (read-only: nothing is
+ * created). Empty when the schema is current.
+ */
+export async function pendingMigrations(db: Kysely<Database>): Promise<string[]> {
+  const all = await new Migrator({ db, provider }).getMigrations();
+  return all.filter((m) => !m.executedAt).map((m) => m.name);
+}
