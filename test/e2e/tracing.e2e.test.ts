@@ -34,9 +34,9 @@ const isQuery = (s: ExportedSpan) =>
 const KIND = { INTERNAL: 1, SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 } as const;
 
 type AnyValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number };
-const valueOf = (v: AnyValue) => v.stringValue ?? v.intValue ?? v.boolValue ?? v.doubleValue;
+const anyValue = (v: AnyValue) => v.stringValue ?? v.intValue ?? v.boolValue ?? v.doubleValue;
 const attrs = (list: { key: string; value: AnyValue }[] = []) =>
-  Object.fromEntries(list.map((a) => [a.key, valueOf(a.value)]));
+  Object.fromEntries(list.map((a) => [a.key, anyValue(a.value)]));
 
 /** Decodes one OTLP/HTTP JSON `ExportTraceServiceRequest` (opentelemetry-proto, JSON mapping). */
 function decode(body: {

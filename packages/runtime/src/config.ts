@@ -194,3 +194,9 @@ export function triageOf(c: WorkerTriageConfig): {
     requeueMax: c.AUTO_REQUEUE_MAX,
   };
 }
+
+/** Settings of `wait-provisioned` (the Kubernetes init container of the services). */
+export const WaitProvisionedConfig = BaseConfig.extend({
+  /** How long it waits for migrations and topology before it gives up (exit 1), ms. */
+  WAIT_PROVISIONED_TIMEOUT_MS: z.coerce.number().int().min(1000).default(600_000),
+});

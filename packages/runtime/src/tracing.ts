@@ -22,6 +22,41 @@ import { FastifyOtelInstrumentation } from "@fastify/otel";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 
+/**
+ * The standard OpenTelemetry variables that matter here (the SDK reads them itself; listed for
+ * `.env.example` and the docs). Source: OpenTelemetry "SDK environment variables" and the OTLP
+ * exporter specification.
+ */
+export const OTEL_VARIABLES: { name: string; default: string; meaning: string }[] = [
+  {
+    name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    default: "",
+    meaning: "OTLP collector base URL (e.g. http://otel-collector:4318); setting it turns tracing on",
+  },
+  { name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default: "", meaning: "full traces URL, instead of the base URL" },
+  { name: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", default: "http/protobuf", meaning: "http/protobuf, http/json or grpc" },
+  {
+    name: "OTEL_EXPORTER_OTLP_HEADERS",
+    default: "",
+    meaning: "headers for the collector (key=value,…), e.g. an API key",
+  },
+  {
+    name: "OTEL_TRACES_EXPORTER",
+    default: "",
+    meaning: "otlp, zipkin or none; a value other than none turns tracing on",
+  },
+  { name: "OTEL_SERVICE_NAME", default: "the service's name", meaning: "service.name of the spans" },
+  {
+    name: "OTEL_RESOURCE_ATTRIBUTES",
+    default: "",
+    meaning: "more resource attributes (deployment.environment=prod,…)",
+  },
+  { name: "OTEL_TRACES_SAMPLER", default: "parentbased_always_on", meaning: "e.g. parentbased_traceidratio" },
+  { name: "OTEL_TRACES_SAMPLER_ARG", default: "", meaning: "the sampler's argument (a ratio such as 0.1)" },
+  { name: "OTEL_BSP_SCHEDULE_DELAY", default: "5000", meaning: "how often buffered spans are exported, ms" },
+  { name: "OTEL_SDK_DISABLED", default: "false", meaning: "true turns tracing off whatever else is set" },
+];
+
 /** What {@link startTracing} returns. */
 export interface Tracing {
   /** Whether spans are recorded and exported. */

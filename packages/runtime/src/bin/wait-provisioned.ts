@@ -13,15 +13,11 @@ import { parseArgs } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { createDb, pendingMigrations } from "@nexus/core";
 import { checkTopology, connectNats } from "@nexus/messaging";
-import { z } from "zod";
-import { BaseConfig, parseConfig } from "../config.ts";
+import { parseConfig, WaitProvisionedConfig } from "../config.ts";
 import { createLogger } from "../logger.ts";
 import { natsAuth } from "../service.ts";
 
-const Config = BaseConfig.extend({
-  WAIT_PROVISIONED_TIMEOUT_MS: z.coerce.number().int().min(1000).default(600_000),
-});
-const config = parseConfig(Config, process.env);
+const config = parseConfig(WaitProvisionedConfig, process.env);
 const { values } = parseArgs({
   options: { stream: { type: "string", multiple: true }, consumer: { type: "string", multiple: true } },
 });
@@ -36,7 +32,12 @@ const deadline = Date.now() + config.WAIT_PROVISIONED_TIMEOUT_MS;
 
 /** What is still missing, or `null` when everything is there. */
 async function missing(): Promise<string | null> {
-  const db = createDb({ url: config.DATABASE_URL, max: 1, applicationName: "wait-provisioned", acquireTimeoutMs: 5000 });
+  const db = createDb({
+    url: config.DATABASE_URL,
+    max: 1,
+    applicationName: "wait-provisioned",
+    acquireTimeoutMs: 5000,
+  });
   try {
     const pending = await pendingMigrations(db);
     if (pending.length) return `migrations not applied yet: ${pending.join(", ")}`;
