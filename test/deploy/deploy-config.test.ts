@@ -195,6 +195,27 @@ describe("Kubernetes manifests", () => {
     expect(Number(cm.data.READY_GRACE_MS)).toBeGreaterThanOrEqual(5000);
   });
 
+  it("the Postgres connection arithmetic of deploy/README.md matches the manifests", () => {
+    const docs = k8sDocs().map((d) => d.doc);
+    let steady = 0;
+    let surge = 0;
+    for (const name of APP_SERVICES) {
+      const dep = docs.find((d) => d.kind === "Deployment" && d.metadata.name === name);
+      const pool = Number(
+        dep.spec.template.spec.containers[0].env.find((e: Json) => e.name === "PG_POOL_MAX")?.value,
+      );
+      expect(pool, `${name} PG_POOL_MAX`).toBeGreaterThan(0);
+      const max =
+        docs.find((d) => d.kind === "HorizontalPodAutoscaler" && d.spec.scaleTargetRef.name === name)?.spec
+          .maxReplicas ?? dep.spec.replicas;
+      steady += max * pool;
+      surge += Math.ceil(max * 0.25) * pool; // the default rolling update maxSurge
+    }
+    const readme = read("deploy/README.md");
+    expect(readme).toContain(`**${steady}**`);
+    expect(readme).toContain(`**+${surge} → ${steady + surge}**`);
+  });
+
   it("NATS Helm values: a maintained line pinned, sync_interval always, the exporter on; the chart version is pinned in the docs", () => {
     const v = yamlFile(`${K8S_DIR}/nats-values.yaml`);
     expect(`${v.container.image.repository}:${v.container.image.tag}`).toMatch(NATS_TAG);
