@@ -201,9 +201,7 @@ describe("Kubernetes manifests", () => {
     let surge = 0;
     for (const name of APP_SERVICES) {
       const dep = docs.find((d) => d.kind === "Deployment" && d.metadata.name === name);
-      const pool = Number(
-        dep.spec.template.spec.containers[0].env.find((e: Json) => e.name === "PG_POOL_MAX")?.value,
-      );
+      const pool = Number(dep.spec.template.spec.containers[0].env.find((e: Json) => e.name === "PG_POOL_MAX")?.value);
       expect(pool, `${name} PG_POOL_MAX`).toBeGreaterThan(0);
       const max =
         docs.find((d) => d.kind === "HorizontalPodAutoscaler" && d.spec.scaleTargetRef.name === name)?.spec

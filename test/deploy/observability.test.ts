@@ -10,8 +10,8 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { parser } from "@prometheus-io/lezer-promql";
 import { REPO_ROOT, uniqueTenant } from "@nexus/testkit";
+import { parser } from "@prometheus-io/lezer-promql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { command, type E2E, startE2E } from "../e2e/fixture.ts";
@@ -28,7 +28,8 @@ interface Rule {
 const rules: Rule[] = parse(read("deploy/prometheus/alerts.yml")).groups.flatMap((g: { rules: Rule[] }) => g.rules);
 const dashboard = JSON.parse(read("deploy/grafana/nexus.json"));
 const panelExprs: { title: string; expr: string }[] = dashboard.panels.flatMap(
-  (p: { title: string; targets?: { expr: string }[] }) => (p.targets ?? []).map((t) => ({ title: p.title, expr: t.expr })),
+  (p: { title: string; targets?: { expr: string }[] }) =>
+    (p.targets ?? []).map((t) => ({ title: p.title, expr: t.expr })),
 );
 
 /** The metric names an expression selects, or the position of its first syntax error. */
@@ -120,10 +121,7 @@ describe("alert rules and dashboard against a running stack", () => {
   it("every metric an alert or a dashboard panel names is exported by a service", () => {
     expect(exported.size).toBeGreaterThan(40);
     const missing: string[] = [];
-    for (const { expr, title } of [
-      ...rules.map((r) => ({ expr: r.expr, title: r.alert })),
-      ...panelExprs,
-    ])
+    for (const { expr, title } of [...rules.map((r) => ({ expr: r.expr, title: r.alert })), ...panelExprs])
       for (const name of metricsOf(expr).names)
         if (!PROMETHEUS_OWN.has(name) && !exported.has(name)) missing.push(`${title}: ${name}`);
     expect(missing).toEqual([]);
@@ -131,8 +129,7 @@ describe("alert rules and dashboard against a running stack", () => {
 
   it("metrics follow the conventions: one prefix, base units, no tenant labels; the gauges have values", () => {
     const all = scraped.join("\n");
-    for (const name of exported.keys())
-      expect(name, name).toMatch(/^(nexus_|process_|nodejs_)/);
+    for (const name of exported.keys()) expect(name, name).toMatch(/^(nexus_|process_|nodejs_)/);
     for (const name of exported.keys())
       if (/duration|latency/.test(name)) expect(name, name).toMatch(/_seconds(_bucket|_sum|_count)?$/);
     expect(all).not.toMatch(/\b(org_id|project_id|tenant)="/);
