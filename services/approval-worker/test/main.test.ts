@@ -68,8 +68,16 @@ test("the service process: /ready follows its consumer, applies a decision, expo
       15_000,
       "decided by the service process",
     );
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/nexus_jobs_total\{[^}]*outcome="success"[^}]*\} 1/);
+    // The job is acked (and counted) just after its row changed: wait for the count.
+    let metrics = "";
+    await waitFor(
+      async () => {
+        metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        return /nexus_jobs_total\{[^}]*outcome="success"[^}]*\} 1/.test(metrics);
+      },
+      5000,
+      "the job counted",
+    );
     expect(metrics).toMatch(/nexus_jobs_total\{[^}]*worker="approval-worker"/);
 
     // Its durable consumer deleted: /ready fails within seconds (not silently 200) with an error
