@@ -68,7 +68,10 @@ describe("requeue of a register entry", () => {
     await appendEntry(js(), nextEntry(row, null, "alice"));
     let letters: Awaited<ReturnType<typeof listDeadLetters>>["items"] = [];
     await waitFor(
-      async () => (letters = (await listDeadLetters(js(), { tenant: t, limit: 10 })).items).length === 1,
+      async () => {
+        letters = (await listDeadLetters(js(), { tenant: t, limit: 10 })).items;
+        return letters.length === 1;
+      },
       10_000,
       "the dead letter",
     );
