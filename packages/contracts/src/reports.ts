@@ -122,6 +122,11 @@ export const ReportMessage = z.object({
   tenant: Tenant,
   /** ISO 8601 time the fact happened. */
   ts: z.string(),
+  /**
+   * W3C trace id (32 hex digits) of the trace the report belongs to — the request that sent
+   * the command, followed through every message — when known. Added later: optional.
+   */
+  trace_id: z.string().optional(),
 });
 export type ReportMessage = z.infer<typeof ReportMessage>;
 

@@ -89,6 +89,15 @@ export const subjects = {
   progress(t: Tenant): string {
     return `nexus.progress.${token(t.org_id)}.${token(t.project_id)}`;
   },
+  /**
+   * `nexus.cmd.<org>.<project>.<id>.requeue` (source `cmd`) or
+   * `nexus.approval.<org>.<project>.<id>.requeue` (source `approval`): a dead letter sent back
+   * to its worker (see `RequeueMessage`), `id` being the command or ask id of the original.
+   */
+  requeue(source: "cmd" | "approval", t: Tenant, id: string): string {
+    if (!ID_RE.test(id)) throw new InvalidSubjectToken(id);
+    return `nexus.${source === "cmd" ? "cmd" : "approval"}.${token(t.org_id)}.${token(t.project_id)}.${id}.requeue`;
+  },
   /** `nexus.dlq.<org>.<project>.<source>` where source is `cmd` or `approval`; `_unknown` tenant tokens for unparseable messages. */
   dlq(t: Tenant | null, source: "cmd" | "approval"): string {
     if (!t) return `nexus.dlq._unknown._unknown.${source}`;

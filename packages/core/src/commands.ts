@@ -7,6 +7,7 @@
  * ```
  *   GREEN/YELLOW:  (message) ──receive──▶ running ──▶ done | failed
  *   RED:           (message) ──receive──▶ accepted ──hold──▶ waiting_approval ──▶ done | failed | cancelled
+ *   requeue:       failed (retries spent, dead-lettered) ──requeue──▶ running (RED: accepted) ──▶ …
  * ```
  *
  * Each transition returns the row and the {@link Effects} it implies; the caller publishes them
@@ -18,7 +19,7 @@ import { type Kysely, type Selectable, sql, type Transaction } from "kysely";
 import { preparedQuery } from "./db/database.ts";
 import type { CommandsTable, Database } from "./db/schema.ts";
 import { type Effects, noEffects, type PendingReport } from "./effects.ts";
-import { reportMsgId } from "./ids.ts";
+import { type ReportStep, reportMsgId } from "./ids.ts";
 import {
   acceptedReport,
   completedReport,
@@ -43,18 +44,24 @@ const tenantOfRow = (r: Pick<CommandRow, "org_id" | "project_id">): Tenant => ({
 /** Statuses in which nothing more happens to a command. */
 export const FINAL_COMMAND_STATUSES: ReadonlySet<CommandRow["status"]> = new Set(["done", "failed", "cancelled"]);
 
-/** A report about a command (entity = command id), ready to publish. */
+/**
+ * A report about a command (entity = command id), ready to publish. After the command was
+ * requeued n times (`requeues`), its step carries the suffix `.r<n>`: the run after a requeue
+ * states new facts (started again, completed), which must not be dropped as duplicates of the
+ * first run's reports.
+ */
 export function commandReport(
-  row: Pick<CommandRow, "org_id" | "project_id" | "command_id" | "correlation_id">,
-  step: Parameters<typeof reportMsgId>[2],
+  row: Pick<CommandRow, "org_id" | "project_id" | "command_id" | "correlation_id"> & { requeues?: number },
+  step: ReportStep,
   report: PendingReport["report"],
   ts: Date | string,
   extraCausality: { ask_id?: string; correlation_id?: string } = {},
 ): PendingReport {
   const tenant = tenantOfRow(row);
+  const runStep = row.requeues ? (`${step}.r${row.requeues}` as const) : step;
   return {
     tenant,
-    msgId: reportMsgId(tenant, row.command_id, step),
+    msgId: reportMsgId(tenant, row.command_id, runStep),
     report,
     causality: {
       correlation_id: extraCausality.correlation_id ?? row.correlation_id,
@@ -118,14 +125,21 @@ export type Received =
  * @returns see {@link Received}; the effects of an insert are `command.accepted` then
  *   (when running) `command.started` and, for YELLOW, `risk.warning`.
  */
-export async function receiveCommand(db: Db, m: CommandMessage, policy: CommandPolicy, now: Date): Promise<Received> {
+export async function receiveCommand(
+  db: Db,
+  m: CommandMessage,
+  policy: CommandPolicy,
+  now: Date,
+  requeue?: RequeueClaim,
+): Promise<Received> {
   const runs = policy.risk !== "RED";
   const rows = await preparedQuery<Omit<CommandRow, "params" | "context" | "result" | "error">>(
     db,
     "nexus_receive_command",
     `insert into commands (org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal,
-       params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, updated_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15, $16, $17)
+       params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, updated_at,
+       requeued_from, requeue_msg_seq)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15, $16, $17, $18, $19)
      on conflict (org_id, project_id, command_id) do nothing
      returning ${LEAN_COLUMNS}`,
     [
@@ -146,6 +160,8 @@ export async function receiveCommand(db: Db, m: CommandMessage, policy: CommandP
       m.accepted_at,
       runs ? now : null,
       now,
+      requeue?.dlqSeq ?? null,
+      requeue?.msgSeq ?? null,
     ],
   );
   const lean = rows[0];
@@ -163,7 +179,7 @@ export async function receiveCommand(db: Db, m: CommandMessage, policy: CommandP
 
 /** Every column but the JSON payloads (params, context, result, error), which the caller already has. */
 const LEAN_COLUMNS =
-  "org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal, risk_level, policy_version, status, ask_id, attempts, accepted_at, started_at, finished_at, updated_at";
+  "org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal, risk_level, policy_version, status, ask_id, attempts, requeues, requeued_from, requeue_msg_seq, accepted_at, started_at, finished_at, updated_at";
 
 /**
  * The effects that restate where an existing command stands, for a redelivered message whose
@@ -267,6 +283,91 @@ async function settled(
   const effects = noEffects();
   if (row) effects.reports.push(...finalEffects(row));
   return { row, effects };
+}
+
+/**
+ * Which requeue (dead letter `dlqSeq`, delivered as the message at `msgSeq` of NEXUS_COMMANDS)
+ * claims a command: only a redelivery of that very message may carry its run on.
+ */
+export interface RequeueClaim {
+  dlqSeq: number;
+  msgSeq: number;
+}
+
+/** Whether `row` was claimed by this requeue message (so this delivery may carry its run on). */
+export function claimedBy(row: Pick<CommandRow, "requeued_from" | "requeue_msg_seq">, c: RequeueClaim): boolean {
+  return Number(row.requeued_from) === c.dlqSeq && Number(row.requeue_msg_seq) === c.msgSeq;
+}
+
+/** How {@link requeueCommand} found the command. */
+export type Requeued =
+  /** This dead letter's requeue applied now: the command is `running` again (RED: `accepted`). */
+  | { kind: "requeued"; row: CommandRow }
+  /** Applied before by this very message (a redelivery): carry on like a redelivered command. */
+  | { kind: "applied"; row: CommandRow }
+  /**
+   * Nothing to run: not failed (another copy of the same requeue runs it, or it finished), or
+   * an older dead letter than the last one requeued: restate only.
+   */
+  | { kind: "stale"; row: CommandRow }
+  /** No row: the original never got one (it was poison); handle it as a new command. */
+  | { kind: "absent" };
+
+/**
+ * failed → running (RED: accepted) for the requeue of dead letter `dlqSeq`: only a command whose
+ * retries were spent (`failed`, no ask), with the same body, not requeued from this dead letter
+ * or a newer one. `attempts`, `requeues` + 1; `requeued_from`, `requeue_msg_seq` = the claim;
+ * result and error cleared. So each dead letter runs its command again at most once, however
+ * often its requeue is published or delivered, and two copies of one requeue never run it at
+ * the same time (ARCHITECTURE.md invariant 3).
+ */
+export async function requeueCommand(
+  db: Db,
+  t: Tenant,
+  commandId: string,
+  bodyHash: string,
+  claim: RequeueClaim,
+  now: Date,
+): Promise<Requeued> {
+  const dlqSeq = claim.dlqSeq;
+  const row = await db
+    .updateTable("commands")
+    .set({
+      status: sql`case when risk_level = 'RED' then 'accepted' else 'running' end`,
+      attempts: sql`attempts + 1`,
+      requeues: sql`requeues + 1`,
+      requeued_from: dlqSeq,
+      requeue_msg_seq: claim.msgSeq,
+      result: null,
+      error: null,
+      started_at: now,
+      finished_at: null,
+      updated_at: now,
+    })
+    .where("org_id", "=", t.org_id)
+    .where("project_id", "=", t.project_id)
+    .where("command_id", "=", commandId)
+    .where("body_hash", "=", bodyHash)
+    .where("status", "=", "failed")
+    .where("ask_id", "is", null)
+    .where((eb) => eb.or([eb("requeued_from", "is", null), eb("requeued_from", "<", String(dlqSeq))]))
+    .returningAll()
+    .executeTakeFirst();
+  if (row) return { kind: "requeued", row };
+  const existing = await getCommand(db, t, commandId);
+  if (!existing) return { kind: "absent" };
+  if (claimedBy(existing, claim)) return { kind: "applied", row: existing };
+  return { kind: "stale", row: existing };
+}
+
+/**
+ * The effects of a requeued command starting again: `command.started` (+ `risk.warning`) with
+ * the `.r<n>` ids of its run (a requeued RED command reports through its new ask instead).
+ */
+export function requeuedEffects(row: CommandRow): Effects {
+  const effects = noEffects();
+  if (row.status === "running") effects.reports.push(...startedEffects(row));
+  return effects;
 }
 
 /** A coarse `command.progress` report (entity = command id, step `progress.<stage>`). */

@@ -66,10 +66,17 @@ export interface Outcome<Row> {
 }
 
 /**
- * The UTF-8 JSON body of a report message (`ReportMessage`: `{report, causality, tenant, ts}`),
- * the one encoding every publisher and the report outbox use, so that two writers of the same
- * fact send the same bytes.
+ * The UTF-8 JSON body of a report message (`ReportMessage`: `{report, causality, tenant, ts,
+ * trace_id?}`), the one encoding every publisher and the report outbox use, so that two writers
+ * of the same fact send the same bytes (both carry the trace id of the command they act on).
+ * @param traceId the W3C trace id (32 hex digits) of the work that produced the report, if known.
  */
-export function reportMessageJson(p: PendingReport): string {
-  return JSON.stringify({ report: p.report, causality: p.causality, tenant: p.tenant, ts: p.ts });
+export function reportMessageJson(p: PendingReport, traceId?: string): string {
+  return JSON.stringify({
+    report: p.report,
+    causality: p.causality,
+    tenant: p.tenant,
+    ts: p.ts,
+    ...(traceId ? { trace_id: traceId } : {}),
+  });
 }

@@ -44,15 +44,18 @@ export type ReportStep =
   | `purged.${number}`;
 
 /** What else gets a message id: the work messages and notifications. */
-export type MessageStep = "approved" | `notify.${string}` | `dlq.${string}`;
+export type MessageStep = "approved" | "requeue" | `notify.${string}` | `dlq.${string}`;
 
 function prefix(t: Tenant): string {
   if (!isTenantToken(t.org_id) || !isTenantToken(t.project_id)) throw new Error("invalid tenant in message id");
   return `${t.org_id}.${t.project_id}`;
 }
 
-/** `Nats-Msg-Id` of a report: `<org>.<project>.<entity>:<step>`. */
-export function reportMsgId(t: Tenant, entityId: string, step: ReportStep): string {
+/**
+ * `Nats-Msg-Id` of a report: `<org>.<project>.<entity>:<step>`. A command's run after its n-th
+ * requeue from the dead-letter stream states its steps again as `<step>.r<n>`.
+ */
+export function reportMsgId(t: Tenant, entityId: string, step: ReportStep | `${ReportStep}.r${number}`): string {
   return `${prefix(t)}.${entityId}:${step}`;
 }
 

@@ -1,9 +1,12 @@
+import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { apiError, redactUrl } from "@nexus/contracts";
+import { isSpanContextValid, trace } from "@opentelemetry/api";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
   LogController,
   type RawServerDefault,
 } from "fastify";
@@ -13,6 +16,47 @@ import type { Logger } from "pino";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { installErrorHandling } from "./errors.ts";
 import { clientErrorHandler, installInputGuards } from "./hardening.ts";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /**
+     * The W3C `traceparent` of this request's trace: the active span's when tracing is on, else
+     * a valid incoming `traceparent` header, else a new one. What the request publishes carries
+     * it, so one command keeps one trace id from the request to its last report.
+     */
+    traceparent: string;
+    /** Its trace id (32 hex digits); every log line of the request carries it as `trace_id`. */
+    traceId: string;
+  }
+}
+
+const TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+/** The request's trace (see `FastifyRequest.traceparent`). Source: W3C Trace Context §3.2. */
+function requestTraceparent(header: string | string[] | undefined): string {
+  const sc = trace.getActiveSpan()?.spanContext();
+  if (sc && isSpanContextValid(sc))
+    return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
+  const h = typeof header === "string" ? header.trim().toLowerCase() : undefined;
+  const m = h ? TRACEPARENT_RE.exec(h) : null;
+  if (h && m && m[1] !== "0".repeat(32) && m[2] !== "0".repeat(16)) return h;
+  return `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
+}
+
+/**
+ * Binds `fields` to the request's logger (`req.log`), so every later line of the request
+ * carries them (tenant, correlation id, command or ask id). Undefined values are left out;
+ * a field already bound is not bound twice.
+ */
+export function bindRequestLog(req: FastifyRequest, fields: Record<string, string | undefined>): void {
+  const bound = boundFields.get(req) ?? new Set<string>();
+  const fresh = Object.fromEntries(Object.entries(fields).filter(([k, v]) => v !== undefined && !bound.has(k)));
+  if (Object.keys(fresh).length === 0) return;
+  for (const k of Object.keys(fresh)) bound.add(k);
+  boundFields.set(req, bound);
+  req.log = req.log.child(fresh);
+}
+const boundFields = new WeakMap<FastifyRequest, Set<string>>();
 
 /**
  * A Fastify instance whose routes take zod schemas and whose handlers see the parsed,
@@ -54,7 +98,9 @@ export function createMetrics(service: string): Registry {
 /**
  * A Fastify instance with what every service's HTTP side shares: the zod type provider, the
  * standard error body for every failure, one access-log line per request with secrets
- * redacted, an HTTP duration histogram, and `GET /metrics`.
+ * redacted, every log line of a request bound to its `trace_id` (and tenant and correlation id
+ * once known), an HTTP duration histogram (`nexus_http_request_duration_seconds`), and
+ * `GET /metrics`.
  */
 export function createHttpApp(opts: HttpAppOptions): App {
   const app = Fastify({
@@ -106,6 +152,19 @@ export function createHttpApp(opts: HttpAppOptions): App {
     securityHeaders(req.raw, reply.raw, (err) => done(err as Error | undefined));
   });
 
+  // Every log line of a request carries its trace id, and once authenticated its tenant.
+  app.decorateRequest("traceparent", "");
+  app.decorateRequest("traceId", "");
+  app.addHook("onRequest", async (req) => {
+    req.traceparent = requestTraceparent(req.headers.traceparent);
+    req.traceId = req.traceparent.split("-")[1] ?? "";
+    bindRequestLog(req, { trace_id: req.traceId });
+  });
+  app.addHook("preHandler", async (req) => {
+    if (req.tenant) bindRequestLog(req, { org_id: req.tenant.org_id, project_id: req.tenant.project_id });
+    if (req.correlationId) bindRequestLog(req, { correlation_id: req.correlationId });
+  });
+
   const duration = new Histogram({
     name: "nexus_http_request_duration_seconds",
     help: "HTTP request duration, by method, route and status",
@@ -116,18 +175,15 @@ export function createHttpApp(opts: HttpAppOptions): App {
   app.addHook("onResponse", async (req, reply) => {
     const route = req.routeOptions.url ?? "unknown";
     duration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
-    if (route !== "/health" && route !== "/metrics" && route !== "/ready")
+    if (route !== "/health" && route !== "/metrics" && route !== "/ready") {
+      // Whatever a failed authentication or a handler set late is bound now (tenant, correlation id).
+      if (req.tenant) bindRequestLog(req, { org_id: req.tenant.org_id, project_id: req.tenant.project_id });
+      bindRequestLog(req, { correlation_id: req.correlationId });
       req.log.info(
-        {
-          method: req.method,
-          url: redactUrl(req.url),
-          status: reply.statusCode,
-          ms: Math.round(reply.elapsedTime),
-          ...(req.correlationId ? { correlation_id: req.correlationId } : {}),
-          ...(req.tenant ? { org_id: req.tenant.org_id, project_id: req.tenant.project_id } : {}),
-        },
+        { method: req.method, url: redactUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
         "http",
       );
+    }
   });
   app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {
     reply.type(opts.metrics.contentType);

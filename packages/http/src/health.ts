@@ -18,6 +18,14 @@ export interface HealthOptions {
    * deciding readiness; must not throw (a failure leaves them out).
    */
   details?: () => Promise<Record<string, unknown>> | Record<string, unknown>;
+  /**
+   * A failing check fails readiness only once it has failed on every call for this long, ms
+   * (default 0): a dependency blip shorter than this leaves the service ready (reported as
+   * `degraded` in the body) instead of taking every replica out of its Service at once.
+   */
+  graceMs?: number;
+  /** The clock, ms (tests). */
+  now?: () => number;
 }
 
 async function run(check: ReadinessCheck, timeoutMs: number): Promise<boolean> {
@@ -38,10 +46,15 @@ async function run(check: ReadinessCheck, timeoutMs: number): Promise<boolean> {
 
 /**
  * Adds `GET /health` (the process is alive; never depends on other systems) and `GET /ready`
- * (every check passes; otherwise 503 with the standard error body and the per-check results).
+ * (every check passes, or has been failing for less than `graceMs`; otherwise 503 with the
+ * standard error body and the per-check results).
  */
 export function addHealthRoutes(app: App, o: HealthOptions): void {
   const timeoutMs = o.timeoutMs ?? 1000;
+  const graceMs = o.graceMs ?? 0;
+  const now = o.now ?? Date.now;
+  /** Per check, since when it has failed without a pass in between. */
+  const failingSince = new Map<string, number>();
   app.get("/health", { schema: { hide: true } }, async () => ({ status: "ok" }));
   app.get("/ready", { schema: { hide: true } }, async (_req, reply) => {
     const names = Object.keys(o.checks);
@@ -58,8 +71,21 @@ export function addHealthRoutes(app: App, o: HealthOptions): void {
             .catch(() => ({})),
         }
       : {};
+    const t = now();
+    const degraded: string[] = [];
+    let failed = false;
+    names.forEach((n, i) => {
+      if (results[i]) {
+        failingSince.delete(n);
+        return;
+      }
+      const since = failingSince.get(n) ?? t;
+      failingSince.set(n, since);
+      if (t - since < graceMs) degraded.push(n);
+      else failed = true;
+    });
     const accepting = o.accepting?.() ?? true;
-    if (accepting && results.slice(0, names.length).every(Boolean)) return { status: "ready", checks, ...details };
+    if (accepting && !failed) return { status: "ready", checks, ...(degraded.length ? { degraded } : {}), ...details };
     return reply.code(503).send({
       error: {
         code: "DEPENDENCY_UNAVAILABLE",

@@ -8,7 +8,9 @@
  * Rules the matrix follows:
  * - only the gateway publishes commands (`nexus.cmd.<org>.<project>.<command_id>`: exactly five
  *   tokens) and decisions; only the approval-worker dispatches approved actions (six tokens,
- *   `….approved`) and writes expiry; reports (`nexus.report.>`) come from the gateway and the
+ *   `….approved`) and writes expiry; requeues of dead letters (`….requeue`) come from the
+ *   gateway (the admin API) and from the worker that dead-lettered them (triage); only the
+ *   gateway (besides operators) reads and removes dead letters; reports (`nexus.report.>`) come from the gateway and the
  *   two workers only; the stream service publishes nothing but JetStream API requests;
  * - each service reads JetStream replies on its own inbox prefix (`_INBOX_<service>`), so no
  *   service can read another's replies; workers pull and ack on their own durable consumer only;
@@ -73,6 +75,15 @@ export function permissionsOf(user: NatsUser): NatsPermissions {
             ...[STREAMS.reports, STREAMS.commands, STREAMS.approvals, STREAMS.notify, STREAMS.dlq].map((s) =>
               api("STREAM.PURGE", s),
             ),
+            // The admin dead-letter API: requeue, read (an ordered consumer per listing), drop.
+            "nexus.cmd.*.*.*.requeue",
+            "nexus.approval.*.*.*.requeue",
+            api("STREAM.MSG.GET", STREAMS.dlq),
+            api("STREAM.MSG.DELETE", STREAMS.dlq),
+            api("CONSUMER.CREATE", STREAMS.dlq, ">"),
+            api("CONSUMER.DELETE", STREAMS.dlq, ">"),
+            api("CONSUMER.INFO", STREAMS.dlq, ">"),
+            api("CONSUMER.MSG.NEXT", STREAMS.dlq, ">"),
           ],
         },
         subscribe: { allow: inbox },
@@ -86,6 +97,7 @@ export function permissionsOf(user: NatsUser): NatsPermissions {
             "nexus.report.*.*",
             "nexus.notify.*.*.case_action",
             "nexus.dlq.*.*.cmd",
+            "nexus.cmd.*.*.*.requeue",
             "nexus.progress.*.*",
           ],
         },
@@ -100,6 +112,7 @@ export function permissionsOf(user: NatsUser): NatsPermissions {
             "nexus.report.*.*",
             "nexus.notify.*.*.case_action",
             "nexus.dlq.*.*.approval",
+            "nexus.approval.*.*.*.requeue",
             "nexus.cmd.*.*.*.approved",
             "nexus.approval.*.*.*",
             api("STREAM.MSG.GET", STREAMS.approvals),

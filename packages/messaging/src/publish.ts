@@ -15,6 +15,7 @@ import {
   isPermissionViolation,
   isWrongLastSequence,
 } from "./errors.ts";
+import { activeTraceparent, traceIdOf } from "./tracing.ts";
 
 /**
  * The part of a nats.js `JetStreamClient` the publishers use: one method, so a test can wrap
@@ -59,7 +60,7 @@ export function buildHeaders(meta: PublishMeta): MsgHdrs {
   h.set(HEADERS.correlationId, meta.correlationId);
   h.set(HEADERS.org, meta.tenant.org_id);
   h.set(HEADERS.project, meta.tenant.project_id);
-  h.set(HEADERS.traceparent, meta.traceparent ?? newTraceparent());
+  h.set(HEADERS.traceparent, meta.traceparent ?? activeTraceparent() ?? newTraceparent());
   for (const [k, v] of Object.entries(meta.extra ?? {})) h.set(k, v);
   return h;
 }
@@ -177,16 +178,26 @@ export async function publishEffects(
   return acks.slice(0, effects.reports.length).map((a) => a.seq);
 }
 
-/** Publishes one report on its tenant's report subject and waits for the PubAck. */
+/**
+ * Publishes one report on its tenant's report subject and waits for the PubAck. The report
+ * carries the trace id of the active span, or of `traceparent` (ReportMessage `trace_id`), so
+ * its SSE frame names the trace of the command it is about.
+ */
 export function publishReport(
   js: JetStreamPublisher,
   r: PendingReport,
   timeoutMs = DEFAULT_PUBLISH_TIMEOUT_MS,
   traceparent?: string,
 ): Promise<PubAck> {
-  return js.publish(subjects.report(r.tenant), reportMessageJson(r), {
+  const tp = activeTraceparent() ?? traceparent;
+  return js.publish(subjects.report(r.tenant), reportMessageJson(r, traceIdOf(tp)), {
     msgID: r.msgId,
-    headers: buildHeaders({ tenant: r.tenant, msgId: r.msgId, correlationId: r.causality.correlation_id, traceparent }),
+    headers: buildHeaders({
+      tenant: r.tenant,
+      msgId: r.msgId,
+      correlationId: r.causality.correlation_id,
+      traceparent: tp,
+    }),
     timeout: timeoutMs,
   });
 }

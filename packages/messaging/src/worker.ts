@@ -20,11 +20,20 @@
  */
 import { EventEmitter } from "node:events";
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
-import { type DeadLetter, HEADERS, subjects, type Tenant } from "@nexus/contracts";
+import { type DeadLetter, type Disposition, HEADERS, subjects, type Tenant } from "@nexus/contracts";
 import { backoffMs, entityMsgId, type RetrySchedule } from "@nexus/core";
 import type { Logger } from "pino";
+import {
+  type DeadLetterTriage,
+  dispositionOf,
+  HOLD_ALL,
+  publishRequeue,
+  type RequeueTarget,
+  requeueTarget,
+} from "./dead-letters.ts";
 import { isNatsTimeout, isNotFound } from "./errors.ts";
 import { buildHeaders } from "./publish.ts";
+import { traceConsume } from "./tracing.ts";
 
 /** What a job's handler gets besides the job. */
 export interface JobContext {
@@ -38,7 +47,10 @@ export interface JobContext {
   /** Stream sequence of the message. */
   seq: number;
   subject: string;
-  /** The message's W3C traceparent header, if any. */
+  /**
+   * The W3C traceparent to carry on: the job's CONSUMER span when tracing is on, else the
+   * message's own `traceparent` header, if any.
+   */
   traceparent: string | undefined;
 }
 
@@ -55,6 +67,14 @@ export interface DeadLetterRequest {
   error: string;
 }
 
+/**
+ * A job that is not due yet (a delayed requeue): the message goes back to the consumer and
+ * comes again after `snoozeMs`; no attempt is counted as failed.
+ */
+export interface Snooze {
+  snoozeMs: number;
+}
+
 /** What a worker does: parse a message, handle a job, record a final failure. */
 export interface WorkerSpec<J> {
   /** The worker's name (`command-worker`), for logs and dead letters. */
@@ -68,10 +88,10 @@ export interface WorkerSpec<J> {
   parse(msg: JsMsg): Parsed<J>;
   /**
    * Does the job. Returning means done (the message is acked); returning a
-   * {@link DeadLetterRequest} dead-letters it without retries; throwing is a transient failure
-   * (retried per the schedule until `maxAttempts`).
+   * {@link DeadLetterRequest} dead-letters it without retries; a {@link Snooze} puts it back
+   * for later; throwing is a transient failure (retried per the schedule until `maxAttempts`).
    */
-  handle(job: J, ctx: JobContext): Promise<void | DeadLetterRequest>;
+  handle(job: J, ctx: JobContext): Promise<void | DeadLetterRequest | Snooze>;
   /**
    * Called once when the last attempt threw, before the message is dead-lettered: record the
    * failure (e.g. `command.failed` with RETRIES_EXHAUSTED). If it throws too (Postgres still
@@ -84,7 +104,10 @@ export interface WorkerSpec<J> {
 /** Why the consumer is (not) healthy; see {@link Worker.health}. */
 export interface ConsumerHealth {
   ok: boolean;
-  /** `consumer_missing`, `stream_missing`, `heartbeats_missed`, `jetstream_unreachable`, `stopped`, `starting`. */
+  /**
+   * `consumer_missing`, `stream_missing`, `heartbeats_missed`, `jetstream_unreachable`,
+   * `pull_stalled` (messages pending, nothing delivered for `stallMs`), `stopped`.
+   */
   reason?: string;
   /** ISO 8601 time of the last change. */
   since: string;
@@ -96,15 +119,22 @@ export interface ConsumerHealth {
  */
 export interface WorkerEventMap {
   /** A job's attempt begins. */
-  "job:start": [{ worker: string; subject: string; seq: number; attempt: number }];
+  "job:start": [JobEvent & { attempt: number }];
   /** The attempt finished; the message was acked. */
-  "job:success": [{ worker: string; subject: string; seq: number; attempt: number; ms: number }];
+  "job:success": [JobEvent & { attempt: number; ms: number }];
   /** The attempt threw; the job is retried after `delayMs`. */
-  "job:error": [{ worker: string; subject: string; seq: number; attempt: number; delayMs: number; err: unknown }];
-  /** The job is given up and dead-lettered (attempts spent, or the handler asked for it). */
-  "job:failed": [{ worker: string; subject: string; seq: number; attempt: number; reason: string; code: string }];
+  "job:error": [JobEvent & { attempt: number; delayMs: number; err: unknown; ms: number }];
+  /** The job is not due yet (a delayed requeue); it comes back after `delayMs`. */
+  "job:snoozed": [JobEvent & { attempt: number; delayMs: number }];
+  /**
+   * The job is given up and dead-lettered (attempts spent, or the handler asked for it).
+   * `disposition` is the triage of its failure code (see {@link RunWorkerOptions.triage}).
+   */
+  "job:failed": [JobEvent & { attempt: number; reason: string; code: string; ms?: number; disposition: Disposition }];
   /** A message did not parse; dead-lettered without handling. */
-  "job:poison": [{ worker: string; subject: string; seq: number; error: string }];
+  "job:poison": [JobEvent & { error: string; disposition: Disposition }];
+  /** A dead letter's automatic requeue could not be published; it stays held in the dead-letter stream. */
+  "dead-letter:requeue-failed": [JobEvent & { dlqSeq: number; err: unknown }];
   /** The consumer became unhealthy (it is missing, or pulls stalled). */
   "consumer:unhealthy": [{ worker: string; reason: string }];
   /** The consumer is delivering again. */
@@ -113,6 +143,18 @@ export interface WorkerEventMap {
   "worker:stopping": [{ worker: string; inFlight: number; graceMs: number }];
   /** Shutdown finished; `aborted` jobs were nak'ed for another replica. */
   "worker:stopped": [{ worker: string; aborted: number }];
+}
+
+/**
+ * What every job event carries: the worker, the message (subject, stream sequence) and its
+ * `context` — tenant (`org_id`, `project_id`), `command_id` / `ask_id`, `correlation_id` and
+ * `trace_id`, as far as they are known — so that log lines about a job can always be found.
+ */
+export interface JobEvent {
+  worker: string;
+  subject: string;
+  seq: number;
+  context: Record<string, string>;
 }
 
 /** The emitter of {@link WorkerEventMap}. */
@@ -135,9 +177,33 @@ export interface RunWorkerOptions<J> {
   retry?: RetrySchedule;
   /** The consumer's ack wait, ms: in-progress acks go every third of it (default 30000). */
   ackWaitMs?: number;
-  /** How often the consumer's existence is checked, ms (default 5000). */
+  /** How often the consumer's info is read (existence, pending counts), ms (default 5000). */
   probeMs?: number;
+  /**
+   * Pulls have stalled when messages are pending on the consumer, this process has free
+   * slots, and nothing was delivered for this long, ms (default 30000): the worker reports
+   * itself unhealthy (`pull_stalled`) until deliveries resume.
+   */
+  stallMs?: number;
+  /** What happens to a dead letter by its failure code (default: every one is held). */
+  triage?: DeadLetterTriage;
+  /** PubAck timeout of dead letters and automatic requeues, ms (default 5000). */
+  publishTimeoutMs?: number;
   events?: WorkerEvents;
+  /** The clock (tests). */
+  now?: () => Date;
+}
+
+/** The worker's durable consumer as last read (`nats consumer info`), for metrics. */
+export interface ConsumerStats {
+  /** Messages stored but not yet delivered to any worker: the lag. */
+  pending: number;
+  /** Delivered, not yet acked: being handled or waiting for a retry's backoff. */
+  ackPending: number;
+  /** Delivered more than once. */
+  redelivered: number;
+  /** Pull requests waiting on the server. */
+  waiting: number;
 }
 
 /** A running worker. */
@@ -147,6 +213,8 @@ export interface Worker {
   inFlight(): number;
   /** The consumer's health, for `/ready`. */
   health(): ConsumerHealth;
+  /** The consumer's counts as last read (every `probeMs`); `undefined` before the first read. */
+  consumerStats(): ConsumerStats | undefined;
   /**
    * Graceful stop (ARCHITECTURE.md invariant 8): stops pulling, lets in-flight jobs finish for
    * up to `graceMs`, then aborts the rest and naks them so another replica takes them at once.
@@ -161,19 +229,15 @@ export const WORKER_DEFAULTS = {
   retry: { baseMs: 500, maxMs: 30_000 },
   ackWaitMs: 30_000,
   probeMs: 5000,
+  stallMs: 30_000,
 } as const;
 
-/**
- * Parks `msg` on the dead-letter stream with why, with `Nats-Msg-Id`
- * `<org>.<project>.<worker>-<stream_seq>:dlq.<reason>` so a retried dead-lettering is stored once.
- * @throws when JetStream does not acknowledge it (the caller keeps the message).
- */
-export async function deadLetter(
-  js: Pick<JetStreamClient, "publish">,
-  msg: Pick<JsMsg, "data" | "subject" | "info" | "headers">,
-  o: { worker: string; source: "cmd" | "approval"; tenant: Tenant | null } & DeadLetterRequest,
-): Promise<void> {
-  const letter: DeadLetter = {
+/** The {@link DeadLetter} body of `msg`. */
+export function deadLetterOf(
+  msg: Pick<JsMsg, "data" | "subject" | "info">,
+  o: DeadLetterRequest & { disposition?: Disposition; now?: Date },
+): DeadLetter {
+  return {
     reason: o.reason,
     code: o.code,
     error: o.error,
@@ -182,19 +246,44 @@ export async function deadLetter(
     stream_seq: msg.info.streamSequence,
     deliveries: msg.info.deliveryCount,
     payload: Buffer.from(msg.data).toString("utf8"),
-    ts: new Date().toISOString(),
+    ts: (o.now ?? new Date()).toISOString(),
+    ...(o.disposition ? { disposition: o.disposition } : {}),
   };
+}
+
+/**
+ * Parks `msg` on the dead-letter stream with why, with `Nats-Msg-Id`
+ * `<org>.<project>.<worker>-<stream_seq>:dlq.<reason>` so a retried dead-lettering is stored once.
+ * @returns the dead letter's sequence in NEXUS_DLQ (its id for operators).
+ * @throws when JetStream does not acknowledge it (the caller keeps the message).
+ */
+export async function deadLetter(
+  js: Pick<JetStreamClient, "publish">,
+  msg: Pick<JsMsg, "data" | "subject" | "info" | "headers">,
+  o: {
+    worker: string;
+    source: "cmd" | "approval";
+    tenant: Tenant | null;
+    disposition?: Disposition;
+    timeoutMs?: number;
+    now?: Date;
+  } & DeadLetterRequest,
+): Promise<number> {
+  const letter = deadLetterOf(msg, o);
   const t = o.tenant ?? { org_id: "_unknown", project_id: "_unknown" };
   const id = entityMsgId(t, `${o.worker}-${msg.info.streamSequence}`, `dlq.${o.reason}`);
-  await js.publish(subjects.dlq(o.tenant, o.source), JSON.stringify(letter), {
+  const ack = await js.publish(subjects.dlq(o.tenant, o.source), JSON.stringify(letter), {
     msgID: id,
     headers: buildHeaders({
       tenant: t,
       msgId: id,
       correlationId: msg.headers?.get(HEADERS.correlationId) || id,
-      extra: { "Nexus-Dead-Letter-Code": o.code },
+      traceparent: msg.headers?.get(HEADERS.traceparent) || undefined,
+      extra: { "Nexus-Dead-Letter-Code": o.code, ...(o.disposition ? { "Nexus-Disposition": o.disposition } : {}) },
     }),
+    ...(o.timeoutMs ? { timeout: o.timeoutMs } : {}),
   });
+  return ack.seq;
 }
 
 /**
@@ -208,6 +297,10 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
   const maxAttempts = o.maxAttempts ?? WORKER_DEFAULTS.maxAttempts;
   const retry = o.retry ?? WORKER_DEFAULTS.retry;
   const ackWaitMs = o.ackWaitMs ?? WORKER_DEFAULTS.ackWaitMs;
+  const stallMs = o.stallMs ?? WORKER_DEFAULTS.stallMs;
+  const triage = o.triage ?? HOLD_ALL;
+  const publishTimeoutMs = o.publishTimeoutMs ?? 5000;
+  const now = o.now ?? (() => new Date());
   const events = o.events ?? createWorkerEvents();
   const worker = spec.name;
 
@@ -236,13 +329,33 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
   })().catch(() => {});
 
   // A periodic probe: the status stream only speaks when a pull fails, which may take an
-  // expiry (30 s); asking for the consumer's info notices a deletion within `probeMs`.
+  // expiry (30 s); reading the consumer's info notices a deletion within `probeMs`, gives the
+  // pending counts for metrics, and tells a stall (messages pending, free slots, nothing
+  // delivered for `stallMs`) from an idle consumer.
+  let stats: ConsumerStats | undefined;
+  let lastDelivery = Date.now();
+  let progressSeen = Date.now();
   const probe = setInterval(() => {
     if (stopping) return;
     consumer
       .info()
-      .then(() => {
-        if (!health.ok && (health.reason === "consumer_missing" || health.reason === "jetstream_unreachable"))
+      .then((info) => {
+        stats = {
+          pending: info.num_pending,
+          ackPending: info.num_ack_pending,
+          redelivered: info.num_redelivered,
+          waiting: info.num_waiting,
+        };
+        const t = Date.now();
+        if (info.num_pending === 0 || active.size >= concurrency) progressSeen = t;
+        const stalled = t - Math.max(progressSeen, lastDelivery) > stallMs;
+        if (stalled) setHealth(false, "pull_stalled");
+        else if (
+          !health.ok &&
+          (health.reason === "consumer_missing" ||
+            health.reason === "jetstream_unreachable" ||
+            health.reason === "pull_stalled")
+        )
           setHealth(true);
       })
       .catch((err) => {
@@ -260,96 +373,165 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
     }
   };
 
+  /**
+   * Dead-letters `m` with the disposition its failure code gets, and when that is `requeue`,
+   * publishes its automatic requeue (not before the triage's delay) while still holding `m`.
+   * @throws when the dead letter is not stored (the caller keeps the message).
+   */
+  const park = async (m: JsMsg, tenant: Tenant | null, r: DeadLetterRequest, base: JobEvent): Promise<Disposition> => {
+    const at = now();
+    let target: RequeueTarget | undefined;
+    try {
+      target = requeueTarget(deadLetterOf(m, { ...r, now: at }));
+    } catch {
+      target = undefined; // not requeueable: held (or an alarm)
+    }
+    let disposition = dispositionOf(triage, r.code, target?.generation ?? 0);
+    if (disposition === "requeue" && !target) disposition = "hold";
+    const dlqSeq = await deadLetter(js, m, {
+      worker,
+      source: spec.dlqSource,
+      tenant,
+      ...r,
+      disposition,
+      timeoutMs: publishTimeoutMs,
+      now: at,
+    });
+    if (disposition === "requeue" && target) {
+      const generation = target.generation + 1;
+      const out = await publishRequeue(js, {
+        dlqSeq,
+        target,
+        requestedBy: "auto",
+        now: at,
+        notBefore: new Date(at.getTime() + triage.requeueDelayMs * 2 ** (generation - 1)),
+        generation,
+        correlationId: m.headers?.get(HEADERS.correlationId) || `dlq-${dlqSeq}`,
+        ...(m.headers?.has(HEADERS.traceparent) ? { traceparent: m.headers.get(HEADERS.traceparent) } : {}),
+        timeoutMs: publishTimeoutMs,
+      });
+      if (out.kind !== "stored")
+        events.emit("dead-letter:requeue-failed", { ...base, dlqSeq, err: "cause" in out ? out.cause : undefined });
+    }
+    return disposition;
+  };
+
+  /** Per stream sequence, the snoozes of a message (see `run`). */
+  const snoozes = new Map<number, number>();
+
   const run = async (m: JsMsg) => {
     const ac = new AbortController();
     active.set(m, ac);
-    const attempt = m.info.deliveryCount;
+    // Deliveries that were snoozes (a requeue not due yet) are not attempts. Counted in this
+    // process only: a snooze seen by another replica costs one attempt.
+    const attempt = Math.max(1, m.info.deliveryCount - (snoozes.get(m.seq) ?? 0));
+    let settled = true; // false while the message comes back (snoozed, retried)
     const started = Date.now();
+    lastDelivery = started;
     const keepAlive = setInterval(() => settle(() => m.working()), Math.max(250, Math.floor(ackWaitMs / 3)));
     try {
-      if (!health.ok && health.reason !== "stopped") setHealth(true);
-      const parsed = spec.parse(m);
-      if (!parsed.ok) {
-        await deadLetter(js, m, {
-          worker,
-          source: spec.dlqSource,
-          tenant: parsed.tenant,
-          reason: "poison",
-          code: "POISON_MESSAGE",
-          error: parsed.error,
-        });
-        // A bare +TERM: nats-server < 2.10.4 ignores "+TERM <reason>" and redelivers; the reason is in the dead letter.
-        settle(() => m.term());
-        events.emit("job:poison", { worker, subject: m.subject, seq: m.seq, error: parsed.error });
-        return;
-      }
-      const log = logger.child(Object.fromEntries(Object.entries(parsed.log).filter(([, v]) => v !== undefined)));
-      const ctx: JobContext = {
-        logger: log,
-        signal: ac.signal,
-        attempt,
-        maxAttempts,
-        seq: m.seq,
-        subject: m.subject,
-        traceparent: m.headers?.get(HEADERS.traceparent) || undefined,
-      };
-      events.emit("job:start", { worker, subject: m.subject, seq: m.seq, attempt });
-      try {
-        const r = await spec.handle(parsed.job, ctx);
-        if (ac.signal.aborted) return; // shutdown: nak'ed by stop()
-        if (r) {
-          await deadLetter(js, m, { worker, source: spec.dlqSource, tenant: parsed.tenant, ...r });
+      await traceConsume(m, async (trace) => {
+        if (!health.ok && health.reason !== "stopped") setHealth(true);
+        const parsed = spec.parse(m);
+        // What every log line and event about this message carries: tenant, ids, trace id.
+        const context: Record<string, string> = Object.fromEntries(
+          Object.entries({
+            ...(parsed.ok
+              ? parsed.log
+              : parsed.tenant
+                ? { org_id: parsed.tenant.org_id, project_id: parsed.tenant.project_id }
+                : {}),
+            trace_id: trace.traceId,
+          }).filter((e): e is [string, string] => e[1] !== undefined),
+        );
+        const base = { worker, subject: m.subject, seq: m.seq, context };
+        if (!parsed.ok) {
+          const disposition = await park(
+            m,
+            parsed.tenant,
+            { reason: "poison", code: "POISON_MESSAGE", error: parsed.error },
+            base,
+          );
+          // A bare +TERM: nats-server < 2.10.4 ignores "+TERM <reason>" and redelivers; the reason is in the dead letter.
           settle(() => m.term());
-          events.emit("job:failed", {
-            worker,
-            subject: m.subject,
-            seq: m.seq,
-            attempt,
-            reason: r.reason,
-            code: r.code,
-          });
+          events.emit("job:poison", { ...base, error: parsed.error, disposition });
           return;
         }
-        settle(() => m.ack());
-        events.emit("job:success", { worker, subject: m.subject, seq: m.seq, attempt, ms: Date.now() - started });
-      } catch (err) {
-        if (ac.signal.aborted) return;
-        if (attempt >= maxAttempts) {
-          try {
-            const code = (await spec.onExhausted?.(parsed.job, err, ctx)) ?? "RETRIES_EXHAUSTED";
-            await deadLetter(js, m, {
-              worker,
-              source: spec.dlqSource,
-              tenant: parsed.tenant,
-              reason: "retries_exhausted",
-              code,
-              error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
-            });
-            settle(() => m.term());
-            events.emit("job:failed", {
-              worker,
-              subject: m.subject,
-              seq: m.seq,
-              attempt,
-              reason: "retries_exhausted",
-              code,
-            });
+        const log = logger.child(context);
+        const ctx: JobContext = {
+          logger: log,
+          signal: ac.signal,
+          attempt,
+          maxAttempts,
+          seq: m.seq,
+          subject: m.subject,
+          traceparent: trace.traceparent,
+        };
+        events.emit("job:start", { ...base, attempt });
+        try {
+          const r = await spec.handle(parsed.job, ctx);
+          if (ac.signal.aborted) return; // shutdown: nak'ed by stop()
+          if (r && "snoozeMs" in r) {
+            // Not due yet (a delayed requeue): back on the consumer after the delay, no attempt spent.
+            snoozes.set(m.seq, (snoozes.get(m.seq) ?? 0) + 1);
+            settled = false;
+            if (snoozes.size > 10_000) snoozes.delete(snoozes.keys().next().value as number);
+            settle(() => m.nak(r.snoozeMs));
+            events.emit("job:snoozed", { ...base, attempt, delayMs: r.snoozeMs });
             return;
-          } catch (err2) {
-            log.error({ err: err2 }, "job:fail-recording-failed");
           }
+          if (r) {
+            const disposition = await park(m, parsed.tenant, r, base);
+            settle(() => m.term());
+            events.emit("job:failed", { ...base, attempt, reason: r.reason, code: r.code, disposition });
+            return;
+          }
+          settle(() => m.ack());
+          events.emit("job:success", { ...base, attempt, ms: Date.now() - started });
+        } catch (err) {
+          if (ac.signal.aborted) return;
+          if (attempt >= maxAttempts) {
+            try {
+              const code = (await spec.onExhausted?.(parsed.job, err, ctx)) ?? "RETRIES_EXHAUSTED";
+              const disposition = await park(
+                m,
+                parsed.tenant,
+                {
+                  reason: "retries_exhausted",
+                  code,
+                  error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+                },
+                base,
+              );
+              settle(() => m.term());
+              events.emit("job:failed", {
+                ...base,
+                attempt,
+                reason: "retries_exhausted",
+                code,
+                ms: Date.now() - started,
+                disposition,
+              });
+              return;
+            } catch (err2) {
+              log.error({ err: err2 }, "job:fail-recording-failed");
+            }
+          }
+          const delayMs = backoffMs(attempt, retry);
+          events.emit("job:error", { ...base, attempt, delayMs, err, ms: Date.now() - started });
+          settled = false;
+          settle(() => m.nak(delayMs));
         }
-        const delayMs = backoffMs(attempt, retry);
-        events.emit("job:error", { worker, subject: m.subject, seq: m.seq, attempt, delayMs, err });
-        settle(() => m.nak(delayMs));
-      }
+      });
     } catch (err) {
       // Dead-lettering failed (NATS down): keep the message, try again later.
       logger.error({ err, subject: m.subject, seq: m.seq }, "worker:dead-letter-failed");
+      settled = false;
       settle(() => m.nak(backoffMs(attempt, retry)));
     } finally {
       clearInterval(keepAlive);
       active.delete(m);
+      if (settled) snoozes.delete(m.seq);
       slotFreed?.();
     }
   };
@@ -369,6 +551,7 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
     events,
     inFlight: () => active.size,
     health: () => health,
+    consumerStats: () => stats,
     async stop(graceMs: number) {
       if (stopping) return;
       stopping = true;

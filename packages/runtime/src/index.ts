@@ -5,6 +5,7 @@
  */
 export * from "./config.ts";
 export * from "./logger.ts";
+export * from "./metrics.ts";
 export * from "./provision.ts";
 export * from "./service.ts";
 export * from "./shutdown.ts";

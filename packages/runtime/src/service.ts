@@ -5,7 +5,9 @@ import { createMetrics } from "@nexus/http";
 import {
   checkTopology,
   connectNats,
+  instrumentJetStream,
   type NatsCredentials,
+  parseConsumerStart,
   provisionTopology,
   type TopologyOptions,
 } from "@nexus/messaging";
@@ -14,6 +16,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { BaseConfig } from "./config.ts";
 import { createLogger } from "./logger.ts";
+import { dbPoolMetrics, dbQueryMetrics, publishMetrics } from "./metrics.ts";
 
 /** The JetStream topology settings named by a service's configuration. */
 export function topologyOptions(config: BaseConfig): TopologyOptions {
@@ -24,6 +27,14 @@ export function topologyOptions(config: BaseConfig): TopologyOptions {
     workMaxAgeSeconds: config.WORK_MAX_AGE_SECONDS,
     duplicateWindowMs: config.DUPLICATE_WINDOW_MS,
     consumerAckWaitMs: config.CONSUMER_ACK_WAIT_MS,
+    streamLimits: {
+      commands: { maxBytes: config.STREAM_MAX_BYTES_COMMANDS, discard: config.STREAM_DISCARD_COMMANDS },
+      approvals: { maxBytes: config.STREAM_MAX_BYTES_APPROVALS, discard: config.STREAM_DISCARD_APPROVALS },
+      reports: { maxBytes: config.STREAM_MAX_BYTES_REPORTS, discard: "old" },
+      dlq: { maxBytes: config.STREAM_MAX_BYTES_DLQ, discard: config.STREAM_DISCARD_DLQ },
+      notify: { maxBytes: config.STREAM_MAX_BYTES_NOTIFY, discard: config.STREAM_DISCARD_NOTIFY },
+    },
+    missingConsumerStart: parseConsumerStart(config.PROVISION_CONSUMER_START),
   };
 }
 
@@ -57,7 +68,12 @@ export interface ServiceRuntime {
 }
 
 /** The pool options a service's configuration names. */
-export function dbOptions(config: BaseConfig, applicationName: string, logger?: Logger) {
+export function dbOptions(
+  config: BaseConfig,
+  applicationName: string,
+  logger?: Logger,
+  onQuery?: (seconds: number, err: unknown) => void,
+) {
   return {
     url: config.DATABASE_URL,
     applicationName,
@@ -65,13 +81,16 @@ export function dbOptions(config: BaseConfig, applicationName: string, logger?: 
     acquireTimeoutMs: config.PG_ACQUIRE_TIMEOUT_MS,
     statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
     onError: (err: Error) => logger?.warn({ err }, "postgres:connection-error"),
+    ...(onQuery ? { onQuery } : {}),
   };
 }
 
 /**
  * The shared start of a service: logger, NATS connection, topology (provisioned when
  * `PROVISION_ON_START`, then checked so the service fails fast with a clear message when a
- * stream or consumer is missing), Postgres pool and metrics registry.
+ * stream or consumer is missing), Postgres pool and metrics registry. Every JetStream publish
+ * of `js` is traced and timed (`nexus_nats_publish_duration_seconds`), every query of `db`
+ * timed (`nexus_db_query_duration_seconds`, `nexus_db_pool_connections`).
  * @throws {TopologyMissing} naming what is missing; nats.js errors when NATS does not answer.
  */
 export async function startRuntime(
@@ -84,12 +103,15 @@ export async function startRuntime(
   const jsm = await jetstreamManager(nc);
   if (config.PROVISION_ON_START) await provisionTopology(jsm, topologyOptions(config), logger);
   await checkTopology(jsm, need);
+  const metrics = createMetrics(service);
+  const db = createDb(dbOptions(config, service, logger, dbQueryMetrics(metrics)));
+  dbPoolMetrics(metrics, db, config.PG_POOL_MAX);
   return {
     logger,
     nc,
     jsm,
-    js: jetstream(nc),
-    db: createDb(dbOptions(config, service, logger)),
-    metrics: createMetrics(service),
+    js: instrumentJetStream(jetstream(nc), publishMetrics(metrics)),
+    db,
+    metrics,
   };
 }

@@ -1,8 +1,8 @@
-import { BaseConfig } from "@nexus/runtime";
+import { BaseConfig, WorkerTriageConfig } from "@nexus/runtime";
 import { z } from "zod";
 
 /** approval-worker configuration (README "Configuration"). */
-export const ApprovalWorkerConfig = BaseConfig.extend({
+export const ApprovalWorkerConfig = BaseConfig.extend(WorkerTriageConfig.shape).extend({
   /** HTTP port of /health, /ready and /metrics. */
   PORT: z.coerce.number().int().min(0).max(65535).default(8083),
   /** Deliveries of one register entry before it is dead-lettered. */

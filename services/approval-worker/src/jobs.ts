@@ -5,17 +5,26 @@
  * notification, and for an approved ask the dispatch of its action to the command-worker — and
  * only then ack. Entries carry the cumulative state and are applied in sequence order, older
  * ones skipped, so any redelivery or reordering ends in the same state (invariant 3).
+ *
+ * A register entry that was dead-lettered comes back as a requeue
+ * (`nexus.approval.<org>.<project>.<ask_id>.requeue`, see `RequeueMessage`): after its
+ * `not_before` it is applied at its original sequence, so it takes effect only if no later
+ * entry was applied meanwhile, and at most once.
  */
 import type { JsMsg } from "@nats-io/jetstream";
-import { AskEventMessage, subjects, tenantFromSubject } from "@nexus/contracts";
+import { AskEventMessage, RequeueMessage, subjects, tenantFromSubject } from "@nexus/contracts";
 import { applyAskEvent, type Database } from "@nexus/core";
 import { type JetStreamPublisher, type Parsed, publishEffects, type WorkerSpec } from "@nexus/messaging";
 import type { Kysely } from "kysely";
 
-/** A register entry and its stream sequence. */
+/** A register entry and its stream sequence (for a requeue: the original's, and when it is due). */
 export interface AskEventJob {
   event: AskEventMessage;
   seq: number;
+  /** ISO 8601: a requeued entry is not applied before (automatic requeues wait). */
+  notBefore?: string;
+  /** The dead letter a requeued entry came from. */
+  dlqSeq?: number;
 }
 
 /** What the job depends on. */
@@ -37,6 +46,37 @@ export function parseAskEvent(msg: Pick<JsMsg, "data" | "subject" | "seq">): Par
     body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(msg.data));
   } catch {
     return { ok: false, error: "the body is not UTF-8 JSON", tenant: subjectTenant };
+  }
+  if ((body as { kind?: unknown } | null)?.kind === "requeue") {
+    const r = RequeueMessage.safeParse(body);
+    if (!r.success) return { ok: false, error: "the body does not match RequeueMessage", tenant: subjectTenant };
+    const inner = r.data.subject.endsWith(".requeue")
+      ? ({ ok: false, error: "a requeue wraps another requeue", tenant: subjectTenant } as const)
+      : parseAskEvent({
+          data: new TextEncoder().encode(r.data.payload),
+          subject: r.data.subject,
+          seq: r.data.stream_seq,
+        });
+    if (!inner.ok) return { ok: false, error: `requeued message: ${inner.error}`, tenant: subjectTenant };
+    const e = inner.job.event;
+    if (
+      msg.subject !== subjects.requeue("approval", e.tenant, e.ask_id) ||
+      r.data.tenant.org_id !== e.tenant.org_id ||
+      r.data.tenant.project_id !== e.tenant.project_id
+    )
+      return {
+        ok: false,
+        error: "the tenant or ask_id of the requeue differs from its subject",
+        tenant: subjectTenant,
+      };
+    return {
+      ...inner,
+      job: {
+        ...inner.job,
+        dlqSeq: r.data.dlq_seq,
+        ...(r.data.not_before ? { notBefore: r.data.not_before } : {}),
+      },
+    };
   }
   const r = AskEventMessage.safeParse(body);
   if (!r.success) {
@@ -69,7 +109,9 @@ export function parseAskEvent(msg: Pick<JsMsg, "data" | "subject" | "seq">): Par
 export function askEventSpec(deps: AskEventDeps): Pick<WorkerSpec<AskEventJob>, "parse" | "handle"> {
   return {
     parse: parseAskEvent,
-    async handle({ event, seq }, ctx) {
+    async handle({ event, seq, notBefore }, ctx) {
+      const wait = notBefore ? Date.parse(notBefore) - deps.now().getTime() : 0;
+      if (wait > 0) return { snoozeMs: wait };
       const applied = await deps.db.transaction().execute((tx) => applyAskEvent(tx, event, seq, deps.now()));
       if (applied.kind === "unknown")
         return {

@@ -1,11 +1,15 @@
+// First, and on its own (a side-effect import is never reordered): OpenTelemetry must be in
+// place before pg and fastify load.
+import "./tracing.ts";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import { addHealthRoutes, createHttpApp } from "@nexus/http";
 import { isNatsConnected, lastMessageReader, runWorker } from "@nexus/messaging";
-import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
+import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime, triageOf } from "@nexus/runtime";
 import { sql } from "kysely";
 import { ApprovalWorkerConfig } from "./config.ts";
 import { createExpirySweeper } from "./expiry.ts";
 import { askEventSpec } from "./jobs.ts";
+import { tracing } from "./tracing.ts";
 
 const config = parseConfig(ApprovalWorkerConfig, process.env);
 const { logger, nc, js, jsm, db, metrics } = await startRuntime("approval-worker", config, {
@@ -28,9 +32,17 @@ const worker = await runWorker({
   maxAttempts: config.MAX_ATTEMPTS,
   retry: { baseMs: config.RETRY_BASE_MS, maxMs: config.RETRY_MAX_MS },
   ackWaitMs: config.CONSUMER_ACK_WAIT_MS,
+  stallMs: config.CONSUMER_STALL_MS,
+  triage: triageOf(config),
+  publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
 });
 logWorkerEvents(worker.events, logger);
-meterWorkerEvents(worker.events, metrics, worker.inFlight);
+meterWorkerEvents(worker.events, metrics, worker.inFlight, {
+  worker: "approval-worker",
+  stream: STREAMS.approvals,
+  consumer: CONSUMERS.approvalWorker,
+  stats: worker.consumerStats,
+});
 
 const sweeper = createExpirySweeper({
   db,
@@ -54,6 +66,7 @@ addHealthRoutes(app, {
     },
     consumer: () => worker.health().ok,
   },
+  graceMs: config.READY_GRACE_MS,
 });
 await app.listen({ host: config.HOST, port: config.PORT });
 logger.info({ port: config.PORT }, "approval-worker:consuming");
@@ -65,4 +78,5 @@ onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
   await app.close();
   await nc.drain().catch(() => {});
   await db.destroy();
+  await tracing.shutdown();
 });

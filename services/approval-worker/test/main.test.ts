@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
-import { connectNats, provisionTopology } from "@nexus/messaging";
+import { ConsumerMissing, connectNats, provisionTopology } from "@nexus/messaging";
 import {
   createTestDatabase,
   freePort,
@@ -42,6 +42,7 @@ test("the service process: /ready follows its consumer, applies a decision, expo
       PORT: String(port),
       LOG_LEVEL: "info",
       SHUTDOWN_GRACE_MS: "2000",
+      READY_GRACE_MS: "1000",
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -67,18 +68,37 @@ test("the service process: /ready follows its consumer, applies a decision, expo
       15_000,
       "decided by the service process",
     );
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/nexus_jobs_total\{[^}]*outcome="success"[^}]*\} 1/);
+    // The job is acked (and counted) just after its row changed: wait for the count.
+    let metrics = "";
+    await waitFor(
+      async () => {
+        metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        return /nexus_jobs_total\{[^}]*outcome="success"[^}]*\} 1/.test(metrics);
+      },
+      5000,
+      "the job counted",
+    );
     expect(metrics).toMatch(/nexus_jobs_total\{[^}]*worker="approval-worker"/);
 
-    // Its durable consumer deleted: /ready fails within seconds (not silently 200), and the
-    // worker never re-creates it; once provisioned again, it is ready again.
+    // Its durable consumer deleted: /ready fails within seconds (not silently 200) with an error
+    // log line, and the worker never re-creates it. Provisioning does not silently re-create it
+    // from the start of the stream either (the stream holds an entry): it refuses until told
+    // where to start; then the worker is ready again.
     const jsm = await jetstreamManager(nc);
     await jsm.consumers.delete(STREAMS.approvals, CONSUMERS.approvalWorker);
-    await waitFor(async () => (await ready()) === 503, 10_000, "/ready 503 without its consumer");
+    await waitFor(async () => (await ready()) === 503, 15_000, "/ready 503 without its consumer");
     const body = await (await fetch(`http://127.0.0.1:${port}/ready`)).json();
     expect(body.checks).toMatchObject({ consumer: false, nats: true, postgres: true });
-    await provisionTopology(jsm, TEST_TOPOLOGY, logger);
+    const unhealthy = out
+      .join("")
+      .split("\n")
+      .filter((l) => l.includes('"consumer:unhealthy"'))
+      .map((l) => JSON.parse(l));
+    expect(unhealthy[0]).toMatchObject({ level: 50, reason: "consumer_missing", worker: "approval-worker" });
+    await expect(provisionTopology(jsm, TEST_TOPOLOGY, logger)).rejects.toThrow(ConsumerMissing);
+    await expect(jsm.consumers.info(STREAMS.approvals, CONSUMERS.approvalWorker)).rejects.toThrow();
+    await provisionTopology(jsm, { ...TEST_TOPOLOGY, missingConsumerStart: "new" }, logger);
+    expect((await jsm.consumers.info(STREAMS.approvals, CONSUMERS.approvalWorker)).config.deliver_policy).toBe("new");
     await waitFor(async () => (await ready()) === 200, 15_000, "/ready 200 again");
 
     child.kill("SIGTERM");

@@ -1,5 +1,5 @@
 import { commaList } from "@nexus/contracts";
-import { BaseConfig, envBool } from "@nexus/runtime";
+import { BaseConfig, envBool, WorkerTriageConfig } from "@nexus/runtime";
 import { z } from "zod";
 
 /** A boolean env var that defaults to true (`false`/`0` turn it off). */
@@ -70,7 +70,8 @@ export type LlmConfig = z.infer<typeof LlmConfig>;
  * command-worker configuration (README "Configuration"). `SHARE_WEBHOOK_SECRET` is required
  * (at least 16 characters) when `SHARE_WEBHOOK_URL` is set.
  */
-export const CommandWorkerConfig = BaseConfig.extend(LlmConfig.shape)
+export const CommandWorkerConfig = BaseConfig.extend(WorkerTriageConfig.shape)
+  .extend(LlmConfig.shape)
   .extend({
     /** HTTP port for /health, /ready, /metrics. */
     PORT: z.coerce.number().int().min(0).max(65535).default(8082),
@@ -103,6 +104,12 @@ export const CommandWorkerConfig = BaseConfig.extend(LlmConfig.shape)
      * a worker can be killed mid-command. 0 in production.
      */
     FAULT_INJECT_HANDLER_DELAY_MS: z.coerce.number().int().min(0).default(0),
+    /**
+     * Fault injection for tests and drills: comma-separated command types whose handler fails
+     * with a transient error on every attempt, so their commands exhaust their retries and are
+     * dead-lettered (`RETRIES_EXHAUSTED`). Empty in production.
+     */
+    FAULT_INJECT_FAIL_TYPES: commaList,
   })
   .superRefine((c, ctx) => {
     if (c.SHARE_WEBHOOK_URL && !c.SHARE_WEBHOOK_SECRET)

@@ -5,6 +5,10 @@
  *   under the tenant's risk policy, then run it (GREEN/YELLOW) or hold it for approval (RED).
  * - `approved_action` (`….<command_id>.approved`, dispatched by the approval-worker): verify
  *   the approved action is unchanged, run it, record the outcome.
+ * - `requeue` (`….<command_id>.requeue`, from the dead-letter stream: an operator or the triage
+ *   by failure code): wait for its `not_before`, then run the failed command again — at most
+ *   once per dead letter (`requeueCommand`); a command that never got a row (it was poison) is
+ *   handled as new.
  *
  * Each step is a core transition in Postgres followed by the publish of its effects and only
  * then the ack (ARCHITECTURE.md "The write path"); a redelivery re-runs the step, which finds the
@@ -22,6 +26,7 @@ import {
   isCommandType,
   Persona,
   Profile,
+  RequeueMessage,
   subjects,
   type Tenant,
   tenantFromSubject,
@@ -31,6 +36,7 @@ import {
   askProgressPending,
   budgetWarningPending,
   type CommandRow,
+  claimedBy,
   completeCommand,
   completeExecution,
   type Database,
@@ -40,9 +46,12 @@ import {
   holdForApproval,
   policyFor,
   progressPending,
+  type RequeueClaim,
   readPolicySettings,
   readSettings,
   receiveCommand,
+  requeueCommand,
+  requeuedEffects,
   restateCommand,
   resumeCommand,
   startExecution,
@@ -63,6 +72,7 @@ import {
   type JobContext,
   type Parsed,
   publishEffects,
+  type Snooze,
   type WorkerSpec,
 } from "@nexus/messaging";
 import type { Kysely } from "kysely";
@@ -72,7 +82,8 @@ import { createLiveProgress, type LiveProgress, type LiveProgressOptions } from 
 /** A job of the command-worker. */
 export type CommandJob =
   | { kind: "command"; message: CommandMessage }
-  | { kind: "approved_action"; message: ApprovedActionMessage };
+  | { kind: "approved_action"; message: ApprovedActionMessage }
+  | { kind: "requeue"; requeue: RequeueMessage; message: CommandMessage };
 
 /** What the jobs depend on. */
 export interface CommandJobDeps {
@@ -90,6 +101,8 @@ export interface CommandJobDeps {
     ASK_TTL_SECONDS: number;
     PUBLISH_TIMEOUT_MS: number;
     FAULT_INJECT_HANDLER_DELAY_MS: number;
+    /** Command types whose handler fails transiently on every attempt (tests and drills). */
+    FAULT_INJECT_FAIL_TYPES?: readonly string[];
   };
 }
 
@@ -109,6 +122,34 @@ export function parseCommandJob(msg: Pick<JsMsg, "data" | "subject">): Parsed<Co
   const kind = (body as { kind?: unknown } | null)?.kind;
   const issues = (e: { issues: { path: PropertyKey[]; message: string }[] }) =>
     e.issues.map((i) => `${i.path.map(String).join(".") || "(root)"}: ${i.message}`).join("; ");
+  if (kind === "requeue") {
+    const r = RequeueMessage.safeParse(body);
+    if (!r.success)
+      return { ok: false, error: `the body does not match RequeueMessage: ${issues(r.error)}`, tenant: subjectTenant };
+    // The original, parsed as if it arrived on its own subject: the same checks apply.
+    const inner = r.data.subject.endsWith(".requeue")
+      ? ({ ok: false, error: "a requeue wraps another requeue", tenant: subjectTenant } as const)
+      : parseCommandJob({ data: new TextEncoder().encode(r.data.payload), subject: r.data.subject });
+    if (!inner.ok) return { ok: false, error: `requeued message: ${inner.error}`, tenant: subjectTenant };
+    if (inner.job.kind !== "command")
+      return {
+        ok: false,
+        error: "only commands can be requeued (a failed approved action is final)",
+        tenant: subjectTenant,
+      };
+    const m = inner.job.message;
+    if (
+      msg.subject !== subjects.requeue("cmd", m.tenant, m.command_id) ||
+      r.data.tenant.org_id !== m.tenant.org_id ||
+      r.data.tenant.project_id !== m.tenant.project_id
+    )
+      return {
+        ok: false,
+        error: "the tenant or command_id of the requeue differs from its subject",
+        tenant: subjectTenant,
+      };
+    return { ok: true, job: { kind: "requeue", requeue: r.data, message: m }, tenant: m.tenant, log: inner.log };
+  }
   if (kind === "approved_action") {
     const r = ApprovedActionMessage.safeParse(body);
     if (!r.success)
@@ -166,14 +207,18 @@ export function commandWorkerSpec(
   return {
     parse: parseCommandJob,
     handle: (job, ctx) =>
-      job.kind === "command" ? handleCommand(deps, job.message, ctx) : handleApproved(deps, job.message, ctx),
+      job.kind === "command"
+        ? handleCommand(deps, job.message, ctx)
+        : job.kind === "requeue"
+          ? handleRequeue(deps, job.requeue, job.message, ctx)
+          : handleApproved(deps, job.message, ctx),
     async onExhausted(job, err, ctx) {
       const error = exhaustedError(err, ctx.attempt);
       const t = job.message.tenant;
       const out =
-        job.kind === "command"
-          ? await failCommand(deps.db, t, job.message.command_id, error, deps.now())
-          : await deps.db.transaction().execute((tx) => failExecution(tx, t, job.message.ask_id, error, deps.now()));
+        job.kind === "approved_action"
+          ? await deps.db.transaction().execute((tx) => failExecution(tx, t, job.message.ask_id, error, deps.now()))
+          : await failCommand(deps.db, t, job.message.command_id, error, deps.now());
       await publish(deps, out.effects, ctx);
       return error.code;
     },
@@ -237,12 +282,13 @@ async function handleCommand(
   deps: CommandJobDeps,
   m: CommandMessage,
   ctx: JobContext,
-): Promise<void | DeadLetterRequest> {
+  requeue?: RequeueClaim,
+): Promise<undefined | DeadLetterRequest> {
   const t = m.tenant;
   const full = ASSISTANT_TYPES.has(m.type) ? await readSettings(deps.db, t) : undefined;
   const settings = full ?? (await readPolicySettings(deps.db, t));
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
-  const received = await receiveCommand(deps.db, m, policy, deps.now());
+  const received = await receiveCommand(deps.db, m, policy, deps.now(), requeue);
   if (received.kind === "conflict")
     return {
       reason: "idempotency_conflict",
@@ -252,14 +298,62 @@ async function handleCommand(
   let row: CommandRow = received.row;
   let effects: Effects;
   if (received.kind === "inserted") effects = received.effects;
-  else if (row.status === "running") {
+  else if (requeue && !claimedBy(row, requeue)) {
+    // Another copy of this requeue inserted it and runs it: restate only.
+    await publish(deps, restateCommand(m, row), ctx);
+    return;
+  } else if (row.status === "running") {
     // Its worker died or the handler failed: run it again (attempts + 1).
     const resumed = await resumeCommand(deps.db, t, m.command_id, deps.now());
-    if (!resumed) return handleCommand(deps, m, ctx); // finished meanwhile: restate that
+    if (!resumed) return handleCommand(deps, m, ctx, requeue); // finished meanwhile: restate that
     row = resumed;
     effects = restateCommand(m, row);
   } else effects = restateCommand(m, row);
+  return proceed(deps, m, row, effects, policy, ctx, full);
+}
 
+/**
+ * A requeued dead letter (module doc): not before its `not_before`; then the failed command
+ * runs again if this dead letter was not requeued before; a redelivered requeue carries on like
+ * a redelivered command; a stale one (the command is no longer failed, or a newer dead letter
+ * was requeued) only restates where the command stands.
+ */
+async function handleRequeue(
+  deps: CommandJobDeps,
+  r: RequeueMessage,
+  m: CommandMessage,
+  ctx: JobContext,
+): Promise<undefined | DeadLetterRequest | Snooze> {
+  const wait = r.not_before ? Date.parse(r.not_before) - deps.now().getTime() : 0;
+  if (wait > 0) return { snoozeMs: wait };
+  const t = m.tenant;
+  const claim: RequeueClaim = { dlqSeq: r.dlq_seq, msgSeq: ctx.seq };
+  const rq = await requeueCommand(deps.db, t, m.command_id, m.body_hash, claim, deps.now());
+  if (rq.kind === "absent" || rq.kind === "applied") return handleCommand(deps, m, ctx, claim);
+  if (rq.kind === "stale") {
+    ctx.logger.info({ dlq_seq: r.dlq_seq, status: rq.row.status }, "requeue:stale");
+    await publish(deps, restateCommand(m, rq.row), ctx);
+    return;
+  }
+  ctx.logger.info({ dlq_seq: r.dlq_seq, requeues: rq.row.requeues, by: r.requested_by }, "requeue:running");
+  const full = ASSISTANT_TYPES.has(m.type) ? await readSettings(deps.db, t) : undefined;
+  const settings = full ?? (await readPolicySettings(deps.db, t));
+  const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
+  return proceed(deps, m, rq.row, requeuedEffects(rq.row), policy, ctx, full);
+}
+
+/** Holds a received RED command for approval, or runs a running one (after `effects` are published). */
+async function proceed(
+  deps: CommandJobDeps,
+  m: CommandMessage,
+  row: CommandRow,
+  effects: Effects,
+  policy: ReturnType<typeof policyFor>,
+  ctx: JobContext,
+  /** The tenant's settings row when the command type writes with the assistant (profile, persona). */
+  full?: Awaited<ReturnType<typeof readSettings>>,
+): Promise<undefined | DeadLetterRequest> {
+  const t = m.tenant;
   if (row.status === "accepted" || row.status === "waiting_approval") {
     // RED: hold for a human; nothing runs before an approve decision (invariant 2).
     const held = await deps.db
@@ -395,6 +489,8 @@ async function runHandler(
   if (!params.success)
     throw permanent(apiError("VALIDATION_FAILED", `params do not fit ${type}`, zodDetails(params.error, "params")));
   if (deps.config.FAULT_INJECT_HANDLER_DELAY_MS > 0) await sleep(deps.config.FAULT_INJECT_HANDLER_DELAY_MS, ctx.signal);
+  if (deps.config.FAULT_INJECT_FAIL_TYPES?.includes(type))
+    throw new Error(`fault injected: ${type} fails (FAULT_INJECT_FAIL_TYPES)`);
   return handler.handle(params.data, {
     logger: ctx.logger,
     signal: ctx.signal,

@@ -1,14 +1,18 @@
+// First, and on its own (a side-effect import is never reordered): OpenTelemetry must be in
+// place before pg and fastify load.
+import "./tracing.ts";
 import { EventEmitter } from "node:events";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import { createLlmEvents, createWebhookRelay, OutboxShareConnector, type ShareRelayEventMap } from "@nexus/handlers";
 import { addHealthRoutes, createHttpApp } from "@nexus/http";
 import { isNatsConnected, runWorker } from "@nexus/messaging";
-import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
+import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime, triageOf } from "@nexus/runtime";
 import { sql } from "kysely";
 import { CommandWorkerConfig } from "./config.ts";
 import { commandWorkerSpec } from "./jobs.ts";
 import { createLlm, planLlmChain } from "./llm.ts";
 import { meterLlmEvents } from "./llm-metrics.ts";
+import { tracing } from "./tracing.ts";
 
 const config = parseConfig(CommandWorkerConfig, process.env);
 // Fail fast, before connecting anywhere: LLM_REQUIRED=true without a usable provider stops here
@@ -51,9 +55,17 @@ const worker = await runWorker({
   maxAttempts: config.MAX_ATTEMPTS,
   retry: { baseMs: config.RETRY_BASE_MS, maxMs: config.RETRY_MAX_MS },
   ackWaitMs: config.CONSUMER_ACK_WAIT_MS,
+  stallMs: config.CONSUMER_STALL_MS,
+  triage: triageOf(config),
+  publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
 });
 logWorkerEvents(worker.events, logger);
-meterWorkerEvents(worker.events, metrics, worker.inFlight);
+meterWorkerEvents(worker.events, metrics, worker.inFlight, {
+  worker: "command-worker",
+  stream: STREAMS.commands,
+  consumer: CONSUMERS.commandWorker,
+  stats: worker.consumerStats,
+});
 
 const shareEvents = new EventEmitter<ShareRelayEventMap>();
 shareEvents.on("share:delivered", (e) => logger.info(e, "share:delivered"));
@@ -86,6 +98,7 @@ addHealthRoutes(app, {
     },
     consumer: () => worker.health().ok,
   },
+  graceMs: config.READY_GRACE_MS,
 });
 await app.listen({ host: config.HOST, port: config.PORT });
 logger.info(
@@ -100,4 +113,5 @@ onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
   await app.close();
   await nc.drain().catch(() => {});
   await db.destroy();
+  await tracing.shutdown();
 });

@@ -15,6 +15,7 @@ import { approvalRoutes } from "./routes/approvals.ts";
 import { archiveRoutes } from "./routes/archive.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { credentialRoutes } from "./routes/credentials.ts";
+import { deadLetterRoutes } from "./routes/dead-letters.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 import { startOutboxRelay } from "./write/settings.ts";
 
@@ -80,6 +81,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
   settingsRoutes(app, deps);
   credentialRoutes(app, deps);
   archiveRoutes(app, deps);
+  deadLetterRoutes(app, deps);
   // Ready while NATS answers: commands need nothing else. Postgres (decisions, settings) is
   // reported but does not take the gateway out of rotation: those routes answer 503 on their own.
   addHealthRoutes(app, {
@@ -90,6 +92,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
         return true;
       },
     },
+    graceMs: deps.config.READY_GRACE_MS,
   });
 
   // The report stream lives in the stream service; proxy it unbuffered so the UI needs one origin.

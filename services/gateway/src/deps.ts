@@ -1,6 +1,6 @@
 import { splitList } from "@nexus/contracts";
 import type { Database } from "@nexus/core";
-import type { JetStreamPublisher, LastMessageReader, StreamPurger } from "@nexus/messaging";
+import type { DeadLetterStore, JetStreamPublisher, LastMessageReader, StreamPurger } from "@nexus/messaging";
 import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -41,6 +41,8 @@ export interface GatewayDeps {
   readLast: LastMessageReader;
   /** Purges a tenant's messages from a JetStream stream (the tenant purge). */
   purge: StreamPurger;
+  /** The dead-letter stream, for the admin API (list, read, drop; requeues are published with `js`). */
+  deadLetters: DeadLetterStore;
   /** Whether NATS is connected right now (a publish while disconnected is refused, not buffered). */
   natsConnected: () => boolean;
   /** For `/ready`: NATS answers a round trip. */

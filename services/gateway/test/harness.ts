@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { createMetrics } from "@nexus/http";
 import {
   connectNats,
+  deadLetterStore,
   isNatsConnected,
   type JetStreamPublisher,
   type LastMessageReader,
@@ -55,6 +56,7 @@ export async function startGateway(o: {
     js: o.wrap ? o.wrap(js) : js,
     readLast: o.wrapReader ? o.wrapReader(reader) : reader,
     purge: streamPurger(jsm),
+    deadLetters: deadLetterStore(js, jsm),
     natsConnected: () => isNatsConnected(nc),
     natsReady: async () => {
       await nc.flush();

@@ -79,9 +79,10 @@ export const STREAM_PATH = "/agent/reports/stream";
  * Live `progress` events (no id) go to live connections only, from one core NATS subscription
  * per tenant hub (hub.ts); they never touch a connection's cursor.
  *
- * Metrics: `sse_connections`, `sse_hubs` (gauges), `sse_reports_sent_total`,
- * `sse_progress_sent_total`, `sse_replays_total`, `sse_archive_replays_total`,
- * `sse_archive_reports_sent_total`, `sse_cursor_expired_total`, `sse_disconnects_total{reason}`.
+ * Metrics: `nexus_sse_connections`, `nexus_sse_hubs`, `nexus_sse_hub_buffered_bytes` (gauges),
+ * `nexus_sse_reports_sent_total`, `nexus_sse_progress_sent_total`, `nexus_sse_replays_total`,
+ * `nexus_sse_archive_replays_total`, `nexus_sse_archive_reports_sent_total`,
+ * `nexus_sse_cursor_expired_total`, `nexus_sse_disconnects_total{reason}`.
  */
 export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   const { config, logger, metrics, db } = deps;
@@ -94,46 +95,50 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   const snapshotOf = deps.readSnapshot ?? readSnapshot;
   const now = deps.now ?? (() => new Date());
 
-  const connectionsGauge = new Gauge({ name: "sse_connections", help: "Open SSE connections", registers: [metrics] });
+  const connectionsGauge = new Gauge({
+    name: "nexus_sse_connections",
+    help: "Open SSE connections",
+    registers: [metrics],
+  });
   const hubsGauge = new Gauge({
-    name: "sse_hubs",
+    name: "nexus_sse_hubs",
     help: "Running tenant hubs (one JetStream read each)",
     registers: [metrics],
   });
   const reportsSent = new Counter({
-    name: "sse_reports_sent_total",
+    name: "nexus_sse_reports_sent_total",
     help: "Report events written to SSE connections",
     registers: [metrics],
   });
   const replays = new Counter({
-    name: "sse_replays_total",
+    name: "nexus_sse_replays_total",
     help: "Connections that replayed from JetStream before going live",
     registers: [metrics],
   });
   const archiveReplays = new Counter({
-    name: "sse_archive_replays_total",
+    name: "nexus_sse_archive_replays_total",
     help: "Connections whose cursor was older than JetStream's retention and replayed from the archive",
     registers: [metrics],
   });
   const archiveReports = new Counter({
-    name: "sse_archive_reports_sent_total",
+    name: "nexus_sse_archive_reports_sent_total",
     help: "Report events written from the archive",
     registers: [metrics],
   });
   const cursorExpired = new Counter({
-    name: "sse_cursor_expired_total",
+    name: "nexus_sse_cursor_expired_total",
     help: "Connections whose cursor was invalid or outside retention",
     registers: [metrics],
   });
   const disconnects = new Counter({
-    name: "sse_disconnects_total",
+    name: "nexus_sse_disconnects_total",
     help: "SSE connections ended, by reason",
     labelNames: ["reason"],
     registers: [metrics],
   });
 
   const progressSent = new Counter({
-    name: "sse_progress_sent_total",
+    name: "nexus_sse_progress_sent_total",
     help: "Live progress events written to SSE connections (best-effort, no id)",
     registers: [metrics],
   });
@@ -150,7 +155,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     (n) => hubsGauge.set(n),
   );
   new Gauge({
-    name: "sse_hub_buffered_bytes",
+    name: "nexus_sse_hub_buffered_bytes",
     help: "Bytes of report frames held in the tenant hubs' rings (each bounded by HUB_BUFFER_BYTES)",
     registers: [metrics],
     collect() {
@@ -170,6 +175,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
         return true;
       },
     },
+    graceMs: config.READY_GRACE_MS,
   });
 
   const state: StreamState = {

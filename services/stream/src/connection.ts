@@ -2,7 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { ApiError } from "@nexus/contracts";
 import { errorFrame, pingFrame, RETRY_FRAME, type ReportFrame } from "./frames.ts";
 
-/** Why a connection ended; used for logs and the `sse_disconnects_total` metric. */
+/** Why a connection ended; used for logs and the `nexus_sse_disconnects_total` metric. */
 export type CloseReason =
   | "client" // the client went away
   | "slow" // live backlog over SSE_MAX_BUFFERED_BYTES

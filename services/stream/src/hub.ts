@@ -5,7 +5,8 @@ import {
   type JetStreamClient,
   type JsMsg,
 } from "@nats-io/jetstream";
-import { STREAMS, subjects, type Tenant } from "@nexus/contracts";
+import { HEADERS, STREAMS, subjects, type Tenant } from "@nexus/contracts";
+import { traceStep } from "@nexus/messaging";
 import type { Logger } from "pino";
 import type { ReportLog } from "./cursor.ts";
 import { progressFrame, type ReportFrame, reportFrame } from "./frames.ts";
@@ -287,6 +288,17 @@ export class TenantHub {
   private onMessage(m: JsMsg): void {
     if (this.stopped) return;
     const held: Held = { seq: m.seq, data: m.data, fresh: m.info.deliverySequence === 1 };
+    // The report's trace ends here: with tracing on, a span (child of the report's publish) for
+    // handing the frame to this instance's connections.
+    traceStep(
+      "deliver nexus.report",
+      m.headers?.get(HEADERS.traceparent) || undefined,
+      { "messaging.destination.name": m.subject, "nexus.report_id": m.seq, "nexus.connections": this.listeners.size },
+      () => this.route(held),
+    );
+  }
+
+  private route(held: Held): void {
     if (this.verifying || held.fresh) {
       this.held.push(held);
       if (!this.verifying) {

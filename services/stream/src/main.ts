@@ -1,7 +1,11 @@
+// First, and on its own (a side-effect import is never reordered): OpenTelemetry must be in
+// place before pg and fastify load.
+import "./tracing.ts";
 import { STREAMS } from "@nexus/contracts";
 import { onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import { buildStreamApp, closeStream } from "./app.ts";
 import { StreamConfig } from "./config.ts";
+import { tracing } from "./tracing.ts";
 
 // The only place that reads process.env (STYLE.md "Configuration").
 const config = parseConfig(StreamConfig, process.env);
@@ -11,6 +15,7 @@ const app = await buildStreamApp({ nc, js, jsm, db, logger, config, metrics });
 await app.listen({ host: config.HOST, port: config.PORT });
 logger.info({ port: config.PORT, heartbeat_ms: config.SSE_HEARTBEAT_MS }, "stream:listening");
 
-onShutdown(logger, config.SHUTDOWN_GRACE_MS, () =>
-  closeStream({ app, nc, db, graceMs: config.SHUTDOWN_GRACE_MS, logger }),
-);
+onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
+  await closeStream({ app, nc, db, graceMs: config.SHUTDOWN_GRACE_MS, logger });
+  await tracing.shutdown();
+});

@@ -108,8 +108,8 @@ describe("replay beyond retention", () => {
     await c.waitFor(() => c.named("report").length >= 192, 5000, "live");
     expect(reportIds(c)).toEqual([...ids.slice(11), ...live]);
     for (const e of c.named("report").slice(0, 189)) expect(e.raw).toBe(jsFrames.get(e.id));
-    expect(await h.metric("sse_archive_replays_total")).toBeGreaterThanOrEqual(1);
-    expect(await h.metric("sse_archive_reports_sent_total")).toBeGreaterThanOrEqual(150);
+    expect(await h.metric("nexus_sse_archive_replays_total")).toBeGreaterThanOrEqual(1);
+    expect(await h.metric("nexus_sse_archive_reports_sent_total")).toBeGreaterThanOrEqual(150);
     c.close();
   });
 
@@ -128,7 +128,7 @@ describe("replay beyond retention", () => {
         if (i % 10 === 0) await new Promise((r) => setTimeout(r, 5));
       }
     })();
-    const replaysBefore = await h.metric("sse_archive_replays_total");
+    const replaysBefore = await h.metric("nexus_sse_archive_replays_total");
     const clients: { c: SseClient; cursor: number }[] = [];
     for (const k of [0, 50, 120, 250]) {
       const cursor = early[k] as number;
@@ -137,7 +137,7 @@ describe("replay beyond retention", () => {
     }
     await pump;
     publishing = false;
-    expect(await h.metric("sse_archive_replays_total")).toBe(replaysBefore + 4);
+    expect(await h.metric("nexus_sse_archive_replays_total")).toBe(replaysBefore + 4);
     const last = published.at(-1) as number;
     for (const { c, cursor } of clients) {
       await c.waitFor(() => reportIds(c).includes(last), 20_000, `up to ${last}`);

@@ -70,8 +70,8 @@ describe("fan-out", () => {
     await Promise.all(clients.map(snapshotSeen));
     await waitFor(() => h.app.reportStream.hubListenerCount(t) === 50, 5000, "50 listeners");
     expect(h.app.reportStream.hubCount()).toBe(1);
-    expect(await h.metric("sse_hubs")).toBe(1);
-    expect(await h.metric("sse_connections")).toBe(50);
+    expect(await h.metric("nexus_sse_hubs")).toBe(1);
+    expect(await h.metric("nexus_sse_connections")).toBe(50);
     // the stream service's own (ephemeral) consumers: the archiver's durable one is not its
     const consumers = (await h.jsm.consumers.list(STREAMS.reports).next()).filter((ci) => !ci.config.durable_name);
     expect(consumers).toHaveLength(1);
@@ -80,7 +80,7 @@ describe("fan-out", () => {
     ids.sort((a, b) => a - b);
     await Promise.all(clients.map((c) => c.waitFor(() => c.named("report").length >= 30, 10_000, "30 reports")));
     for (const c of clients) expect(reportIds(c)).toEqual(ids);
-    expect(await h.metric("sse_reports_sent_total")).toBeGreaterThanOrEqual(50 * 30);
+    expect(await h.metric("nexus_sse_reports_sent_total")).toBeGreaterThanOrEqual(50 * 30);
     for (const c of clients) c.close();
     await waitFor(() => h.app.reportStream.hubCount() === 0, 5000, "hub stopped after the last listener left");
   });
@@ -91,7 +91,7 @@ describe("fan-out", () => {
     await snapshotSeen(keeper);
     const history = await publishMany(h.pub, t, 30, "h");
     await keeper.waitFor(() => keeper.named("report").length >= 30, 5000, "history on the keeper");
-    const replaysBefore = await h.metric("sse_replays_total");
+    const replaysBefore = await h.metric("nexus_sse_replays_total");
 
     const bg = backgroundPublisher(t);
     await new Promise((r) => setTimeout(r, 30));
@@ -109,7 +109,7 @@ describe("fan-out", () => {
       expect(reportIds(c)).toEqual(all.filter((x) => x > cursor));
       expect(c.named("snapshot")).toHaveLength(0);
     }
-    expect(await h.metric("sse_replays_total")).toBeGreaterThanOrEqual(replaysBefore + 3);
+    expect(await h.metric("nexus_sse_replays_total")).toBeGreaterThanOrEqual(replaysBefore + 3);
     // and they are live now
     const next = await publishReport(h.pub, t, "after");
     for (const c of joiners) await c.waitFor(() => reportIds(c).includes(next), 5000, "live after replay");
@@ -131,7 +131,7 @@ describe("fan-out", () => {
       during = await publishMany(h.pub, tt, 3 * HUB_BUFFER_SIZE, "during");
       await keeper.waitFor(() => reportIds(keeper).includes(during.at(-1) as number), 5000, "hub moved on");
     };
-    const replaysBefore = await h.metric("sse_replays_total");
+    const replaysBefore = await h.metric("nexus_sse_replays_total");
     const c = await h.open(t);
     await snapshotSeen(c);
     const w = Number(c.named("snapshot")[0]?.id);
@@ -140,7 +140,7 @@ describe("fan-out", () => {
     const live = await publishMany(h.pub, t, 3, "live");
     await c.waitFor(() => reportIds(c).includes(live.at(-1) as number), 5000, "live");
     expect(reportIds(c)).toEqual([...during, ...live]);
-    expect(await h.metric("sse_replays_total")).toBe(replaysBefore + 1);
+    expect(await h.metric("nexus_sse_replays_total")).toBe(replaysBefore + 1);
     keeper.close();
     c.close();
   });

@@ -90,7 +90,7 @@ describe("slow clients", () => {
         await fast.waitFor(() => fast.named("report").length === ids.length, 10_000, "fast client keeps up");
       }
       await waitFor(() => h.app.reportStream.connectionCount() === 1, 10_000, "slow connection ended");
-      expect(await h.metric('sse_disconnects_total{reason="slow"}')).toBe(1);
+      expect(await h.metric('nexus_sse_disconnects_total{reason="slow"}')).toBe(1);
       const tail = await publishMany(h.pub, t, 3, "tail");
       ids.push(...tail);
       await fast.waitFor(() => fast.named("report").length === ids.length, 20_000, "fast client got all");

@@ -80,7 +80,7 @@ describe("event: progress", () => {
     const r2 = await publishReport(h.pub, t, "two");
     await c.waitFor(() => c.named("report").length === 2, 5000, "report 2");
     expect(reportIds(c)).toEqual([r1, r2]);
-    expect(await h.metric("sse_progress_sent_total")).toBeGreaterThanOrEqual(2);
+    expect(await h.metric("nexus_sse_progress_sent_total")).toBeGreaterThanOrEqual(2);
     c.close();
   });
 

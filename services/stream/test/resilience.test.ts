@@ -59,7 +59,7 @@ describe("resilience", () => {
       refuseCoverage = false;
     }
     expect(c.named("report")).toHaveLength(0);
-    expect(await h.metric('sse_disconnects_total{reason="hub_failed"}')).toBe(1);
+    expect(await h.metric('nexus_sse_disconnects_total{reason="hub_failed"}')).toBe(1);
     const resumed = await h.open(t, { headers: { "last-event-id": String(snapId) } });
     await resumed.waitFor(() => reportIds(resumed).includes(id), 5000, "report after resume");
     expect(reportIds(resumed)).toEqual([id]);
@@ -84,7 +84,7 @@ describe("resilience", () => {
     } finally {
       coveragePolicy = undefined;
     }
-    expect(await h.metric('sse_disconnects_total{reason="replay_gap"}')).toBe(1);
+    expect(await h.metric('nexus_sse_disconnects_total{reason="replay_gap"}')).toBe(1);
     keeper.close();
   });
 

@@ -243,9 +243,9 @@ describe("GET /agent/reports/stream", () => {
     expect((await fetch(`${h.baseUrl}/health`)).status).toBe(200);
     expect((await fetch(`${h.baseUrl}/ready`)).status).toBe(200);
     const m = await (await fetch(`${h.baseUrl}/metrics`)).text();
-    expect(m).toContain("sse_connections");
-    expect(m).toContain("sse_reports_sent_total");
-    expect(m).toContain("sse_hubs");
+    expect(m).toContain("nexus_sse_connections");
+    expect(m).toContain("nexus_sse_reports_sent_total");
+    expect(m).toContain("nexus_sse_hubs");
   });
 
   it("a closed connection leaves its hub, which stops when idle and deletes its consumer", async () => {

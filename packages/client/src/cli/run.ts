@@ -98,9 +98,16 @@ const COMMANDS: Record<string, CommandSpec> = {
     args: [0, 0],
   },
   dlq: {
-    usage: "dlq list [--limit <n>] [--before <id>] [--json] | dlq show <id> | dlq requeue <id> | dlq drop <id>",
+    usage:
+      "dlq list [--limit <n>] [--before <id>] [--source cmd|approval] [--code <CODE>] [--json] | dlq show <id> | dlq requeue <id> | dlq drop <id>",
     summary: "list, show, requeue or drop dead letters (admin)",
-    options: { limit: { type: "string" }, before: { type: "string" }, json: { type: "boolean" } },
+    options: {
+      limit: { type: "string" },
+      before: { type: "string" },
+      source: { type: "string" },
+      code: { type: "string" },
+      json: { type: "boolean" },
+    },
     args: [1, 2],
   },
 };
@@ -369,8 +376,11 @@ const COMMAND_RUNNERS: Record<string, Runner> = {
     switch (sub) {
       case "list": {
         if (id) throw new UsageError("dlq list takes no <id>");
+        const source = str(v.source);
+        if (source !== undefined && source !== "cmd" && source !== "approval")
+          throw new UsageError("--source is cmd or approval");
         const page = await client.deadLetters.list(
-          { limit: intOption(v.limit, "limit", 1, 1000), before: str(v.before) },
+          { limit: intOption(v.limit, "limit", 1, 1000), before: str(v.before), source, code: str(v.code) },
           { signal: io.signal },
         );
         if (v.json) io.out(json(page));

@@ -6,6 +6,7 @@ import * as m0002 from "./migrations/0002_write_path.ts";
 import * as m0003 from "./migrations/0003_auth.ts";
 import * as m0004 from "./migrations/0004_llm.ts";
 import * as m0005 from "./migrations/0005_archive.ts";
+import * as m0006 from "./migrations/0006_requeue.ts";
 import type { Database } from "./schema.ts";
 
 // bigint (int8) as string: report ids and history ids exceed 2^53 only in theory, but never lose digits.
@@ -32,6 +33,8 @@ export interface DbOptions {
   statementTimeoutMs?: number;
   /** Called with errors of connections, idle or checked out, instead of crashing the process. */
   onError?: (err: Error) => void;
+  /** Called after every query with its duration (seconds) and the error, if it failed (for metrics). */
+  onQuery?: (seconds: number, err: unknown) => void;
 }
 
 /** A kysely instance over a pg Pool. Call `db.destroy()` to close the pool. */
@@ -52,12 +55,33 @@ export function createDb(opts: DbOptions): Kysely<Database> {
     client.on("error", onError);
   });
   pool.on("error", onError);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  pools.set(db, pool);
+  const onQuery = opts.onQuery;
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool }),
+    ...(onQuery
+      ? {
+          log: (e) => onQuery(e.queryDurationMillis / 1000, e.level === "error" ? e.error : undefined),
+        }
+      : {}),
+  });
+  pools.set(db, { pool, ...(onQuery ? { onQuery } : {}) });
   return db;
 }
 
-const pools = new WeakMap<object, pg.Pool>();
+const pools = new WeakMap<object, { pool: pg.Pool; onQuery?: (seconds: number, err: unknown) => void }>();
+
+/** Connections of the pool behind `db`: open, idle, and queries waiting for one. */
+export interface PoolStats {
+  total: number;
+  idle: number;
+  waiting: number;
+}
+
+/** The pool counts of a {@link createDb} instance (`undefined` for a transaction or another Kysely). */
+export function poolStats(db: Kysely<Database>): PoolStats | undefined {
+  const p = pools.get(db)?.pool;
+  return p ? { total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount } : undefined;
+}
 
 /**
  * Runs a named prepared statement (node-postgres: the server parses and plans `text` once per
@@ -73,9 +97,17 @@ export async function preparedQuery<R>(
   text: string,
   values: unknown[],
 ): Promise<R[]> {
-  const pool = pools.get(db);
-  if (pool) return (await pool.query<R & pg.QueryResultRow>({ name, text, values })).rows;
-  return (await db.executeQuery<R>(CompiledQuery.raw(text, values))).rows;
+  const entry = pools.get(db);
+  if (!entry) return (await db.executeQuery<R>(CompiledQuery.raw(text, values))).rows;
+  const started = performance.now();
+  try {
+    const rows = (await entry.pool.query<R & pg.QueryResultRow>({ name, text, values })).rows;
+    entry.onQuery?.((performance.now() - started) / 1000, undefined);
+    return rows;
+  } catch (err) {
+    entry.onQuery?.((performance.now() - started) / 1000, err);
+    throw err;
+  }
 }
 
 /** Numbered migrations, in order. Add a file `NNNN_name.ts` and list it here. */
@@ -85,6 +117,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0003_auth": m0003,
   "0004_llm": m0004,
   "0005_archive": m0005,
+  "0006_requeue": m0006,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
@@ -101,4 +134,13 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
   return (results ?? [])
     .filter((r: { status: string }) => r.status === "Success")
     .map((r: { migrationName: string }) => r.migrationName);
+}
+
+/**
+ * The migrations this code knows that the database has not run yet (read-only: nothing is
+ * created). Empty when the schema is current.
+ */
+export async function pendingMigrations(db: Kysely<Database>): Promise<string[]> {
+  const all = await new Migrator({ db, provider }).getMigrations();
+  return all.filter((m) => !m.executedAt).map((m) => m.name);
 }

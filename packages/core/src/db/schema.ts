@@ -42,6 +42,12 @@ export interface CommandsTable {
   result: NullableJson;
   error: NullableJson;
   attempts: Generated<number>;
+  /** Times the command was requeued from the dead-letter stream (0 = never). */
+  requeues: Generated<number>;
+  /** NEXUS_DLQ sequence of the last requeue applied (bigint as string), or null. */
+  requeued_from: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+  /** NEXUS_COMMANDS sequence of the requeue message that applied `requeued_from` (bigint as string). */
+  requeue_msg_seq: ColumnType<string | null, string | number | null | undefined, string | number | null>;
   accepted_at: Timestamp;
   started_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
   finished_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;

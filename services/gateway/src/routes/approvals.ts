@@ -1,6 +1,6 @@
 import { AskId, DecideRequest, DecisionAccepted } from "@nexus/contracts";
 import { AppError } from "@nexus/core";
-import type { App } from "@nexus/http";
+import { type App, bindRequestLog } from "@nexus/http";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
 import { BODY_ERRORS, errorResponses, TENANT_SECURITY, WRITE_ERRORS } from "../openapi.ts";
@@ -29,8 +29,8 @@ export function approvalRoutes(app: App, deps: GatewayDeps): void {
       if (req.body.correlation_id) req.correlationId = req.body.correlation_id;
       // An id that could never exist is simply not found (no hint about the id format).
       if (!AskId.safeParse(ask_id).success) throw new AppError("ASK_NOT_FOUND");
-      const traceparent = typeof req.headers.traceparent === "string" ? req.headers.traceparent : undefined;
-      const accepted = await decide(deps, req.tenant, req.principal, ask_id, req.body, traceparent);
+      bindRequestLog(req, { ask_id, correlation_id: req.correlationId });
+      const accepted = await decide(deps, req.tenant, req.principal, ask_id, req.body, req.traceparent);
       return reply.code(202).send(accepted);
     },
   );

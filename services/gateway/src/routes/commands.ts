@@ -1,6 +1,6 @@
 import { CommandAccepted, normaliseCommandRequest, zodDetails } from "@nexus/contracts";
 import { AppError } from "@nexus/core";
-import type { App } from "@nexus/http";
+import { type App, bindRequestLog } from "@nexus/http";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
 import { BODY_ERRORS, errorResponses, TENANT_SECURITY, WRITE_ERRORS } from "../openapi.ts";
@@ -48,8 +48,8 @@ export function commandRoutes(app: App, deps: GatewayDeps): void {
       if (!n.ok) throw new AppError("VALIDATION_FAILED", undefined, zodDetails(n.error), { stage: "validate" });
       const cmd = validateCommand(n.command);
       req.correlationId = cmd.correlation_id;
-      const traceparent = typeof req.headers.traceparent === "string" ? req.headers.traceparent : undefined;
-      const accepted = await acceptCommand(deps, req.tenant, req.principal, cmd, traceparent);
+      bindRequestLog(req, { correlation_id: cmd.correlation_id, command_id: cmd.command_id });
+      const accepted = await acceptCommand(deps, req.tenant, req.principal, cmd, req.traceparent);
       return reply.code(202).send(accepted);
     },
   );

@@ -35,7 +35,7 @@ import {
   commandMsgId,
   DependencyUnavailable,
 } from "@nexus/core";
-import { newTraceparent, publishGuarded, publishReport } from "@nexus/messaging";
+import { newTraceparent, publishGuarded, publishReport, traceIdOf } from "@nexus/messaging";
 import { faultAt, type GatewayDeps } from "../deps.ts";
 
 /** A validated command ready for acceptance. */
@@ -150,7 +150,17 @@ async function publishAccepted(deps: GatewayDeps, m: CommandMessage): Promise<st
     const ack = await publishReport(deps.js, acceptedPending(m), deps.config.PUBLISH_TIMEOUT_MS, m.traceparent);
     return String(ack.seq);
   } catch (err) {
-    deps.logger.warn({ err, command_id: m.command_id }, "accept:accepted-report-not-published");
+    deps.logger.warn(
+      {
+        err,
+        org_id: m.tenant.org_id,
+        project_id: m.tenant.project_id,
+        command_id: m.command_id,
+        correlation_id: m.correlation_id,
+        trace_id: traceIdOf(m.traceparent),
+      },
+      "accept:accepted-report-not-published",
+    );
     return undefined;
   }
 }

@@ -27,7 +27,7 @@ import {
   planDecision,
   readSettings,
 } from "@nexus/core";
-import { type LastMessage, publishGuarded, publishReport } from "@nexus/messaging";
+import { type LastMessage, publishGuarded, publishReport, traceIdOf } from "@nexus/messaging";
 import { faultAt, type GatewayDeps } from "../deps.ts";
 
 /** How many times a decision re-reads the register after losing a race before giving up (503). */
@@ -145,7 +145,18 @@ async function publishDecided(
     );
     return String(ack.seq);
   } catch (err) {
-    deps.logger.warn({ err, ask_id: row.ask_id }, "decide:decided-report-not-published");
+    deps.logger.warn(
+      {
+        err,
+        org_id: row.org_id,
+        project_id: row.project_id,
+        ask_id: row.ask_id,
+        command_id: row.command_id,
+        correlation_id: register.decisions[k]?.correlation_id,
+        trace_id: traceIdOf(traceparent),
+      },
+      "decide:decided-report-not-published",
+    );
     return undefined;
   }
 }
