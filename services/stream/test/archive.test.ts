@@ -202,11 +202,11 @@ describe("cursor rule with the archive", () => {
     const ids = await publishMany(h.pub, t, 300);
     await archivedThrough(t, ids.at(-1) as number);
     await keep(KEEP);
-    const gapsBefore = await h.metric('sse_disconnects_total{reason="replay_gap"}');
+    const gapsBefore = await h.metric('nexus_sse_disconnects_total{reason="replay_gap"}');
     failNextArchiveRead = true;
     const c = await h.open(t, { headers: { "last-event-id": String(ids[0]) } });
     await c.waitFor(() => c.closed, 5000, "closed");
     expect(reportIds(c)).toEqual([]);
-    expect(await h.metric('sse_disconnects_total{reason="replay_gap"}')).toBe(gapsBefore + 1);
+    expect(await h.metric('nexus_sse_disconnects_total{reason="replay_gap"}')).toBe(gapsBefore + 1);
   });
 });
