@@ -17,6 +17,7 @@ import { pino } from "pino";
 import { inject } from "vitest";
 import { spawnNatsServer, withDatabase } from "./infra.ts";
 
+export * from "./faults.ts";
 export * from "./infra.ts";
 export * from "./sse-client.ts";
 export * from "./stack.ts";
@@ -84,8 +85,10 @@ export interface TestNats {
   users?: TestNatsUsers;
   /** True when this server is the file's own (it may be stopped and restarted). */
   own: boolean;
-  /** Stops the server (own servers only). */
-  stop(): Promise<void>;
+  /** Stops the server (own servers only): SIGTERM (clean, the default) or SIGKILL (a crash). */
+  stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Starts an own server again after {@link stop}, on the same port and store (data survives). */
+  start(): Promise<void>;
   /** Restarts an own server on the same port and store (data survives). */
   restart(): Promise<void>;
 }
@@ -110,18 +113,23 @@ export async function natsForTest(
       : undefined;
     let server = await spawnNatsServer({ ...(authorization ? { authorization } : {}) });
     await provision(server.url, opts, users?.provision);
+    const start = async () => {
+      if (server.child.exitCode === null && server.child.signalCode === null) return;
+      server = await spawnNatsServer({
+        port: server.port,
+        storeDir: server.storeDir,
+        ...(authorization ? { authorization } : {}),
+      });
+    };
     return {
       url: server.url,
       ...(users ? { users } : {}),
       own: true,
-      stop: () => server.stop(),
+      stop: (signal) => server.stop(signal),
+      start,
       async restart() {
         await server.stop();
-        server = await spawnNatsServer({
-          port: server.port,
-          storeDir: server.storeDir,
-          ...(authorization ? { authorization } : {}),
-        });
+        await start();
       },
     };
   }
@@ -132,6 +140,7 @@ export async function natsForTest(
     url,
     own: false,
     stop: async () => {},
+    start: async () => {},
     restart: async () => {
       throw new Error("restart needs a nats-server binary");
     },

@@ -98,6 +98,12 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     labelNames: ["reason"],
     registers: [metrics],
   });
+  const hubRestarts = new Counter({
+    name: "sse_hub_restarts_total",
+    help: "Restarts of a tenant hub's JetStream reader, by reason (reconnect, heartbeats_missed, stalled, lagging, consumer_lost)",
+    labelNames: ["reason"],
+    registers: [metrics],
+  });
 
   const hubs = new HubRegistry(
     {
@@ -107,9 +113,18 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
       bufferSize: config.HUB_BUFFER_SIZE,
       bufferBytes: config.HUB_BUFFER_BYTES,
       idleMs: config.HUB_IDLE_MS,
+      heartbeatMs: config.HUB_HEARTBEAT_MS,
+      probeMs: config.HUB_PROBE_MS,
+      connected: () => isNatsConnected(deps.nc),
     },
     (n) => hubsGauge.set(n),
+    (reason) => hubRestarts.inc({ reason }),
   );
+  // A reconnect may follow a server restart (ordered consumers are gone) or move the connection
+  // to another cluster node: every hub restarts its reader from its last sequence.
+  void (async () => {
+    for await (const s of deps.nc.status()) if (s.type === "reconnect") hubs.reconnected();
+  })().catch(() => {});
   const connections = new Set<SseConnection>();
   let closing = false;
 

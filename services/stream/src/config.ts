@@ -39,6 +39,16 @@ export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
   STREAM_MAX_PER_PRINCIPAL: z.coerce.number().int().min(1).default(100),
   /** A hub without connections stops after this many milliseconds (5000). */
   HUB_IDLE_MS: z.coerce.number().int().min(0).default(5000),
+  /**
+   * Idle heartbeat of each hub's JetStream reader, milliseconds (1000); a reader silent for
+   * three of them is restarted from its last sequence.
+   */
+  HUB_HEARTBEAT_MS: z.coerce.number().int().min(500).max(30_000).default(1000),
+  /**
+   * How often a quiet hub asks JetStream whether its tenant has newer reports than it holds,
+   * milliseconds (5000); newer reports on two probes in a row restart the reader.
+   */
+  HUB_PROBE_MS: z.coerce.number().int().min(100).default(5000),
   /** Commands the snapshot's worklog holds, newest first (200). */
   STREAM_WORKLOG_KEEP: z.coerce.number().int().min(1).max(10_000).default(200),
   /** Reports fetched per JetStream pull while replaying from a cursor (256). */
