@@ -83,6 +83,8 @@ export interface ChaosEnv {
   stack: Stack;
   /** The balancer the clients talk to; its backends are the gateway instances. */
   lb: Balancer;
+  /** The balancer the gateways proxy the report stream to (`STREAM_URL`); its backends are the stream instances. */
+  streamLb: Balancer;
   /** Waits until every service answers /ready 200 (and the balancer has a gateway). */
   ready(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -128,7 +130,8 @@ export async function startChaosEnv(o: ChaosEnvOptions = {}): Promise<ChaosEnv> 
     timeoutMs: 20_000,
     auth: { user: users.provision.user, password: users.provision.password },
   });
-  const jsm = await jetstreamManager(nc);
+  // On a fresh cluster JetStream answers once a meta leader is elected: no API check here.
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
   if (cluster) {
     // The cluster needs a meta leader before streams can be created.
     await waitFor(
@@ -150,6 +153,9 @@ export async function startChaosEnv(o: ChaosEnvOptions = {}): Promise<ChaosEnv> 
   const db = createDb({ url: databaseUrl, max: 4, applicationName: "chaos-harness" });
   await migrateToLatest(db);
 
+  // The gateways reach the stream service through a balancer too, so that a stream instance can
+  // be replaced without a gap in service (its backend is set once the stack is up).
+  const streamLb = await startBalancer([]);
   const stack = await startStack({
     natsUrl,
     databaseUrl,
@@ -161,9 +167,11 @@ export async function startChaosEnv(o: ChaosEnvOptions = {}): Promise<ChaosEnv> 
       STREAM_REPLICAS: String(topology.replicas),
       CONSUMER_ACK_WAIT_MS: String(topology.consumerAckWaitMs),
       RATE_LIMIT_PER_MINUTE: "1000000",
+      STREAM_URL: streamLb.url,
       ...o.env,
     },
   });
+  streamLb.setBackends([stack.streamUrl]);
   const lb = await startBalancer([stack.gatewayUrl]);
 
   const env: ChaosEnv = {
@@ -178,10 +186,11 @@ export async function startChaosEnv(o: ChaosEnvOptions = {}): Promise<ChaosEnv> 
     jsm,
     stack,
     lb,
+    streamLb,
     async ready(timeoutMs = 30_000) {
       const urls = [
         ...lb.backends(),
-        stack.streamUrl,
+        ...streamLb.backends(),
         `http://127.0.0.1:${stack.ports["command-worker"]}`,
         `http://127.0.0.1:${stack.ports["approval-worker"]}`,
       ];
@@ -197,6 +206,7 @@ export async function startChaosEnv(o: ChaosEnvOptions = {}): Promise<ChaosEnv> 
     async close() {
       await lb.close().catch(() => {});
       await stack.close().catch(() => {});
+      await streamLb.close().catch(() => {});
       await db.destroy().catch(() => {});
       await nc.close().catch(() => {});
       await pgServer.destroy().catch(() => {});
@@ -639,6 +649,8 @@ export async function storedReports(env: ChaosEnv, t: Tenant): Promise<StoredRep
 export interface FaultContext {
   env: ChaosEnv;
   log(msg: string): void;
+  /** Marks the moment a dependency broke (for the outage measurements). */
+  broke(what: "postgres" | "nats"): void;
   /** Marks the moment a broken dependency is back (for the recovery measurements). */
   recovered(what: "postgres" | "nats"): void;
 }
@@ -681,9 +693,11 @@ export interface ScenarioResult {
   /** First attempts of raw clients that did not get 202, and their number. */
   failedRequests: number;
   rawRequests: number;
+  /** The raw clients' first answers other than 202, by status (`neterr`: none). */
+  failedByStatus: Record<string, number>;
   sdkFailed: number;
   unresolved: number;
-  /** Slowest first answer, ms. */
+  /** Slowest first answer of a raw client, ms. */
   maxAnswerMs: number;
   /** Longest time from a command's 202 to its outcome being stored, ms. */
   maxCompletionMs: number;
@@ -709,8 +723,9 @@ export interface RunOptions {
 
 /** Runs one scenario on `env` with fresh tenants and returns its figures. */
 export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}): Promise<ScenarioResult> {
-  const log = o.log ?? ((m: string) => console.log(`[chaos ${s.name}] ${m}`));
   const t0 = Date.now();
+  const log =
+    o.log ?? ((m: string) => console.log(`[chaos ${s.name} +${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}`));
   await env.ready(60_000);
   const load: LoadOptions = { ratePerTenant: 6, redShare: 0.1, maxInFlight: 40, ...o.load };
   const tenants = Array.from({ length: o.tenants ?? 4 }, (_, i) => ({
@@ -726,6 +741,8 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
   let pgBack: number | undefined;
   let pgDownMaxMs = 0;
   let pgRecoveryMs: number | undefined;
+  /** Answers of the probe while Postgres was down, by status. */
+  const pgDownStatuses: Record<number, number> = {};
   const probe = (async () => {
     if (!s.probePostgres) return;
     while (probing) {
@@ -741,7 +758,11 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
       } catch {}
       const ms = Date.now() - started;
       const ok = status === 404 || status === 200;
-      if (pgDown !== undefined && pgBack === undefined) pgDownMaxMs = Math.max(pgDownMaxMs, ms);
+      // Requests sent while Postgres was down (not those answered by a Postgres that had just died).
+      if (pgDown !== undefined && pgBack === undefined && started > pgDown + 100) {
+        pgDownMaxMs = Math.max(pgDownMaxMs, ms);
+        pgDownStatuses[status] = (pgDownStatuses[status] ?? 0) + 1;
+      }
       if (pgBack !== undefined && pgRecoveryMs === undefined && ok) pgRecoveryMs = Date.now() - pgBack;
       await sleep(200);
     }
@@ -752,6 +773,9 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
   await s.fault({
     env,
     log,
+    broke(what) {
+      if (what === "postgres") pgDown = Date.now();
+    },
     recovered(what) {
       if (what === "postgres") pgBack = Date.now();
     },
@@ -806,6 +830,7 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
     refused: 0,
     failedRequests: 0,
     rawRequests: 0,
+    failedByStatus: {},
     sdkFailed: 0,
     unresolved: 0,
     maxAnswerMs: 0,
@@ -824,10 +849,13 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
     for (const x of rs) if (x.commandId) byCommand.set(x.commandId, [...(byCommand.get(x.commandId) ?? []), x]);
     for (const c of l.commands) {
       r.sent++;
-      r.maxAnswerMs = Math.max(r.maxAnswerMs, c.firstMs);
       if (c.mode === "raw") {
+        r.maxAnswerMs = Math.max(r.maxAnswerMs, c.firstMs);
         r.rawRequests++;
-        if (c.first !== "202") r.failedRequests++;
+        if (c.first !== "202") {
+          r.failedRequests++;
+          r.failedByStatus[c.first] = (r.failedByStatus[c.first] ?? 0) + 1;
+        }
       } else if (c.final !== "accepted") r.sdkFailed++;
       if (c.final === "unresolved") r.unresolved++;
       const mine = byCommand.get(c.id) ?? [];
@@ -900,6 +928,11 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
     r.execAfter503 += rows.length;
   }
   if (s.probePostgres) {
+    const other = Object.entries(pgDownStatuses).filter(([st]) => st !== "503");
+    if (other.length)
+      r.failures.push(
+        `Postgres-backed requests during the outage answered ${other.map(([st, n]) => `${n}× ${st}`).join(", ")} (not 503)`,
+      );
     r.pgDownMaxMs = pgDownMaxMs;
     if (pgRecoveryMs !== undefined) r.pgRecoveryMs = pgRecoveryMs;
   }

@@ -43,36 +43,47 @@ function natsDown(signal: "SIGKILL" | "SIGTERM", downMs = 3000): Scenario {
   };
 }
 
-/** Rolling restart: each service replaced in turn; the gateway by surge (new one first). */
+/** The pause between leaving the rotation and SIGTERM (the Kubernetes manifests use 5 s). */
+const PRESTOP_MS = 500;
+
+/**
+ * Replaces one service the way a rolling update with surge does: the new instance starts and
+ * becomes ready, joins the rotation (the balancer, or the consumer's competing pullers), the
+ * old one leaves it and gets SIGTERM. Done twice, so the stack ends as it began.
+ */
+async function replace(ctx: FaultContext, s: ServiceName): Promise<void> {
+  const { env, log } = ctx;
+  const lb = s === "gateway" ? env.lb : s === "stream" ? env.streamLb : undefined;
+  const own = s === "gateway" ? env.stack.gatewayUrl : env.stack.streamUrl;
+  const fresh = await env.stack.startReplica(s);
+  lb?.setBackends([own, fresh.url]);
+  await sleep(300);
+  lb?.setBackends([fresh.url]);
+  // Requests the balancer already sent to the old instance finish first (Kubernetes: preStop).
+  await sleep(PRESTOP_MS);
+  let t0 = Date.now();
+  await env.stack.stop(s, "SIGTERM");
+  log(`${s}: old instance exited ${Date.now() - t0} ms after SIGTERM`);
+  await env.stack.start(s);
+  lb?.setBackends([fresh.url, own]);
+  await sleep(300);
+  lb?.setBackends([own]);
+  await sleep(PRESTOP_MS);
+  t0 = Date.now();
+  await fresh.stop("SIGTERM");
+  if (fresh.exitCode() !== 0) throw new Error(`${s} replica exited with ${fresh.exitCode()}`);
+  log(`${s}: replica exited ${Date.now() - t0} ms after SIGTERM; replaced twice`);
+}
+
+/** Rolling restart of all four services under load. */
 const rolling: Scenario = {
   name: "rolling restart",
-  stallBoundMs: 8000,
+  stallBoundMs: 5000,
   maxFailedShare: 0.005,
   sdkMustSucceed: true,
-  tailMs: 8000,
-  async fault({ env, log }) {
-    for (const s of ["stream", "command-worker", "approval-worker"] as const) {
-      await env.stack.stop(s, "SIGTERM");
-      await env.stack.start(s);
-      log(`${s} replaced`);
-      await sleep(1000);
-    }
-    // The gateway: start the new instance, put it in rotation, take the old one out, SIGTERM it.
-    const fresh = await env.stack.startReplica("gateway");
-    const old = env.lb.backends();
-    env.lb.setBackends([...old, fresh.url]);
-    await sleep(500);
-    env.lb.setBackends([fresh.url]);
-    const t0 = Date.now();
-    await env.stack.stop("gateway", "SIGTERM");
-    log(`old gateway exited ${Date.now() - t0} ms after SIGTERM`);
-    // Bring the stack's own gateway back and retire the replica the same way.
-    await env.stack.start("gateway");
-    env.lb.setBackends([fresh.url, env.stack.gatewayUrl]);
-    await sleep(500);
-    env.lb.setBackends([env.stack.gatewayUrl]);
-    await fresh.stop("SIGTERM");
-    log("gateway replaced twice");
+  tailMs: 5000,
+  async fault(ctx) {
+    for (const s of ["stream", "command-worker", "approval-worker", "gateway"] as const) await replace(ctx, s);
   },
 };
 
@@ -80,8 +91,9 @@ const postgresKill: Scenario = {
   name: "postgres SIGKILL",
   stallBoundMs: 12_000,
   probePostgres: true,
-  async fault({ env, log, recovered }) {
+  async fault({ env, log, broke, recovered }) {
     await env.pg.kill();
+    broke("postgres");
     log("postgres killed");
     await sleep(5000);
     await env.pg.start();
@@ -94,8 +106,9 @@ const postgresRestart: Scenario = {
   name: "postgres stop/start",
   stallBoundMs: 10_000,
   probePostgres: true,
-  async fault({ env, log, recovered }) {
+  async fault({ env, log, broke, recovered }) {
     await env.pg.stop();
+    broke("postgres");
     log("postgres stopped");
     await sleep(3000);
     await env.pg.start();
@@ -108,8 +121,9 @@ const postgresFreeze: Scenario = {
   name: "postgres SIGSTOP",
   stallBoundMs: 12_000,
   probePostgres: true,
-  async fault({ env, log, recovered }) {
+  async fault({ env, log, broke, recovered }) {
     env.pg.freeze();
+    broke("postgres");
     log("postgres frozen");
     await sleep(5000);
     env.pg.thaw();

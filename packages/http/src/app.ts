@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import fastifyHelmet from "@fastify/helmet";
+import { AppError } from "@nexus/core";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController, type RawServerDefault } from "fastify";
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
-import { installErrorHandling } from "./errors.ts";
+import { installErrorHandling, sendError } from "./errors.ts";
 import { clientErrorHandler, installInputGuards } from "./hardening.ts";
 
 /**
@@ -26,7 +27,11 @@ export interface HttpAppOptions {
   bodyLimitBytes?: number;
   /** The metrics registry (one per process). */
   metrics: Registry;
-  /** Answer keep-alive requests with 503 while closing (default true). */
+  /**
+   * While closing, answer requests that still arrive on open keep-alive connections with
+   * `503 DEPENDENCY_UNAVAILABLE` (standard error body, `Connection: close`; nothing was done, so
+   * the client may retry elsewhere) instead of handling them (default true).
+   */
   return503OnClosing?: boolean;
   /**
    * Which proxies to trust for the client address (`req.ip`, used to limit failed
@@ -62,13 +67,29 @@ export function createHttpApp(opts: HttpAppOptions): App {
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: "x-request-id",
-    return503OnClosing: opts.return503OnClosing ?? true,
+    // Fastify's own 503 while closing has a body of its own; the hook below answers instead.
+    return503OnClosing: false,
     trustProxy: opts.trustProxy ?? false,
     clientErrorHandler,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandling(app as unknown as FastifyInstance);
+  if (opts.return503OnClosing ?? true) {
+    let closing = false;
+    app.addHook("preClose", async () => {
+      closing = true;
+    });
+    app.addHook("onRequest", async (req, reply) => {
+      if (!closing) return;
+      reply.header("connection", "close");
+      return sendError(
+        req,
+        reply,
+        new AppError("DEPENDENCY_UNAVAILABLE", "The service is shutting down; nothing was done"),
+      );
+    });
+  }
   installInputGuards(app as unknown as FastifyInstance);
   // Security headers on every response (API and console): a strict Content-Security-Policy
   // (same origin only, no framing), nosniff, no referrer, no cross-origin embedding.

@@ -6,7 +6,12 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 export function logWorkerEvents(events: WorkerEvents, logger: Logger): void {
   events.on("job:start", (e) => logger.debug(e, "job:start"));
   events.on("job:success", (e) => logger.debug(e, "job:success"));
-  events.on("job:error", ({ err, ...e }) => logger.warn({ ...e, err }, "job:error"));
+  // An outage is logged once by dependency:down / dependency:up, not once per job.
+  events.on("job:error", ({ err, ...e }) =>
+    e.outage ? logger.debug({ ...e, err }, "job:error") : logger.warn({ ...e, err }, "job:error"),
+  );
+  events.on("dependency:down", (e) => logger.warn(e, `${e.dependency} unavailable: jobs wait for it`));
+  events.on("dependency:up", (e) => logger.info(e, `${e.dependency} available again after ${e.ms} ms`));
   events.on("job:failed", (e) => logger.error(e, "job:failed"));
   events.on("job:poison", (e) => logger.error(e, "job:poison"));
   events.on("consumer:unhealthy", (e) => logger.error(e, "consumer:unhealthy"));
@@ -17,7 +22,7 @@ export function logWorkerEvents(events: WorkerEvents, logger: Logger): void {
 
 /**
  * Prometheus metrics fed by worker events (one prefix, `nexus_`; no tenant labels):
- * `nexus_jobs_total{worker,outcome}` (success, error, failed, poison),
+ * `nexus_jobs_total{worker,outcome}` (success, error, outage, failed, poison),
  * `nexus_job_duration_seconds{worker}`, `nexus_jobs_in_flight{worker}`,
  * `nexus_dead_letters_total{worker,reason,code}`, `nexus_consumer_healthy{worker}` (1/0).
  */
@@ -64,7 +69,7 @@ export function meterWorkerEvents(events: WorkerEvents, registry: Registry, inFl
     jobs.inc({ worker: e.worker, outcome: "success" });
     duration.observe({ worker: e.worker }, e.ms / 1000);
   });
-  events.on("job:error", (e) => jobs.inc({ worker: e.worker, outcome: "error" }));
+  events.on("job:error", (e) => jobs.inc({ worker: e.worker, outcome: e.outage ? "outage" : "error" }));
   events.on("job:failed", (e) => {
     jobs.inc({ worker: e.worker, outcome: "failed" });
     deadLetters.inc({ worker: e.worker, reason: e.reason, code: e.code });

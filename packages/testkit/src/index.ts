@@ -39,7 +39,7 @@ export const TEST_TOPOLOGY: TopologyOptions = {
   storage: "file",
   workMaxAgeSeconds: 3600,
   duplicateWindowMs: 120_000,
-  consumerAckWaitMs: 30_000,
+  consumerAckWaitMs: 10_000,
 };
 
 export type { TopologyOptions };
@@ -91,6 +91,10 @@ export interface TestNats {
   start(): Promise<void>;
   /** Restarts an own server on the same port and store (data survives). */
   restart(): Promise<void>;
+  /** Freezes an own server (SIGSTOP): connections stay open, nothing answers. */
+  freeze(): void;
+  /** Undoes {@link freeze} (SIGCONT). */
+  thaw(): void;
 }
 
 /**
@@ -127,6 +131,8 @@ export async function natsForTest(
       own: true,
       stop: (signal) => server.stop(signal),
       start,
+      freeze: () => void server.child.kill("SIGSTOP"),
+      thaw: () => void server.child.kill("SIGCONT"),
       async restart() {
         await server.stop();
         await start();
@@ -141,6 +147,10 @@ export async function natsForTest(
     own: false,
     stop: async () => {},
     start: async () => {},
+    freeze: () => {
+      throw new Error("freeze needs a nats-server binary");
+    },
+    thaw: () => {},
     restart: async () => {
       throw new Error("restart needs a nats-server binary");
     },

@@ -108,6 +108,7 @@ export async function spawnNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
     async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM") {
       if (exited) return;
       const done = new Promise((r) => child.once("exit", r));
+      child.kill("SIGCONT"); // a frozen server would not act on SIGTERM
       child.kill(signal);
       await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
       if (!exited) child.kill("SIGKILL");

@@ -55,6 +55,8 @@ export interface Replica {
   pid: number | undefined;
   /** Stops it: SIGTERM (graceful) or SIGKILL (crash); resolves once it exited. */
   stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Its exit code once it exited (null: killed by a signal). */
+  exitCode(): number | null | undefined;
 }
 
 /**
@@ -173,6 +175,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         port,
         pid: entry.child.pid,
         stop: (signal = "SIGTERM") => halt(entry, signal),
+        exitCode: () =>
+          entry.child.exitCode === null && entry.child.signalCode === null ? undefined : entry.child.exitCode,
       };
     },
     pid: (s) => children.get(s)?.child.pid,

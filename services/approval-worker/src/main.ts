@@ -28,6 +28,7 @@ const worker = await runWorker({
   maxAttempts: config.MAX_ATTEMPTS,
   retry: { baseMs: config.RETRY_BASE_MS, maxMs: config.RETRY_MAX_MS },
   ackWaitMs: config.CONSUMER_ACK_WAIT_MS,
+  nc,
 });
 logWorkerEvents(worker.events, logger);
 meterWorkerEvents(worker.events, metrics, worker.inFlight);
