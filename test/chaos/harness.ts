@@ -37,6 +37,7 @@ import {
   type NatsCluster,
   natsForTest,
   type PostgresServer,
+  type ServiceName,
   type Stack,
   spawnNatsCluster,
   spawnPostgres,
@@ -410,7 +411,7 @@ const SHARE = { recipient: "partner@example.org", channel: "email", resource: { 
 /** An HTTP answer, or (status 0) none: `neverSent` when the connection was refused. */
 interface Answer {
   status: number;
-  body?: any;
+  body?: { error?: { code?: string } } | string;
   ms: number;
   error?: string;
   neverSent?: boolean;
@@ -426,7 +427,7 @@ async function post(url: string, tenant: Tenant, body: unknown, timeoutMs = 15_0
       signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.text();
-    let parsed: unknown = text;
+    let parsed: Answer["body"] = text;
     try {
       parsed = JSON.parse(text);
     } catch {}
@@ -590,7 +591,7 @@ export class TenantLoad {
       await sleep(300 + Math.random() * 400);
       const a = await post(url, this.tenant, body);
       if (a.status === 202) return true;
-      if (a.status === 409) return a.body?.error?.code === "ASK_ALREADY_DECIDED";
+      if (a.status === 409) return typeof a.body === "object" && a.body.error?.code === "ASK_ALREADY_DECIDED";
     }
     return false;
   }
@@ -625,7 +626,10 @@ export async function storedReports(env: ChaosEnv, t: Tenant): Promise<StoredRep
       for await (const m of it) {
         read++;
         pending = m.info.pending;
-        const d = m.json() as { report?: { type?: string; ask?: { ask_id?: string } }; causality?: any };
+        const d = m.json() as {
+          report?: { type?: string; ask?: { ask_id?: string } };
+          causality?: { command_id?: string; ask_id?: string };
+        };
         out.push({
           seq: m.seq,
           storedAt: Math.floor(Number(m.info.timestampNanos) / 1e6),
@@ -674,6 +678,10 @@ export interface Scenario {
   sdkMustSucceed?: boolean;
   /** Fail when an accepted command's outcome is stored later than this after its 202, ms. */
   completionBoundMs?: number;
+  /** Fail when the commands accepted before a dependency came back finish later than this after it, ms. */
+  backlogBoundMs?: number;
+  /** The services the fault stops on purpose; every other one must still run the same process. */
+  restarts?: ServiceName[];
   fault(ctx: FaultContext): Promise<void>;
 }
 
@@ -710,6 +718,8 @@ export interface ScenarioResult {
   /** Postgres probe: slowest answer while Postgres was down, and time to the first success after it came back, ms. */
   pgDownMaxMs?: number;
   pgRecoveryMs?: number;
+  /** After a dependency came back: when the last command accepted before then had its outcome, ms. */
+  backlogMs?: number;
   failures: string[];
 }
 
@@ -768,6 +778,9 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
     }
   })();
 
+  const SERVICES: ServiceName[] = ["gateway", "stream", "command-worker", "approval-worker"];
+  const pidsBefore = Object.fromEntries(SERVICES.map((x) => [x, env.stack.pid(x)]));
+  let backAt: number | undefined;
   await sleep(s.warmupMs ?? 4000);
   log("fault");
   await s.fault({
@@ -777,6 +790,7 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
       if (what === "postgres") pgDown = Date.now();
     },
     recovered(what) {
+      backAt = Date.now();
       if (what === "postgres") pgBack = Date.now();
     },
   });
@@ -886,6 +900,8 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
         const failed = count("command.failed");
         const end = mine.find((x) => x.type === "command.completed" || x.type === "command.failed");
         if (end && c.acceptedAt) r.maxCompletionMs = Math.max(r.maxCompletionMs, end.storedAt - c.acceptedAt);
+        if (end && c.acceptedAt && backAt !== undefined && c.acceptedAt < backAt)
+          r.backlogMs = Math.max(r.backlogMs ?? 0, end.storedAt - backAt);
         if (completed > 1 || failed > 1 || (completed && failed)) r.duplicateEffects++;
         if (completed) r.completed++;
         else if (failed) r.failed++;
@@ -938,6 +954,17 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
   }
   r.durationMs = Date.now() - t0;
 
+  for (const x of SERVICES) {
+    if (s.restarts?.includes(x)) continue;
+    const pid = env.stack.pid(x);
+    let running = pid !== undefined;
+    try {
+      if (pid !== undefined) process.kill(pid, 0);
+    } catch {
+      running = false;
+    }
+    if (!running || pid !== pidsBefore[x]) r.failures.push(`${x} crashed`);
+  }
   if (r.lost) r.failures.push(`${r.lost} accepted commands lost`);
   if (r.duplicateEffects) r.failures.push(`${r.duplicateEffects} duplicate effects`);
   if (r.execAfter503) r.failures.push(`${r.execAfter503} executions after a 503`);
@@ -946,9 +973,12 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
   if (r.sseGaps) r.failures.push(`${r.sseGaps} reports never reached a live client`);
   if (r.sseDuplicates) r.failures.push(`${r.sseDuplicates} reports delivered twice`);
   if (r.sseOutOfOrder) r.failures.push(`${r.sseOutOfOrder} reports out of order`);
-  if (r.maxAnswerMs > 12_000) r.failures.push(`a request waited ${r.maxAnswerMs} ms (hang)`);
+  // PUBLISH_TIMEOUT_MS (5 s) is the longest a command may wait for its PubAck.
+  if (r.maxAnswerMs > 7000) r.failures.push(`a request waited ${r.maxAnswerMs} ms (hang)`);
   if (s.completionBoundMs !== undefined && r.maxCompletionMs > s.completionBoundMs)
     r.failures.push(`a command completed ${r.maxCompletionMs} ms after its 202 (> ${s.completionBoundMs} ms)`);
+  if (s.backlogBoundMs !== undefined && (r.backlogMs ?? 0) > s.backlogBoundMs)
+    r.failures.push(`the backlog was done ${r.backlogMs} ms after the dependency came back (> ${s.backlogBoundMs} ms)`);
   const worst = Math.max(0, ...r.stallsMs);
   if (worst > s.stallBoundMs) r.failures.push(`live stall ${worst} ms > ${s.stallBoundMs} ms`);
   if (s.maxFailedShare !== undefined && r.failedRequests > s.maxFailedShare * r.rawRequests)
@@ -984,6 +1014,7 @@ const COLUMNS: [string, (r: ScenarioResult) => string][] = [
   ["SDK failed", (r) => String(r.sdkFailed)],
   ["max answer ms", (r) => String(r.maxAnswerMs)],
   ["max completion s", (r) => (r.maxCompletionMs / 1000).toFixed(1)],
+  ["backlog done s", (r) => (r.backlogMs === undefined ? "" : (r.backlogMs / 1000).toFixed(1))],
   ["SSE gaps", (r) => String(r.sseGaps)],
   ["SSE dups", (r) => String(r.sseDuplicates)],
   ["SSE reconnects", (r) => String(r.reconnects)],

@@ -17,7 +17,14 @@ afterAll(async () => {
   await e?.close();
 });
 
-const post = async (base: string, t: Tenant, body: unknown) => {
+/** An answer (status 0: none, with the network error's code). */
+interface Answer {
+  status: number;
+  body: { error?: { code?: string; recoverable?: boolean } } | null;
+  error?: string;
+}
+
+const post = async (base: string, t: Tenant, body: unknown): Promise<Answer> => {
   try {
     const r = await fetch(`${base}/sidecar/command`, {
       method: "POST",
@@ -25,7 +32,7 @@ const post = async (base: string, t: Tenant, body: unknown) => {
       body: JSON.stringify(body),
     });
     const text = await r.text();
-    let parsed: any = text;
+    let parsed: Answer["body"] = null;
     try {
       parsed = JSON.parse(text);
     } catch {}
@@ -74,7 +81,7 @@ describe("gateway shutdown", () => {
     const t = uniqueTenant();
     const gw = await e.stack.startReplica("gateway");
     const bodies = Array.from({ length: 200 }, (_, i) => command("echo.test", { n: i }));
-    const answers: { status: number; body: any; error?: string; id: string }[] = [];
+    const answers: (Answer & { id: string })[] = [];
     // Eight keep-alive clients send back to back; SIGTERM lands in the middle.
     let next = 0;
     const workers = Array.from({ length: 8 }, async () => {
@@ -101,7 +108,7 @@ describe("gateway shutdown", () => {
     for (const a of answers) {
       if (a.status === 202) continue;
       if (a.status === 503) {
-        expect(a.body.error).toMatchObject({ code: "DEPENDENCY_UNAVAILABLE", recoverable: true });
+        expect(a.body?.error).toMatchObject({ code: "DEPENDENCY_UNAVAILABLE", recoverable: true });
         continue;
       }
       expect(a.status).toBe(0);

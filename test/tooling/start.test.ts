@@ -106,7 +106,7 @@ describe.skipIf(!hasNatsBinary() || process.platform !== "linux")("pnpm start su
       "the command-worker back",
     );
     expect(out).toMatch(/command-worker was killed by SIGKILL; restarting it in 0\.5 s/);
-    expect(out).toMatch(/command-worker is ready again/);
+    await waitFor(() => /command-worker is ready again/.test(out), 10_000, "the supervisor saw it ready");
 
     // nats-server: the services reconnect by themselves.
     const nats = childOf("nats-server");
@@ -140,7 +140,7 @@ describe.skipIf(!hasNatsBinary() || process.platform !== "linux")("pnpm start su
       "Postgres back",
     );
     expect(out).toMatch(/postgres is not running; restarting it/);
-    expect(out).toMatch(/postgres restarted/);
+    await waitFor(() => /postgres restarted/.test(out), 10_000, "the supervisor saw Postgres back");
 
     // Ctrl-C: everything stops, and the script exits 0.
     const pids = childPids(start.pid as number);

@@ -148,8 +148,6 @@ interface Reader {
   messages: ConsumerMessages;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /**
  * One tenant's live tail: an ordered JetStream consumer on the tenant's report subject, a ring
  * of the newest `bufferSize` reports, and the listeners fed from them.
