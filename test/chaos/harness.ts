@@ -705,6 +705,9 @@ export interface ScenarioResult {
   failedByStatus: Record<string, number>;
   sdkFailed: number;
   unresolved: number;
+  /** RED commands whose ask was approved, and how many of those asks were executed (once). */
+  asksApproved: number;
+  asksExecuted: number;
   /** Slowest first answer of a raw client, ms. */
   maxAnswerMs: number;
   /** Longest time from a command's 202 to its outcome being stored, ms. */
@@ -845,6 +848,8 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
     failedRequests: 0,
     rawRequests: 0,
     failedByStatus: {},
+    asksApproved: 0,
+    asksExecuted: 0,
     sdkFailed: 0,
     unresolved: 0,
     maxAnswerMs: 0,
@@ -890,7 +895,12 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
           r.completed++; // the command itself is done: it is an ask waiting for a decision
           continue;
         }
-        const executed = rs.filter((x) => x.askId && x.askId === c.askId && x.type === "ask.executed").length;
+        const executions = rs.filter((x) => x.askId && x.askId === c.askId && x.type === "ask.executed");
+        const executed = executions.length;
+        if (c.decision === "approved") r.asksApproved++;
+        if (c.decision === "approved" && executed === 1) r.asksExecuted++;
+        if (executions[0] && c.acceptedAt)
+          r.maxCompletionMs = Math.max(r.maxCompletionMs, (executions[0] as StoredReport).storedAt - c.acceptedAt);
         if (executed > 1) r.duplicateEffects++;
         if (executed >= 1) r.completed++;
         else if (c.decision === "approved") r.lost++;
@@ -1004,6 +1014,7 @@ const COLUMNS: [string, (r: ScenarioResult) => string][] = [
   ["accepted", (r) => String(r.accepted)],
   ["completed", (r) => String(r.completed)],
   ["lost", (r) => String(r.lost)],
+  ["asks executed", (r) => `${r.asksExecuted}/${r.asksApproved}`],
   ["dup effects", (r) => String(r.duplicateEffects)],
   ["503 then ran", (r) => String(r.execAfter503)],
   [
