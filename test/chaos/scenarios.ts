@@ -31,7 +31,9 @@ function natsDown(signal: "SIGKILL" | "SIGTERM", downMs = 3000): Scenario {
     name: `nats-server ${signal}`,
     // Nothing is stored while NATS is down: every report reaches every live client within 5 s.
     stallBoundMs: 5000,
-    backlogBoundMs: 3000,
+    // A job whose nak or in-progress ack died with the server runs again when its ack wait
+    // (10 s) ends; the others within seconds.
+    backlogBoundMs: 12_000,
     async fault({ env, log, recovered }) {
       const nats = env.nats;
       if (!nats) throw new Error("single-node scenario");
@@ -93,7 +95,7 @@ const rolling: Scenario = {
 const postgresKill: Scenario = {
   name: "postgres SIGKILL",
   stallBoundMs: 5000,
-  backlogBoundMs: 3000,
+  backlogBoundMs: 5000,
   probePostgres: true,
   async fault({ env, log, broke, recovered }) {
     await env.pg.kill();
@@ -109,7 +111,7 @@ const postgresKill: Scenario = {
 const postgresRestart: Scenario = {
   name: "postgres stop/start",
   stallBoundMs: 5000,
-  backlogBoundMs: 3000,
+  backlogBoundMs: 5000,
   probePostgres: true,
   async fault({ env, log, broke, recovered }) {
     await env.pg.stop();
@@ -125,7 +127,7 @@ const postgresRestart: Scenario = {
 const postgresFreeze: Scenario = {
   name: "postgres SIGSTOP",
   stallBoundMs: 5000,
-  backlogBoundMs: 3000,
+  backlogBoundMs: 5000,
   probePostgres: true,
   async fault({ env, log, broke, recovered }) {
     env.pg.freeze();
@@ -143,7 +145,7 @@ const clusterLeaderKill: Scenario = {
   name: "cluster: NEXUS_REPORTS leader SIGKILL",
   cluster: true,
   stallBoundMs: 5000,
-  backlogBoundMs: 5000,
+  backlogBoundMs: 12_000,
   async fault({ env, log, recovered }: FaultContext) {
     const cluster = env.cluster;
     if (!cluster) throw new Error("cluster scenario");
