@@ -1,4 +1,4 @@
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { apiError, parseCursor, type Tenant } from "@nexus/contracts";
 import { AppError, type Database, readSnapshot, type SnapshotReader } from "@nexus/core";
@@ -29,6 +29,8 @@ export interface StreamDeps {
   metrics: Registry;
   /** Reads the snapshot state (default {@link readSnapshot}); tests wrap it to interleave writes. */
   readSnapshot?: SnapshotReader;
+  /** The JetStream client of the tenant hubs (default: one over `nc` with a 2 s API timeout). */
+  hubJs?: JetStreamClient;
   /** Report stream reads (default {@link jetStreamReportLog} over `jsm`). */
   reportLog?: ReportLog;
   now?: () => Date;
@@ -48,6 +50,9 @@ export interface StreamState {
 
 /** The Fastify instance of the stream service with its {@link StreamState}. */
 export type StreamApp = App & { readonly reportStream: StreamState };
+
+/** How long a hub waits for a JetStream API answer (creating its reader), ms. */
+const HUB_API_TIMEOUT_MS = 2000;
 
 /** Path of the report stream (CONTRACT.md, LOCKED). */
 export const STREAM_PATH = "/agent/reports/stream";
@@ -107,7 +112,9 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
 
   const hubs = new HubRegistry(
     {
-      js: deps.js,
+      // The hubs' own JetStream client: creating a reader gives up after 2 s (not nats.js's 5 s),
+      // so a restart retries soon after a new stream leader is elected.
+      js: deps.hubJs ?? jetstream(deps.nc, { timeout: HUB_API_TIMEOUT_MS }),
       log,
       logger,
       bufferSize: config.HUB_BUFFER_SIZE,

