@@ -308,7 +308,7 @@ try {
   );
   if (users)
     log.info(
-      `nats CLI: nats --server nats://127.0.0.1:${NATS_PORT} --user operator --password "$(jq -r .operator .data/nats-users.json)" stream ls`,
+      `nats CLI: nats --server nats://127.0.0.1:${NATS_PORT} --user operator --password "$(jq -r .operator ${path.relative(process.cwd(), path.join(dataDir, "nats-users.json"))})" stream ls`,
     );
 } catch (err) {
   log.error({ err }, "start failed");

@@ -387,6 +387,8 @@ interface CommandRecord {
   mode: "raw" | "sdk";
   /** The first attempt's answer: an HTTP status, or `neterr`. */
   first: string;
+  /** SDK clients: the error code a failed call ended with. */
+  sdkError?: string;
   firstMs: number;
   /** When the 202 arrived (ms since the epoch). */
   acceptedAt?: number;
@@ -540,6 +542,7 @@ export class TenantLoad {
           rec.final = (await this.resolve(url, body)) ? "accepted" : "unresolved";
         else rec.final = "failed";
         attempts = isNexusApiError(err) ? err.attempts : 0;
+        if (rec.final === "failed") rec.sdkError = isNexusApiError(err) ? err.code : String(err);
       }
       if (rec.final === "accepted") rec.acceptedAt = Date.now();
       rec.first = rec.final === "accepted" ? "202" : `sdk:${attempts}`;
@@ -706,6 +709,8 @@ export interface ScenarioResult {
   rawRequests: number;
   /** The raw clients' first answers other than 202, by status (`neterr`: none). */
   failedByStatus: Record<string, number>;
+  /** The SDK clients' final errors, by code. */
+  sdkErrors: Record<string, number>;
   sdkFailed: number;
   unresolved: number;
   /** RED commands whose ask was approved, and how many of those asks were executed (once). */
@@ -853,6 +858,7 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
     failedRequests: 0,
     rawRequests: 0,
     failedByStatus: {},
+    sdkErrors: {},
     asksApproved: 0,
     asksExecuted: 0,
     sdkFailed: 0,
@@ -881,7 +887,11 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
           r.failedRequests++;
           r.failedByStatus[c.first] = (r.failedByStatus[c.first] ?? 0) + 1;
         }
-      } else if (c.final !== "accepted") r.sdkFailed++;
+      } else if (c.final !== "accepted") {
+        r.sdkFailed++;
+        const code = c.sdkError ?? c.final;
+        r.sdkErrors[code] = (r.sdkErrors[code] ?? 0) + 1;
+      }
       if (c.final === "unresolved") r.unresolved++;
       const mine = byCommand.get(c.id) ?? [];
       if (c.final === "refused") {
@@ -1017,6 +1027,12 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
 // ---------------------------------------------------------------------------------------------
 // The table
 
+/** ` (a:1 b:2)`, or nothing for an empty count. */
+function breakdown(counts: Record<string, number>): string {
+  const parts = Object.entries(counts).map(([k, v]) => `${k}:${v}`);
+  return parts.length ? ` (${parts.join(" ")})` : "";
+}
+
 const COLUMNS: [string, (r: ScenarioResult) => string][] = [
   ["scenario", (r) => r.scenario],
   ["run", (r) => String(r.run)],
@@ -1030,9 +1046,9 @@ const COLUMNS: [string, (r: ScenarioResult) => string][] = [
   [
     "failed req (raw)",
     (r) =>
-      `${r.failedRequests}/${r.rawRequests} (${((100 * r.failedRequests) / Math.max(1, r.rawRequests)).toFixed(1)}%)`,
+      `${r.failedRequests}/${r.rawRequests} (${((100 * r.failedRequests) / Math.max(1, r.rawRequests)).toFixed(1)}%)${breakdown(r.failedByStatus)}`,
   ],
-  ["SDK failed", (r) => String(r.sdkFailed)],
+  ["SDK failed", (r) => `${r.sdkFailed}${breakdown(r.sdkErrors)}`],
   ["max answer ms", (r) => String(r.maxAnswerMs)],
   ["max completion s", (r) => (r.maxCompletionMs / 1000).toFixed(1)],
   ["backlog done s", (r) => (r.backlogMs === undefined ? "" : (r.backlogMs / 1000).toFixed(1))],
