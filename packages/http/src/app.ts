@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { apiError, redactUrl } from "@nexus/contracts";
+import { AppError } from "@nexus/core";
 import { isSpanContextValid, trace } from "@opentelemetry/api";
 import Fastify, {
   type FastifyBaseLogger,
@@ -14,7 +15,7 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fas
 import helmet from "helmet";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
-import { installErrorHandling } from "./errors.ts";
+import { installErrorHandling, sendError } from "./errors.ts";
 import { clientErrorHandler, installInputGuards } from "./hardening.ts";
 
 declare module "fastify" {
@@ -77,7 +78,11 @@ export interface HttpAppOptions {
   bodyLimitBytes?: number;
   /** The metrics registry (one per process). */
   metrics: Registry;
-  /** Answer keep-alive requests with 503 while closing (default true). */
+  /**
+   * While closing, answer requests that still arrive on open keep-alive connections with
+   * `503 DEPENDENCY_UNAVAILABLE` (standard error body, `Connection: close`; nothing was done, so
+   * the client may retry elsewhere) instead of handling them (default true).
+   */
   return503OnClosing?: boolean;
   /**
    * Which proxies to trust for the client address (`req.ip`, used to limit failed
@@ -110,7 +115,8 @@ export function createHttpApp(opts: HttpAppOptions): App {
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: "x-request-id",
-    return503OnClosing: opts.return503OnClosing ?? true,
+    // Fastify's own 503 while closing has a body of its own; the hook below answers instead.
+    return503OnClosing: false,
     trustProxy: opts.trustProxy ?? false,
     clientErrorHandler,
     // A path whose percent-escapes do not decode fails in the router, before any hook.
@@ -124,6 +130,21 @@ export function createHttpApp(opts: HttpAppOptions): App {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandling(app as unknown as FastifyInstance);
+  if (opts.return503OnClosing ?? true) {
+    let closing = false;
+    app.addHook("preClose", async () => {
+      closing = true;
+    });
+    app.addHook("onRequest", async (req, reply) => {
+      if (!closing) return;
+      reply.header("connection", "close");
+      return sendError(
+        req,
+        reply,
+        new AppError("DEPENDENCY_UNAVAILABLE", "The service is shutting down; nothing was done"),
+      );
+    });
+  }
   installInputGuards(app as unknown as FastifyInstance);
   // Security headers on every response (API and console): a strict Content-Security-Policy
   // (same origin only, no framing), nosniff, no referrer, no cross-origin embedding. helmet's

@@ -4,6 +4,7 @@
  */
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { errors as coreErrors, RequestError } from "@nats-io/nats-core";
+import { isDependencyUnavailable, isPgUnavailable } from "@nexus/core";
 
 export { JetStreamApiCodes };
 
@@ -55,4 +56,26 @@ export function isPermissionViolation(err: unknown): boolean {
 /** The connection was closed or is draining: a buffered publish may never have left. */
 export function isConnectionClosed(err: unknown): boolean {
   return err instanceof coreErrors.ClosedConnectionError || err instanceof coreErrors.DrainingConnectionError;
+}
+
+/** A dependency whose outage a worker waits out instead of spending a job's attempts. */
+export type OutageDependency = "postgres" | "nats";
+
+/**
+ * Whether `err` (or one of its causes) says a dependency is unreachable rather than that the
+ * job failed: Postgres could not be reached or stopped answering (connection refused or
+ * reset, crash or admin shutdown, a pool or read timeout; not a server-side statement timeout,
+ * which a slow statement causes), a NATS request timed out, had no responders, or the
+ * connection closed, or the error is a {@link DependencyUnavailable}.
+ * @returns the dependency, or `undefined` for any other error.
+ */
+export function dependencyOutage(err: unknown): OutageDependency | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 6 && e; depth++) {
+    if (isDependencyUnavailable(e)) return e.dependency;
+    if (isPgUnavailable(e) && (e as { code?: string }).code !== "57014") return "postgres";
+    if (isNatsTimeout(e) || isNoResponders(e) || isConnectionClosed(e)) return "nats";
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return undefined;
 }

@@ -259,6 +259,126 @@ describe("runWorker", () => {
     expect(w.health()).toMatchObject({ ok: false, reason: "stopped" });
   });
 
+  it("a dependency outage spends no attempts: the job waits (nak 0.5–1.5 s) and runs once it is back; down/up reported once", async () => {
+    const s = await workStream();
+    const events = createWorkerEvents();
+    const seen: string[] = [];
+    events.on("dependency:down", (e) => seen.push(`down:${e.dependency}`));
+    events.on("dependency:up", (e) => seen.push(`up:${e.dependency}`));
+    events.on("job:failed", () => seen.push("failed"));
+    let calls = 0;
+    let doneAt = 0;
+    const t0 = Date.now();
+    const w = await runWorker({
+      js,
+      logger,
+      events,
+      maxAttempts: 2,
+      spec: spec(s, async () => {
+        calls++;
+        // Postgres is "down" for the first 2.5 s: the pool's connection error.
+        if (Date.now() - t0 < 2500)
+          throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+        doneAt = Date.now();
+      }),
+    });
+    await js.publish(s.subject, JSON.stringify({ id: "outage" }));
+    await waitFor(() => doneAt > 0, 10_000, "done after the outage");
+    await w.stop(1000);
+    // More tries than maxAttempts, none dead-lettered, and done within 1.5 s of the dependency's return.
+    expect(calls).toBeGreaterThan(2);
+    expect(seen).toEqual(["down:postgres", "up:postgres"]);
+    expect(doneAt - (t0 + 2500)).toBeLessThan(1600);
+  });
+
+  it.runIf(process.env.NATS_URL === undefined)(
+    "a frozen server is noticed (unhealthy: stalled) within seconds; the worker pulls again once it answers",
+    async () => {
+      const own = await natsForTest({}, {});
+      if (!own.own) return;
+      const nc2 = await connectNats({ url: own.url, name: "worker-freeze", logger });
+      const js2 = jetstream(nc2);
+      const jsm2 = await jetstreamManager(nc2);
+      const id = randomUUID().slice(0, 8);
+      await jsm2.streams.add({ name: `F_${id}`, subjects: [`f.${id}.>`] });
+      await jsm2.consumers.add(`F_${id}`, { durable_name: "w", ack_policy: AckPolicy.Explicit });
+      const events = createWorkerEvents();
+      const reasons: string[] = [];
+      events.on("consumer:unhealthy", (e) => reasons.push(e.reason));
+      let handled = 0;
+      const w = await runWorker({
+        js: js2,
+        nc: nc2,
+        logger,
+        events,
+        heartbeatMs: 500,
+        spec: spec({ stream: `F_${id}`, consumer: "w" }, async () => {
+          handled++;
+        }),
+      });
+      try {
+        own.freeze();
+        await waitFor(() => !w.health().ok, 4000, "stall noticed");
+        expect(["stalled", "heartbeats_missed"]).toContain(w.health().reason);
+        own.thaw();
+        await js2.publish(`f.${id}.job`, JSON.stringify({ id: "after" }));
+        const t = Date.now();
+        await waitFor(() => handled === 1, 5000, "handled after the thaw");
+        expect(Date.now() - t).toBeLessThan(3000);
+        expect(w.health().ok).toBe(true);
+        expect(reasons.length).toBeGreaterThan(0);
+      } finally {
+        own.thaw();
+        await w.stop(500);
+        await nc2.close();
+        await own.stop();
+      }
+    },
+  );
+
+  it.runIf(process.env.NATS_URL === undefined)(
+    "after a server SIGKILL and restart the worker handles new jobs within 3 s of the server being back",
+    async () => {
+      const own = await natsForTest({}, {});
+      if (!own.own) return;
+      const nc2 = await connectNats({ url: own.url, name: "worker-restart", logger });
+      const js2 = jetstream(nc2);
+      const jsm2 = await jetstreamManager(nc2);
+      const id = randomUUID().slice(0, 8);
+      await jsm2.streams.add({ name: `R_${id}`, subjects: [`r.${id}.>`] });
+      await jsm2.consumers.add(`R_${id}`, { durable_name: "w", ack_policy: AckPolicy.Explicit });
+      let handled = 0;
+      const w = await runWorker({
+        js: js2,
+        nc: nc2,
+        logger,
+        spec: spec({ stream: `R_${id}`, consumer: "w" }, async () => {
+          handled++;
+        }),
+      });
+      try {
+        await own.stop("SIGKILL");
+        await sleep(1000);
+        await own.start();
+        const back = Date.now();
+        await waitFor(
+          async () => {
+            await js2.publish(`r.${id}.job`, JSON.stringify({ id: "after" }), { timeout: 1000 });
+            return true;
+          },
+          10_000,
+          "publish after the restart",
+        );
+        await waitFor(() => handled >= 1, 10_000, "handled after the restart");
+        expect(Date.now() - back).toBeLessThan(3000);
+      } finally {
+        await w.stop(500);
+        await nc2.close();
+        await own.stop();
+      }
+    },
+  );
+
   it("stop(): in-flight jobs finish within the grace; past it they are aborted and nak'ed for another replica", async () => {
     const s = await workStream();
     let finished = 0;

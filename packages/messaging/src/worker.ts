@@ -13,13 +13,17 @@
  * - dead letter: a copy of the message on `nexus.dlq.<org>.<project>.<source>` with why
  *   (reason and failure code), for operators (`pnpm dlq`, the admin API, the nats CLI).
  * - in-progress ack: `+WIP`, sent every third of the ack wait while a job runs, so a long job
- *   is not redelivered to another replica and a crashed one is redelivered after one ack wait.
+ *   is not redelivered to another replica and a crashed one is redelivered after one ack wait
+ *   (`CONSUMER_ACK_WAIT_MS`, 10 s by default: a killed worker's jobs run again within 10 s).
+ * - outage: a dependency (Postgres, NATS) unreachable; a job failing for that reason waits for
+ *   it without spending attempts (see {@link runWorker}).
  *
  * The runner never creates its consumer: a missing consumer is reported (health, events) and
  * waited for, never silently re-created from the start of the stream.
  */
 import { EventEmitter } from "node:events";
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
 import { type DeadLetter, type Disposition, HEADERS, subjects, type Tenant } from "@nexus/contracts";
 import { backoffMs, entityMsgId, type RetrySchedule } from "@nexus/core";
 import type { Logger } from "pino";
@@ -31,7 +35,7 @@ import {
   type RequeueTarget,
   requeueTarget,
 } from "./dead-letters.ts";
-import { isNatsTimeout, isNotFound } from "./errors.ts";
+import { dependencyOutage, isNatsTimeout, isNotFound, type OutageDependency } from "./errors.ts";
 import { buildHeaders } from "./publish.ts";
 import { traceConsume } from "./tracing.ts";
 
@@ -106,6 +110,7 @@ export interface ConsumerHealth {
   ok: boolean;
   /**
    * `consumer_missing`, `stream_missing`, `heartbeats_missed`, `jetstream_unreachable`,
+   * `stalled` (a pull went silent, or the consumer stopped delivering: the pull is renewed),
    * `pull_stalled` (messages pending, nothing delivered for `stallMs`), `stopped`.
    */
   reason?: string;
@@ -122,8 +127,11 @@ export interface WorkerEventMap {
   "job:start": [JobEvent & { attempt: number }];
   /** The attempt finished; the message was acked. */
   "job:success": [JobEvent & { attempt: number; ms: number }];
-  /** The attempt threw; the job is retried after `delayMs`. */
-  "job:error": [JobEvent & { attempt: number; delayMs: number; err: unknown; ms: number }];
+  /**
+   * The attempt threw; the job is retried after `delayMs`. `outage` names the unreachable
+   * dependency when that was the cause (the attempt is not counted against `maxAttempts`).
+   */
+  "job:error": [JobEvent & { attempt: number; delayMs: number; err: unknown; ms: number; outage?: OutageDependency }];
   /** The job is not due yet (a delayed requeue); it comes back after `delayMs`. */
   "job:snoozed": [JobEvent & { attempt: number; delayMs: number }];
   /**
@@ -139,6 +147,10 @@ export interface WorkerEventMap {
   "consumer:unhealthy": [{ worker: string; reason: string }];
   /** The consumer is delivering again. */
   "consumer:healthy": [{ worker: string }];
+  /** A job failed because a dependency is unreachable: jobs wait for it (emitted once per outage). */
+  "dependency:down": [{ worker: string; dependency: OutageDependency }];
+  /** A job succeeded again after an outage of `ms` milliseconds. */
+  "dependency:up": [{ worker: string; dependency: OutageDependency; ms: number }];
   /** Shutdown began: no more pulls; in-flight jobs get `graceMs`. */
   "worker:stopping": [{ worker: string; inFlight: number; graceMs: number }];
   /** Shutdown finished; `aborted` jobs were nak'ed for another replica. */
@@ -175,10 +187,18 @@ export interface RunWorkerOptions<J> {
   /** Deliveries per job (default 5). */
   maxAttempts?: number;
   retry?: RetrySchedule;
-  /** The consumer's ack wait, ms: in-progress acks go every third of it (default 30000). */
+  /** The consumer's ack wait, ms: in-progress acks go every third of it (default 10000). */
   ackWaitMs?: number;
-  /** How often the consumer's info is read (existence, pending counts), ms (default 5000). */
+  /** How often the consumer's info is read (existence, progress, pending counts), ms (default 5000). */
   probeMs?: number;
+  /** Idle heartbeat asked of JetStream for each pull, ms (default 1000): three silent ones abandon the pull. */
+  heartbeatMs?: number;
+  /** Expiry of each pull request, ms (default 5000). */
+  pullExpiresMs?: number;
+  /** The connection, to pull afresh when it reconnects (recommended). */
+  nc?: Pick<NatsConnection, "status" | "isClosed">;
+  /** Which errors are dependency outages (default {@link dependencyOutage}). */
+  isOutage?: (err: unknown) => OutageDependency | undefined;
   /**
    * Pulls have stalled when messages are pending on the consumer, this process has free
    * slots, and nothing was delivered for this long, ms (default 30000): the worker reports
@@ -227,9 +247,11 @@ export const WORKER_DEFAULTS = {
   concurrency: 16,
   maxAttempts: 5,
   retry: { baseMs: 500, maxMs: 30_000 },
-  ackWaitMs: 30_000,
+  ackWaitMs: 10_000,
   probeMs: 5000,
   stallMs: 30_000,
+  heartbeatMs: 1000,
+  pullExpiresMs: 5000,
 } as const;
 
 /** The {@link DeadLetter} body of `msg`. */
@@ -289,6 +311,20 @@ export async function deadLetter(
 /**
  * Runs a durable pull consumer as a competing consumer (any number of replicas), handling up
  * to `concurrency` jobs at once with the semantics of the module doc.
+ *
+ * Pulling: one pull request at a time for exactly the free slots (a JetStream fetch with an
+ * expiry of `pullExpiresMs` and an idle heartbeat of `heartbeatMs`), so every message this
+ * process holds is being handled and kept alive with in-progress acks; none waits unacked in a
+ * buffer for its ack wait to run out. A pull that hears nothing — no message, no heartbeat — for
+ * three heartbeats is abandoned and a new one sent (this notices a restarted server, a consumer
+ * whose leader moved, a dead connection); so is every pull when NATS reconnects.
+ *
+ * Outages: a job that fails because a dependency is unreachable ({@link dependencyOutage}:
+ * Postgres down or frozen, NATS requests timing out) does not spend its attempts: it is nak'ed
+ * for another try in 0.5–1.5 s however often that happens, and the worker reports the outage
+ * once (`dependency:down`) and its end once (`dependency:up`). So a dependency that comes back is
+ * in full use again within about two seconds, and an outage never dead-letters a job.
+ *
  * @throws nats.js errors when the consumer cannot be bound at start (missing: provision first).
  */
 export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
@@ -301,15 +337,23 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
   const triage = o.triage ?? HOLD_ALL;
   const publishTimeoutMs = o.publishTimeoutMs ?? 5000;
   const now = o.now ?? (() => new Date());
+  const heartbeatMs = o.heartbeatMs ?? WORKER_DEFAULTS.heartbeatMs;
+  const pullExpiresMs = Math.max(o.pullExpiresMs ?? WORKER_DEFAULTS.pullExpiresMs, 2 * heartbeatMs);
+  const isOutage = o.isOutage ?? dependencyOutage;
   const events = o.events ?? createWorkerEvents();
   const worker = spec.name;
 
   const consumer: Consumer = await js.consumers.get(spec.stream, spec.consumer);
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: concurrency });
   const active = new Map<JsMsg, AbortController>();
   let slotFreed: (() => void) | undefined;
+  let wake: (() => void) | undefined;
   let stopping = false;
   let health: ConsumerHealth = { ok: true, since: new Date().toISOString() };
+  /** The pull in progress, and when it last showed life (a message or a heartbeat). */
+  let pull: ConsumerMessages | undefined;
+  let lastLife = Date.now();
+  let disconnected = false;
+  const down = new Map<OutageDependency, number>();
 
   const setHealth = (ok: boolean, reason?: string) => {
     if (health.ok === ok && health.reason === reason) return;
@@ -318,52 +362,103 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
     else events.emit("consumer:unhealthy", { worker, reason: reason ?? "unknown" });
   };
 
-  // Consumer status notifications (nats.js): a deleted or missing consumer, missed heartbeats.
-  void (async () => {
-    for await (const s of messages.status()) {
-      if (s.type === "consumer_deleted" || s.type === "consumer_not_found") setHealth(false, "consumer_missing");
-      else if (s.type === "stream_not_found") setHealth(false, "stream_missing");
-      else if (s.type === "heartbeats_missed" && s.count >= 2) setHealth(false, "heartbeats_missed");
-      else if (s.type === "heartbeat") setHealth(true);
-    }
-  })().catch(() => {});
+  /**
+   * The pull showed life. A delivered message proves every reason wrong; a heartbeat proves the
+   * pull alive, but not that the consumer delivers (`pull_stalled` stays until a message comes).
+   */
+  const alive = (delivered: boolean) => {
+    lastLife = Date.now();
+    if (health.ok || health.reason === "stopped" || health.reason === "starting") return;
+    if (delivered || health.reason !== "pull_stalled") setHealth(true);
+  };
 
-  // A periodic probe: the status stream only speaks when a pull fails, which may take an
-  // expiry (30 s); reading the consumer's info notices a deletion within `probeMs`, gives the
-  // pending counts for metrics, and tells a stall (messages pending, free slots, nothing
-  // delivered for `stallMs`) from an idle consumer.
+  /** Ends the pull in progress: the loop sends a new one at once. */
+  const abandonPull = (why: string) => {
+    const p = pull;
+    if (!p) return;
+    pull = undefined;
+    logger.debug({ worker, why }, "worker:pull-abandoned");
+    void p.close().catch(() => {});
+  };
+
+  // Supervision. Every heartbeat: a pull silent for three is abandoned (and the consumer
+  // reported stalled). Every probe: the consumer's info notices a deletion, gives the pending
+  // counts for metrics, tells a stall (messages pending, free slots, nothing delivered for
+  // `stallMs`) from an idle consumer, and renews the pull of a consumer that has messages it
+  // does not deliver although this process has free slots and the consumer has room.
   let stats: ConsumerStats | undefined;
   let lastDelivery = Date.now();
   let progressSeen = Date.now();
-  const probe = setInterval(() => {
-    if (stopping) return;
-    consumer
-      .info()
-      .then((info) => {
-        stats = {
-          pending: info.num_pending,
-          ackPending: info.num_ack_pending,
-          redelivered: info.num_redelivered,
-          waiting: info.num_waiting,
-        };
-        const t = Date.now();
-        if (info.num_pending === 0 || active.size >= concurrency) progressSeen = t;
-        const stalled = t - Math.max(progressSeen, lastDelivery) > stallMs;
-        if (stalled) setHealth(false, "pull_stalled");
-        else if (
-          !health.ok &&
-          (health.reason === "consumer_missing" ||
-            health.reason === "jetstream_unreachable" ||
-            health.reason === "pull_stalled")
-        )
-          setHealth(true);
-      })
-      .catch((err) => {
-        if (isNotFound(err)) setHealth(false, "consumer_missing");
-        else if (isNatsTimeout(err)) setHealth(false, "jetstream_unreachable");
-      });
-  }, o.probeMs ?? WORKER_DEFAULTS.probeMs);
-  probe.unref();
+  let probeAt = Date.now();
+  let lag: { delivered: number; behind: boolean } | undefined;
+  const probeMs = o.probeMs ?? WORKER_DEFAULTS.probeMs;
+  const watchdog = setInterval(
+    () => {
+      if (stopping) return;
+      const connected = !o.nc || (!o.nc.isClosed() && !disconnected);
+      if (pull && connected && Date.now() - lastLife > 3 * heartbeatMs) {
+        logger.warn({ worker, silent_ms: Date.now() - lastLife }, "worker:pull-stalled");
+        setHealth(false, "stalled");
+        abandonPull("stalled");
+      }
+      if (Date.now() - probeAt < probeMs) return;
+      probeAt = Date.now();
+      consumer
+        .info()
+        .then((info) => {
+          stats = {
+            pending: info.num_pending,
+            ackPending: info.num_ack_pending,
+            redelivered: info.num_redelivered,
+            waiting: info.num_waiting,
+          };
+          const t = Date.now();
+          if (info.num_pending === 0 || active.size >= concurrency) progressSeen = t;
+          const delivered = info.delivered.consumer_seq;
+          const starving =
+            info.num_pending > 0 &&
+            active.size < concurrency &&
+            (info.config.max_ack_pending ?? -1) > info.num_ack_pending &&
+            delivered === lag?.delivered;
+          const behind = lag?.behind;
+          lag = { delivered, behind: starving };
+          if (starving && behind) {
+            logger.warn({ worker, pending: info.num_pending }, "worker:consumer-lagging");
+            setHealth(false, "stalled");
+            abandonPull("lagging");
+            return;
+          }
+          if (t - Math.max(progressSeen, lastDelivery) > stallMs) setHealth(false, "pull_stalled");
+          else if (
+            !health.ok &&
+            (health.reason === "consumer_missing" ||
+              health.reason === "jetstream_unreachable" ||
+              health.reason === "pull_stalled")
+          )
+            setHealth(true);
+        })
+        .catch((err) => {
+          if (isNotFound(err)) setHealth(false, "consumer_missing");
+          else if (isNatsTimeout(err)) setHealth(false, "jetstream_unreachable");
+        });
+    },
+    Math.min(heartbeatMs, probeMs),
+  );
+  watchdog.unref();
+
+  // A reconnect may follow a server restart or land on another cluster node: pull afresh.
+  if (o.nc) {
+    const nc = o.nc;
+    void (async () => {
+      for await (const st of nc.status()) {
+        if (st.type === "disconnect") disconnected = true;
+        if (st.type === "reconnect") {
+          disconnected = false;
+          abandonPull("reconnect");
+        }
+      }
+    })().catch(() => {});
+  }
 
   const settle = (what: () => void) => {
     try {
@@ -419,6 +514,18 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
   /** Per stream sequence, the snoozes of a message (see `run`). */
   const snoozes = new Map<number, number>();
 
+  const outage = (dependency: OutageDependency | undefined) => {
+    if (dependency) {
+      if (!down.has(dependency)) {
+        down.set(dependency, Date.now());
+        events.emit("dependency:down", { worker, dependency });
+      }
+      return;
+    }
+    for (const [d, since] of down) events.emit("dependency:up", { worker, dependency: d, ms: Date.now() - since });
+    down.clear();
+  };
+
   const run = async (m: JsMsg) => {
     const ac = new AbortController();
     active.set(m, ac);
@@ -431,7 +538,6 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
     const keepAlive = setInterval(() => settle(() => m.working()), Math.max(250, Math.floor(ackWaitMs / 3)));
     try {
       await traceConsume(m, async (trace) => {
-        if (!health.ok && health.reason !== "stopped") setHealth(true);
         const parsed = spec.parse(m);
         // What every log line and event about this message carries: tenant, ids, trace id.
         const context: Record<string, string> = Object.fromEntries(
@@ -471,6 +577,7 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
         try {
           const r = await spec.handle(parsed.job, ctx);
           if (ac.signal.aborted) return; // shutdown: nak'ed by stop()
+          outage(undefined);
           if (r && "snoozeMs" in r) {
             // Not due yet (a delayed requeue): back on the consumer after the delay, no attempt spent.
             snoozes.set(m.seq, (snoozes.get(m.seq) ?? 0) + 1);
@@ -490,6 +597,17 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
           events.emit("job:success", { ...base, attempt, ms: Date.now() - started });
         } catch (err) {
           if (ac.signal.aborted) return;
+          const dependency = isOutage(err);
+          if (dependency) {
+            // Not the job's fault: try again soon, without spending an attempt (see above).
+            outage(dependency);
+            const delayMs = 500 + Math.floor(Math.random() * 1000);
+            events.emit("job:error", { ...base, attempt, delayMs, err, ms: Date.now() - started, outage: dependency });
+            snoozes.set(m.seq, (snoozes.get(m.seq) ?? 0) + 1);
+            settled = false;
+            settle(() => m.nak(delayMs));
+            return;
+          }
           if (attempt >= maxAttempts) {
             try {
               const code = (await spec.onExhausted?.(parsed.job, err, ctx)) ?? "RETRIES_EXHAUSTED";
@@ -536,14 +654,66 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
     }
   };
 
+  const pause = (ms: number) =>
+    new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+
   const loop = (async () => {
-    for await (const m of messages) {
-      if (stopping) {
-        settle(() => m.nak());
+    let failures = 0;
+    while (!stopping) {
+      while (active.size >= concurrency && !stopping) await new Promise<void>((r) => (slotFreed = r));
+      if (stopping) break;
+      let p: ConsumerMessages;
+      try {
+        p = await consumer.fetch({
+          max_messages: concurrency - active.size,
+          expires: pullExpiresMs,
+          idle_heartbeat: heartbeatMs,
+        });
+      } catch (err) {
+        logger.warn({ err, worker }, "worker:pull-failed");
+        await pause(Math.min(2000, 100 * 2 ** failures++));
         continue;
       }
-      while (active.size >= concurrency) await new Promise<void>((r) => (slotFreed = r));
-      void run(m);
+      pull = p;
+      lastLife = Date.now();
+      const pulledAt = Date.now();
+      let got = 0;
+      void (async () => {
+        for await (const st of p.status()) {
+          if (st.type === "heartbeat") alive(false);
+          else if (st.type === "consumer_deleted" || st.type === "consumer_not_found")
+            setHealth(false, "consumer_missing");
+          else if (st.type === "heartbeats_missed" && st.count >= 2) setHealth(false, "heartbeats_missed");
+        }
+      })().catch(() => {});
+      try {
+        for await (const m of p) {
+          alive(true);
+          got++;
+          failures = 0;
+          if (stopping) {
+            settle(() => m.nak());
+            continue;
+          }
+          void run(m);
+        }
+      } catch (err) {
+        // The pull failed (heartbeats missed, consumer deleted, no responders): pull again.
+        if (!stopping) {
+          logger.debug({ err, worker }, "worker:pull-ended");
+          await pause(Math.min(2000, 100 * 2 ** failures++));
+        }
+      } finally {
+        if (pull === p) pull = undefined;
+      }
+      // A pull that ended at once with nothing (closed under us): do not spin.
+      if (got === 0 && Date.now() - pulledAt < 100 && !stopping) await pause(100);
     }
   })().catch((err) => logger.error({ err }, "worker:loop-failed"));
 
@@ -555,9 +725,11 @@ export async function runWorker<J>(o: RunWorkerOptions<J>): Promise<Worker> {
     async stop(graceMs: number) {
       if (stopping) return;
       stopping = true;
-      clearInterval(probe);
+      clearInterval(watchdog);
       events.emit("worker:stopping", { worker, inFlight: active.size, graceMs });
-      await messages.close().catch(() => {});
+      abandonPull("stopping");
+      wake?.();
+      slotFreed?.();
       const deadline = Date.now() + graceMs;
       while (active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       let aborted = 0;

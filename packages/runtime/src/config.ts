@@ -49,8 +49,12 @@ export const BaseConfig = z.object({
     .default(7 * 24 * 3600),
   /** JetStream duplicate window, milliseconds (2 min). */
   DUPLICATE_WINDOW_MS: z.coerce.number().int().min(1000).default(120_000),
-  /** Ack wait of the durable work consumers, milliseconds; long handlers send progress acks. */
-  CONSUMER_ACK_WAIT_MS: z.coerce.number().int().min(500).default(30_000),
+  /**
+   * Ack wait of the durable work consumers, milliseconds (10 s): a killed worker's jobs are
+   * redelivered within it. Jobs that run longer stay theirs: workers send in-progress acks
+   * every third of it.
+   */
+  CONSUMER_ACK_WAIT_MS: z.coerce.number().int().min(500).default(10_000),
   /** How long a service waits for in-flight work and connections on shutdown, milliseconds. */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(100).default(10_000),
   /** Provision the JetStream topology at start-up instead of only checking it. */

@@ -12,7 +12,14 @@ export function logWorkerEvents(events: WorkerEvents, logger: Logger): void {
   events.on("job:start", ({ context, ...e }) => logger.debug({ ...context, ...e }, "job:start"));
   events.on("job:success", ({ context, ...e }) => logger.debug({ ...context, ...e }, "job:success"));
   events.on("job:snoozed", ({ context, ...e }) => logger.debug({ ...context, ...e }, "job:snoozed"));
-  events.on("job:error", ({ context, err, ...e }) => logger.warn({ ...context, ...e, err }, "job:error"));
+  // An outage is logged once by dependency:down / dependency:up, not once per job.
+  events.on("job:error", ({ context, err, ...e }) =>
+    e.outage
+      ? logger.debug({ ...context, ...e, err }, "job:error")
+      : logger.warn({ ...context, ...e, err }, "job:error"),
+  );
+  events.on("dependency:down", (e) => logger.warn(e, `${e.dependency} unavailable: jobs wait for it`));
+  events.on("dependency:up", (e) => logger.info(e, `${e.dependency} available again after ${e.ms} ms`));
   events.on("job:failed", ({ context, ...e }) =>
     logger.error({ ...context, ...e }, e.disposition === "alarm" ? "dead-letter:alarm" : "job:failed"),
   );
@@ -43,7 +50,7 @@ const HANDLER_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 /**
  * Prometheus metrics fed by worker events (one prefix, `nexus_`; no tenant labels):
  * - `nexus_jobs_total{worker,outcome}` — attempts: success, error (retried), failed
- *   (dead-lettered), poison, snoozed;
+ *   (dead-lettered), poison, snoozed, outage (a dependency was unreachable: no attempt spent);
  * - `nexus_job_duration_seconds{worker,outcome}` — handler latency (success, error, failed);
  * - `nexus_job_retries_total{worker}` — attempts that threw and will be retried;
  * - `nexus_dead_letters_total{worker,reason,code,disposition}`;
@@ -140,6 +147,10 @@ export function meterWorkerEvents(
     duration.observe({ worker: e.worker, outcome: "success" }, e.ms / 1000);
   });
   events.on("job:error", (e) => {
+    if (e.outage) {
+      jobs.inc({ worker: e.worker, outcome: "outage" });
+      return;
+    }
     jobs.inc({ worker: e.worker, outcome: "error" });
     retries.inc({ worker: e.worker });
     duration.observe({ worker: e.worker, outcome: "error" }, e.ms / 1000);

@@ -18,6 +18,7 @@ import { inject } from "vitest";
 import { spawnNatsServer, withDatabase } from "./infra.ts";
 
 export * from "./fake-llm.ts";
+export * from "./faults.ts";
 export * from "./infra.ts";
 export * from "./sse-client.ts";
 export * from "./stack.ts";
@@ -39,7 +40,7 @@ export const TEST_TOPOLOGY: TopologyOptions = {
   storage: "file",
   workMaxAgeSeconds: 3600,
   duplicateWindowMs: 120_000,
-  consumerAckWaitMs: 30_000,
+  consumerAckWaitMs: 10_000,
 };
 
 export type { TopologyOptions };
@@ -85,10 +86,16 @@ export interface TestNats {
   users?: TestNatsUsers;
   /** True when this server is the file's own (it may be stopped and restarted). */
   own: boolean;
-  /** Stops the server (own servers only). */
-  stop(): Promise<void>;
+  /** Stops the server (own servers only): SIGTERM (clean, the default) or SIGKILL (a crash). */
+  stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Starts an own server again after {@link stop}, on the same port and store (data survives). */
+  start(): Promise<void>;
   /** Restarts an own server on the same port and store (data survives). */
   restart(): Promise<void>;
+  /** Freezes an own server (SIGSTOP): connections stay open, nothing answers. */
+  freeze(): void;
+  /** Undoes {@link freeze} (SIGCONT). */
+  thaw(): void;
 }
 
 /**
@@ -111,18 +118,25 @@ export async function natsForTest(
       : undefined;
     let server = await spawnNatsServer({ ...(authorization ? { authorization } : {}) });
     await provision(server.url, opts, users?.provision);
+    const start = async () => {
+      if (server.child.exitCode === null && server.child.signalCode === null) return;
+      server = await spawnNatsServer({
+        port: server.port,
+        storeDir: server.storeDir,
+        ...(authorization ? { authorization } : {}),
+      });
+    };
     return {
       url: server.url,
       ...(users ? { users } : {}),
       own: true,
-      stop: () => server.stop(),
+      stop: (signal) => server.stop(signal),
+      start,
+      freeze: () => void server.child.kill("SIGSTOP"),
+      thaw: () => void server.child.kill("SIGCONT"),
       async restart() {
         await server.stop();
-        server = await spawnNatsServer({
-          port: server.port,
-          storeDir: server.storeDir,
-          ...(authorization ? { authorization } : {}),
-        });
+        await start();
       },
     };
   }
@@ -133,6 +147,11 @@ export async function natsForTest(
     url,
     own: false,
     stop: async () => {},
+    start: async () => {},
+    freeze: () => {
+      throw new Error("freeze needs a nats-server binary");
+    },
+    thaw: () => {},
     restart: async () => {
       throw new Error("restart needs a nats-server binary");
     },

@@ -73,6 +73,8 @@ export interface NatsServerProcess extends Running {
   port: number;
   storeDir: string;
   child: ChildProcess;
+  /** Stops the server: SIGTERM (clean shutdown, the default) or SIGKILL (a crash). */
+  stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
 }
 
 /**
@@ -103,10 +105,11 @@ export async function spawnNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
     port,
     storeDir,
     child,
-    async stop() {
+    async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM") {
       if (exited) return;
       const done = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
+      child.kill("SIGCONT"); // a frozen server would not act on SIGTERM
+      child.kill(signal);
       await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
       if (!exited) child.kill("SIGKILL");
     },

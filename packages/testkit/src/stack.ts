@@ -37,10 +37,26 @@ export interface Stack {
   start(s: ServiceName, extraEnv?: Record<string, string>): Promise<void>;
   /** Stops a service: SIGTERM (graceful) or SIGKILL (crash). */
   stop(s: ServiceName, signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
-  /** The pid of a running service's process (undefined when it is not running). */
+  /**
+   * Starts one more instance of a service (a replica, e.g. the new gateway of a rolling
+   * restart) on a free port with the same environment, and waits until its /ready answers 200.
+   */
+  startReplica(s: ServiceName, extraEnv?: Record<string, string>): Promise<Replica>;
+  /** The process id of a running service. */
   pid(s: ServiceName): number | undefined;
   /** Stops everything. */
   close(): Promise<void>;
+}
+
+/** An extra instance of a service started by {@link Stack.startReplica}. */
+export interface Replica {
+  url: string;
+  port: number;
+  pid: number | undefined;
+  /** Stops it: SIGTERM (graceful) or SIGKILL (crash); resolves once it exited. */
+  stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Its exit code once it exited (null: killed by a signal). */
+  exitCode(): number | null | undefined;
 }
 
 /**
@@ -66,8 +82,9 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     ...o.env,
   };
 
-  const start = async (s: ServiceName, extraEnv: Record<string, string> = {}) => {
-    const out = fs.openSync(path.join(logDir, `${s}.log`), "a");
+  /** Spawns one instance of `s` on `port` and waits until its /ready answers 200. */
+  const launch = async (s: ServiceName, port: number, logName: string, extraEnv: Record<string, string>) => {
+    const out = fs.openSync(path.join(logDir, `${logName}.log`), "a");
     const child = spawn(process.execPath, [path.join(REPO_ROOT, "services", s, "src", "main.ts")], {
       cwd: REPO_ROOT,
       env: {
@@ -76,7 +93,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         ...(o.natsUsers?.[s] ? { NATS_USER: o.natsUsers[s].user, NATS_PASSWORD: o.natsUsers[s].password } : {}),
         ...o.serviceEnv?.[s],
         ...extraEnv,
-        PORT: String(ports[s]),
+        PORT: String(port),
       },
       stdio: ["ignore", out, out],
     });
@@ -87,27 +104,34 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         r();
       }),
     );
-    children.set(s, { child, exited: exitedP });
-    await waitFor(
-      async () => {
-        if (exited !== null) throw new Error(`${s} exited with ${exited}; see ${logDir}/${s}.log`);
-        const r = await fetch(`http://127.0.0.1:${ports[s]}/ready`);
-        return r.status === 200;
-      },
-      30_000,
-      `${s} /ready (log: ${logDir}/${s}.log)`,
-    ).catch((err) => {
-      const log = fs.existsSync(path.join(logDir, `${s}.log`))
-        ? fs.readFileSync(path.join(logDir, `${s}.log`), "utf8")
+    const entry = { child, exited: exitedP };
+    try {
+      await waitFor(
+        async () => {
+          if (exited !== null) throw new Error(`${logName} exited with ${exited}; see ${logDir}/${logName}.log`);
+          const r = await fetch(`http://127.0.0.1:${port}/ready`);
+          return r.status === 200;
+        },
+        30_000,
+        `${logName} /ready (log: ${logDir}/${logName}.log)`,
+      );
+    } catch (err) {
+      const log = fs.existsSync(path.join(logDir, `${logName}.log`))
+        ? fs.readFileSync(path.join(logDir, `${logName}.log`), "utf8")
         : "";
-      throw new Error(`${(err as Error).message}\n--- ${s}.log (tail) ---\n${log.slice(-3000)}`);
-    });
+      if (exited === null) child.kill("SIGKILL");
+      throw new Error(`${(err as Error).message}\n--- ${logName}.log (tail) ---\n${log.slice(-3000)}`);
+    }
+    return entry;
   };
 
-  const stop = async (s: ServiceName, signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
-    const entry = children.get(s);
-    if (!entry) return;
-    children.delete(s);
+  const start = async (s: ServiceName, extraEnv: Record<string, string> = {}) => {
+    // A process that never becomes ready is killed by launch() before it throws.
+    children.set(s, await launch(s, ports[s], s, extraEnv));
+  };
+
+  /** Stops one process: `signal`, then SIGKILL after 15 s. */
+  const halt = async (entry: { child: ChildProcess; exited: Promise<void> }, signal: "SIGTERM" | "SIGKILL") => {
     const { child, exited } = entry;
     // `exited` settles even when the process died before this call (e.g. a fault-injected crash).
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -117,6 +141,14 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     ]);
     if (timedOut) child.kill("SIGKILL");
     await exited;
+  };
+  let replicas = 0;
+
+  const stop = async (s: ServiceName, signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
+    const entry = children.get(s);
+    if (!entry) return;
+    children.delete(s);
+    await halt(entry, signal);
   };
 
   try {
@@ -135,6 +167,18 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     logDir,
     start,
     stop,
+    async startReplica(s, extraEnv = {}) {
+      const port = await freePort();
+      const entry = await launch(s, port, `${s}-replica-${++replicas}`, extraEnv);
+      return {
+        url: `http://127.0.0.1:${port}`,
+        port,
+        pid: entry.child.pid,
+        stop: (signal = "SIGTERM") => halt(entry, signal),
+        exitCode: () =>
+          entry.child.exitCode === null && entry.child.signalCode === null ? undefined : entry.child.exitCode,
+      };
+    },
     pid: (s) => children.get(s)?.child.pid,
     async close() {
       await Promise.all([...children.keys()].map((s) => stop(s)));

@@ -58,6 +58,7 @@ const worker = await runWorker({
   stallMs: config.CONSUMER_STALL_MS,
   triage: triageOf(config),
   publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
+  nc,
 });
 logWorkerEvents(worker.events, logger);
 meterWorkerEvents(worker.events, metrics, worker.inFlight, {

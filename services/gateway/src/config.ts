@@ -4,6 +4,13 @@ import { z } from "zod";
 
 /** Gateway configuration (README "Configuration"). */
 export const GatewayConfig = BaseConfig.extend(AuthConfig.shape).extend({
+  /**
+   * Requests wait on Postgres at most about 2 s, then answer 503 DEPENDENCY_UNAVAILABLE: a pooled
+   * connection within 1 s (1000), a statement 1 s on the server and 2 s on the client (1000;
+   * the client's bound also covers a Postgres that stopped answering altogether).
+   */
+  PG_ACQUIRE_TIMEOUT_MS: z.coerce.number().int().min(50).default(1000),
+  PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(1000),
   /** HTTP port. */
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Where the stream service listens; `GET /agent/reports/stream` is proxied there. */

@@ -1,4 +1,4 @@
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { apiError, parseCursor, type Tenant } from "@nexus/contracts";
 import { AppError, type Database, readSnapshot, type SnapshotReader } from "@nexus/core";
@@ -37,6 +37,8 @@ export interface StreamDeps {
   metrics: Registry;
   /** Reads the snapshot state (default {@link readSnapshot}); tests wrap it to interleave writes. */
   readSnapshot?: SnapshotReader;
+  /** The JetStream client of the tenant hubs (default: one over `nc` with a 2 s API timeout). */
+  hubJs?: JetStreamClient;
   /** Report stream reads (default {@link jetStreamReportLog} over `jsm`). */
   reportLog?: ReportLog;
   /**
@@ -61,6 +63,9 @@ export interface StreamState {
 
 /** The Fastify instance of the stream service with its {@link StreamState}. */
 export type StreamApp = App & { readonly reportStream: StreamState };
+
+/** How long a hub waits for a JetStream API answer (creating its reader), ms. */
+const HUB_API_TIMEOUT_MS = 2000;
 
 /** Path of the report stream (CONTRACT.md, LOCKED). */
 export const STREAM_PATH = "/agent/reports/stream";
@@ -136,6 +141,12 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     labelNames: ["reason"],
     registers: [metrics],
   });
+  const hubRestarts = new Counter({
+    name: "nexus_sse_hub_restarts_total",
+    help: "Restarts of a tenant hub's JetStream reader, by reason (reconnect, heartbeats_missed, stalled, lagging, consumer_lost)",
+    labelNames: ["reason"],
+    registers: [metrics],
+  });
 
   const progressSent = new Counter({
     name: "nexus_sse_progress_sent_total",
@@ -144,15 +155,21 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   });
   const hubs = new HubRegistry(
     {
-      js: deps.js,
+      // The hubs' own JetStream client: creating a reader gives up after 2 s (not nats.js's 5 s),
+      // so a restart retries soon after a new stream leader is elected.
+      js: deps.hubJs ?? jetstream(deps.nc, { timeout: HUB_API_TIMEOUT_MS }),
       nc: deps.nc,
       log,
       logger,
       bufferSize: config.HUB_BUFFER_SIZE,
       bufferBytes: config.HUB_BUFFER_BYTES,
       idleMs: config.HUB_IDLE_MS,
+      heartbeatMs: config.HUB_HEARTBEAT_MS,
+      probeMs: config.HUB_PROBE_MS,
+      connected: () => isNatsConnected(deps.nc),
     },
     (n) => hubsGauge.set(n),
+    (reason) => hubRestarts.inc({ reason }),
   );
   new Gauge({
     name: "nexus_sse_hub_buffered_bytes",
@@ -162,6 +179,11 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
       this.set(hubs.bufferedBytes());
     },
   });
+  // A reconnect may follow a server restart (ordered consumers are gone) or move the connection
+  // to another cluster node: every hub restarts its reader from its last sequence.
+  void (async () => {
+    for await (const s of deps.nc.status()) if (s.type === "reconnect") hubs.reconnected();
+  })().catch(() => {});
   const connections = new Set<SseConnection>();
   let closing = false;
 

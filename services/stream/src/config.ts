@@ -7,6 +7,13 @@ import { z } from "zod";
  * `main.ts` with `parseConfig(StreamConfig, process.env)`; tests parse it from a literal object.
  */
 export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
+  /**
+   * Requests wait on Postgres at most about 2 s, then answer 503 DEPENDENCY_UNAVAILABLE: a pooled
+   * connection within 1 s (1000), a statement 1 s on the server and 2 s on the client (1000;
+   * the client's bound also covers a Postgres that stopped answering altogether).
+   */
+  PG_ACQUIRE_TIMEOUT_MS: z.coerce.number().int().min(50).default(1000),
+  PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(1000),
   /** HTTP port (8081). */
   PORT: z.coerce.number().int().min(0).max(65535).default(8081),
   /** Interval of `ping` events on every connection, milliseconds (15000, CONTRACT.md). */
@@ -39,6 +46,16 @@ export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
   STREAM_MAX_PER_PRINCIPAL: z.coerce.number().int().min(1).default(100),
   /** A hub without connections stops after this many milliseconds (5000). */
   HUB_IDLE_MS: z.coerce.number().int().min(0).default(5000),
+  /**
+   * Idle heartbeat of each hub's JetStream reader, milliseconds (1000); a reader silent for
+   * three of them is restarted from its last sequence.
+   */
+  HUB_HEARTBEAT_MS: z.coerce.number().int().min(500).max(30_000).default(1000),
+  /**
+   * How often a quiet hub asks JetStream whether its tenant has newer reports than it holds,
+   * milliseconds (5000); newer reports on two probes in a row restart the reader.
+   */
+  HUB_PROBE_MS: z.coerce.number().int().min(100).default(5000),
   /** Commands the snapshot's worklog holds, newest first (200). */
   STREAM_WORKLOG_KEEP: z.coerce.number().int().min(1).max(10_000).default(200),
   /** Reports fetched per JetStream pull while replaying from a cursor (256). */

@@ -133,7 +133,23 @@ export interface HubDeps {
   bufferBytes?: number;
   /** `HUB_IDLE_MS`: how long a hub without holders keeps reading before it stops. */
   idleMs: number;
+  /**
+   * `HUB_HEARTBEAT_MS`: the idle heartbeat the reader asks JetStream for (default 1000). A
+   * reader that hears nothing — no report, no heartbeat — for three of them is restarted.
+   */
+  heartbeatMs?: number;
+  /**
+   * `HUB_PROBE_MS`: how often a hub that received nothing checks whether its tenant has newer
+   * reports than it holds (default 5000). Newer reports seen on two probes in a row without
+   * progress restart the reader.
+   */
+  probeMs?: number;
+  /** Whether NATS is connected now: a reader is not restarted while it is not (default: always). */
+  connected?: () => boolean;
 }
+
+/** Why a hub's reader is restarted (logs and the `nexus_sse_hub_restarts_total` metric). */
+export type RestartReason = "reconnect" | "heartbeats_missed" | "stalled" | "lagging" | "consumer_lost";
 
 interface Held {
   seq: number;
@@ -142,9 +158,26 @@ interface Held {
   fresh: boolean;
 }
 
+/** The JetStream read of one hub: one generation of its ordered consumer. */
+interface Reader {
+  gen: number;
+  consumer: Consumer;
+  messages: ConsumerMessages;
+}
+
 /**
  * One tenant's live tail: an ordered JetStream consumer on the tenant's report subject, a ring
  * of the newest `bufferSize` reports, and the listeners fed from them.
+ *
+ * Supervision: the reader is restarted — a new ordered consumer at `lastSeq + 1`, the old one
+ * deleted — when NATS reconnects (the registry calls {@link restartReader}), when JetStream's
+ * idle heartbeats stop (nats.js `heartbeats_missed`, or nothing at all heard for three
+ * heartbeats: this also covers a reader whose server-side consumer died with a cluster node),
+ * when the consumer is reported deleted or stops, and when the tenant has reports newer than
+ * the hub's on two probes in a row without progress. Listeners stay attached meanwhile; the
+ * first message of the new consumer is a fresh start and goes through the gap proof below,
+ * so a restart can neither skip nor repeat a report. Attempts are retried with backoff (100 ms
+ * doubling to 2 s) until one succeeds or the hub stops.
  *
  * Start: read W (the tenant's newest seq), then consume from W+1, so coverage starts as
  * `(W, W]`. A listener that has been sent everything up to L may {@link attach} iff
@@ -175,11 +208,21 @@ export class TenantHub {
   private readonly listeners = new Set<HubListener>();
   private holders = 0;
   private idleTimer: NodeJS.Timeout | undefined;
-  private messages: ConsumerMessages | undefined;
-  private consumer: Consumer | undefined;
+  private reader: Reader | undefined;
+  private gen = 0;
   private held: Held[] = [];
   private verifying = false;
   private progressSub: { unsubscribe(): void } | undefined;
+  private restarting = false;
+  /** Resolves the backoff wait of a restart in progress (a reconnect retries at once). */
+  private kick: (() => void) | undefined;
+  /** When the reader last showed life: a report or a heartbeat (ms since the epoch). */
+  private lastLife = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
+  /** The probe's state: lastSeq at the previous probe, and whether newer reports existed then. */
+  private probed = { seq: -1, behind: false, at: 0 };
+  /** Reader restarts, for metrics and tests. */
+  restarts = 0;
   /** Set by the registry: called once when the hub stops for any reason. */
   onStopped: (() => void) | undefined;
 
@@ -202,24 +245,10 @@ export class TenantHub {
   static async start(tenant: Tenant, deps: HubDeps): Promise<TenantHub> {
     const w = await deps.log.lastSeq(tenant);
     const hub = new TenantHub(tenant, deps, w);
-    const consumer = await deps.js.consumers.get(STREAMS.reports, {
-      // a single string: nats-server 2.9 rejects `filter_subjects` arrays
-      filter_subjects: hub.subject,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: w + 1,
-    });
-    hub.consumer = consumer;
-    try {
-      hub.messages = await consumer.consume({ max_messages: 256, callback: (m) => hub.onMessage(m) });
-    } catch (err) {
-      await consumer.delete().catch(() => {});
-      throw err;
-    }
-    void hub.messages.closed().then((err) => {
-      if (!hub.stopped) hub.fail(err ? `consumer stopped: ${err.message}` : "consumer stopped");
-    });
+    await hub.open();
+    hub.startWatchdog();
     // Live progress: one core subscription per hub; best-effort, so a failure to subscribe is
-    // logged and the hub runs without it.
+    // logged and the hub runs without it (core subscriptions survive reconnects by themselves).
     try {
       hub.progressSub = deps.nc?.subscribe(subjects.progress(tenant), {
         callback: (err, msg) => {
@@ -232,6 +261,153 @@ export class TenantHub {
     deps.logger.debug({ subject: hub.subject, from: w + 1 }, "hub:started");
     return hub;
   }
+
+  private get heartbeatMs(): number {
+    return this.deps.heartbeatMs ?? 1000;
+  }
+
+  /**
+   * Opens a new generation of the reader at `lastSeq + 1`.
+   * @throws nats.js errors when JetStream does not answer (nothing is left open).
+   */
+  private async open(): Promise<void> {
+    const gen = ++this.gen;
+    this.held = [];
+    this.verifying = false;
+    const consumer = await this.deps.js.consumers.get(STREAMS.reports, {
+      // a single string: nats-server 2.9 rejects `filter_subjects` arrays
+      filter_subjects: this.subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: this.lastSeq + 1,
+    });
+    let messages: ConsumerMessages;
+    try {
+      messages = await consumer.consume({
+        max_messages: 256,
+        // Pulls expire after 5 s; while idle JetStream sends a heartbeat every heartbeatMs.
+        expires: Math.max(5000, this.heartbeatMs * 2),
+        idle_heartbeat: this.heartbeatMs,
+        callback: (m) => {
+          if (gen !== this.gen) return;
+          this.lastLife = Date.now();
+          this.onMessage(m, gen);
+        },
+      });
+    } catch (err) {
+      await consumer.delete().catch(() => {});
+      throw err;
+    }
+    if (this.stopped || gen !== this.gen) {
+      void messages.close().catch(() => {});
+      void consumer.delete().catch(() => {});
+      return;
+    }
+    this.reader = { gen, consumer, messages };
+    this.lastLife = Date.now();
+    void (async () => {
+      for await (const st of messages.status()) {
+        if (gen !== this.gen) return;
+        if (st.type === "heartbeat") this.lastLife = Date.now();
+        else if (st.type === "heartbeats_missed") this.restartReader("heartbeats_missed");
+        else if (st.type === "consumer_deleted" || st.type === "consumer_not_found")
+          this.restartReader("consumer_lost");
+      }
+    })().catch(() => {});
+    void messages.closed().then((err) => {
+      if (gen !== this.gen || this.stopped) return;
+      this.deps.logger.warn({ subject: this.subject, err }, "hub:reader-stopped");
+      this.restartReader("consumer_lost");
+    });
+  }
+
+  /** Checks the reader every heartbeat (see the class doc). */
+  private startWatchdog(): void {
+    this.watchdog = setInterval(() => {
+      if (this.stopped || this.restarting) return;
+      if (this.deps.connected && !this.deps.connected()) return;
+      const now = Date.now();
+      if (now - this.lastLife > 3 * this.heartbeatMs) {
+        this.restartReader("stalled");
+        return;
+      }
+      if (now - this.probed.at >= (this.deps.probeMs ?? 5000)) {
+        this.probed.at = now;
+        void this.probe();
+      }
+    }, this.heartbeatMs);
+    this.watchdog.unref();
+  }
+
+  /** One lag probe: are there reports after lastSeq that the reader has not delivered? */
+  private async probe(): Promise<void> {
+    const seq = this.lastSeq;
+    if (seq !== this.probed.seq || this.held.length > 0) {
+      this.probed.seq = seq;
+      this.probed.behind = false;
+      return;
+    }
+    let newest: number;
+    try {
+      newest = await this.deps.log.lastSeq(this.tenant);
+    } catch {
+      return;
+    }
+    if (this.stopped || this.lastSeq !== seq) return;
+    if (newest > seq) {
+      if (this.probed.behind) this.restartReader("lagging");
+      else this.probed.behind = true;
+    } else this.probed.behind = false;
+  }
+
+  /**
+   * Restarts the reader at `lastSeq + 1` (see the class doc). A call while a restart is in
+   * progress makes it retry at once instead of after its backoff.
+   */
+  restartReader(reason: RestartReason): void {
+    if (this.stopped) return;
+    if (this.restarting) {
+      this.kick?.();
+      return;
+    }
+    this.restarting = true;
+    this.restarts++;
+    this.deps.logger.warn({ subject: this.subject, reason, from: this.lastSeq + 1 }, "hub:reader-restart");
+    this.onRestart?.(reason);
+    const old = this.reader;
+    this.reader = undefined;
+    this.gen++; // messages of the old generation are ignored from here on
+    this.held = [];
+    this.verifying = false;
+    if (old) {
+      void old.messages.close().catch(() => {});
+      void old.consumer.delete().catch(() => {});
+    }
+    void (async () => {
+      for (let attempt = 0; !this.stopped; attempt++) {
+        try {
+          await this.open();
+          this.deps.logger.info({ subject: this.subject, attempts: attempt + 1 }, "hub:reader-restarted");
+          break;
+        } catch (err) {
+          this.deps.logger.debug({ err, subject: this.subject }, "hub:reader-restart-failed");
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, Math.min(2000, 100 * 2 ** attempt));
+            this.kick = () => {
+              clearTimeout(t);
+              r();
+            };
+          });
+          this.kick = undefined;
+        }
+      }
+      this.restarting = false;
+      this.lastLife = Date.now();
+      this.probed = { seq: -1, behind: false, at: Date.now() };
+    })();
+  }
+
+  /** Set by the registry: called on every reader restart (metrics). */
+  onRestart: ((reason: RestartReason) => void) | undefined;
 
   /** Number of registered listeners. */
   get listenerCount(): number {
@@ -285,7 +461,7 @@ export class TenantHub {
     this.listeners.delete(listener);
   }
 
-  private onMessage(m: JsMsg): void {
+  private onMessage(m: JsMsg, gen: number): void {
     if (this.stopped) return;
     const held: Held = { seq: m.seq, data: m.data, fresh: m.info.deliverySequence === 1 };
     // The report's trace ends here: with tracing on, a span (child of the report's publish) for
@@ -294,16 +470,16 @@ export class TenantHub {
       "deliver nexus.report",
       m.headers?.get(HEADERS.traceparent) || undefined,
       { "messaging.destination.name": m.subject, "nexus.report_id": m.seq, "nexus.connections": this.listeners.size },
-      () => this.route(held),
+      () => this.route(held, gen),
     );
   }
 
-  private route(held: Held): void {
+  private route(held: Held, gen: number): void {
     if (this.verifying || held.fresh) {
       this.held.push(held);
       if (!this.verifying) {
         this.verifying = true;
-        void this.verifyHeld();
+        void this.verifyHeld(gen);
       }
       return;
     }
@@ -326,15 +502,22 @@ export class TenantHub {
   }
 
   /** Proves (see class doc) that nothing was skipped before each fresh start, then releases the held frames. */
-  private async verifyHeld(): Promise<void> {
+  private async verifyHeld(gen: number): Promise<void> {
     while (this.held.length > 0) {
       let ok = false;
+      let answered = false;
       try {
         ok = await this.deps.log.covers(this.tenant, this.lastSeq);
+        answered = true;
       } catch (err) {
         this.deps.logger.warn({ err, subject: this.subject }, "hub:verify-failed");
       }
-      if (this.stopped) return;
+      if (this.stopped || gen !== this.gen) return;
+      if (!answered) {
+        // JetStream did not answer (a fault in progress): prove it again from a new reader.
+        this.restartReader("consumer_lost");
+        return;
+      }
       if (!ok) {
         this.fail(`report after ${this.lastSeq} may have been lost to retention`);
         return;
@@ -389,14 +572,19 @@ export class TenantHub {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.idleTimer);
+    clearInterval(this.watchdog);
+    this.kick?.();
     this.listeners.clear();
     this.held = [];
     try {
       this.progressSub?.unsubscribe();
     } catch {}
+    this.gen++;
     this.onStopped?.();
-    await this.messages?.close().catch(() => {});
-    await this.consumer?.delete().catch(() => {});
+    const r = this.reader;
+    this.reader = undefined;
+    await r?.messages.close().catch(() => {});
+    await r?.consumer.delete().catch(() => {});
     this.deps.logger.debug({ subject: this.subject }, "hub:stopped");
   }
 }
@@ -418,10 +606,30 @@ export class HubRegistry {
 
   private readonly deps: HubDeps;
   private readonly onCount: ((n: number) => void) | undefined;
+  private readonly onRestart: ((reason: RestartReason) => void) | undefined;
 
-  constructor(deps: HubDeps, onCount?: (n: number) => void) {
+  /**
+   * @param onCount called with the number of running hubs whenever it changes.
+   * @param onRestart called on every reader restart of any hub.
+   */
+  constructor(deps: HubDeps, onCount?: (n: number) => void, onRestart?: (reason: RestartReason) => void) {
     this.deps = deps;
     this.onCount = onCount;
+    this.onRestart = onRestart;
+  }
+
+  /**
+   * NATS reconnected: every hub restarts its reader (the server may have restarted and lost the
+   * ordered consumers, or the client may now talk to another cluster node). The restarts are
+   * spread over up to one second when there are many hubs.
+   */
+  reconnected(): void {
+    const hubs = [...this.live];
+    const spread = Math.min(1000, hubs.length * 2);
+    for (const h of hubs) {
+      const t = setTimeout(() => h.restartReader("reconnect"), Math.random() * spread);
+      t.unref();
+    }
   }
 
   /** Number of running hubs. */
@@ -480,6 +688,7 @@ export class HubRegistry {
       throw err;
     }
     const entry = this.hubs.get(key);
+    hub.onRestart = this.onRestart;
     hub.onStopped = () => {
       if (this.hubs.get(key) === entry) this.hubs.delete(key);
       this.live.delete(hub);

@@ -41,6 +41,15 @@ afterAll(async () => {
   await nats?.stop();
 });
 
+/** Reader restarts of every hub so far, whatever the reason. */
+async function hubRestarts(): Promise<number> {
+  const text = await (await fetch(`${h.baseUrl}/metrics`)).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("nexus_sse_hub_restarts_total{"))
+    .reduce((n, l) => n + Number(l.split(" ").pop()), 0);
+}
+
 describe("resilience", () => {
   it("a hub never delivers across a gap it cannot rule out: it fails and the client resumes from its last id", async () => {
     const t = uniqueTenant("gap");
@@ -109,7 +118,7 @@ describe("resilience", () => {
     again.close();
   });
 
-  it("a NATS server restart loses nothing on a live connection", async () => {
+  it("a NATS server restart loses nothing on a live connection, and reports after it arrive within seconds", async () => {
     if (!nats.own) return; // needs a server of this file's own
     const t = uniqueTenant("restart");
     const c = await h.open(t);
@@ -127,8 +136,37 @@ describe("resilience", () => {
       "publishing after the restart",
     );
     after.push(...(await publishMany(h.pub, t, 4, "after")));
-    await c.waitFor(() => reportIds(c).includes(after.at(-1) as number), 30_000, "reports after the restart");
+    // The hub restarts its reader on the reconnect (nats.js alone would retry after 15–45 s).
+    // Typically well under a second; 10 s leaves room for a loaded machine (the chaos suite
+    // measures the bound of 5 s under load).
+    await c.waitFor(() => reportIds(c).includes(after.at(-1) as number), 10_000, "reports after the restart");
     expect(reportIds(c)).toEqual([...before, ...after]);
+    // Restarted on the reconnect, or — when JetStream noticed first — on missed heartbeats.
+    expect(await hubRestarts()).toBeGreaterThanOrEqual(1);
+    c.close();
+  });
+
+  it("a hub whose JetStream consumer is deleted on the server resumes from its last report within seconds, without a gap", async () => {
+    const t = uniqueTenant("lost");
+    const c = await h.open(t);
+    await c.waitFor((es) => es.some((e) => e.event === "snapshot"), 5000, "snapshot");
+    await waitFor(() => h.app.reportStream.hubListenerCount(t) === 1, 5000, "attached");
+    const before = await publishMany(h.pub, t, 3, "before");
+    await c.waitFor(() => reportIds(c).length === 3, 5000, "before");
+    const restartsBefore = await hubRestarts();
+    // The hub's ordered consumer is the one consumer filtered on the tenant's subject.
+    const subject = `nexus.report.${t.org_id}.${t.project_id}`;
+    let deleted = 0;
+    for await (const ci of h.jsm.consumers.list("NEXUS_REPORTS"))
+      if (ci.config.filter_subject === subject) {
+        await h.jsm.consumers.delete("NEXUS_REPORTS", ci.name);
+        deleted++;
+      }
+    expect(deleted).toBe(1);
+    const after = await publishMany(h.pub, t, 3, "after");
+    await c.waitFor(() => reportIds(c).includes(after.at(-1) as number), 5000, "reports after the deletion");
+    expect(reportIds(c)).toEqual([...before, ...after]);
+    expect(await hubRestarts()).toBeGreaterThan(restartsBefore);
     c.close();
   });
 });
