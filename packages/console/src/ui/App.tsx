@@ -150,7 +150,7 @@ function useOlder(store: ReturnType<typeof createStore>, tenant: Tenant, s: Live
   }, [store, tenant]);
   // After a snapshot whose worklog was full, fetch one page at once: a reload shows as much as before.
   useEffect(() => {
-    if (s.snapshotId !== null && s.mayHaveOlder && s.older.size === 0) void load();
+    if (s.snapshotId !== null && s.snapshotFull && s.older.size === 0) void load();
   }, [s.snapshotId]);
   return {
     available: !st.unsupported && s.mayHaveOlder && s.settings !== null,
