@@ -100,7 +100,15 @@ export async function startOidcProvider(o: OidcProviderOptions): Promise<OidcPro
   const accessToken = (user: string, scope: string, ttl = accessTtl) => {
     const u = o.users[user] as IdpUser;
     return sign(
-      { sub: user, aud: o.audience, org_id: u.org_id, project_id: u.project_id, roles: u.roles, scope, client_id: o.clientId },
+      {
+        sub: user,
+        aud: o.audience,
+        org_id: u.org_id,
+        project_id: u.project_id,
+        roles: u.roles,
+        scope,
+        client_id: o.clientId,
+      },
       ttl,
     );
   };
@@ -128,12 +136,21 @@ export async function startOidcProvider(o: OidcProviderOptions): Promise<OidcPro
   const cors = (req: http.IncomingMessage): Record<string, string> => {
     const origin = req.headers.origin;
     return origin && o.corsOrigins.includes(origin)
-      ? { "access-control-allow-origin": origin, vary: "origin", "access-control-allow-headers": "content-type, accept" }
+      ? {
+          "access-control-allow-origin": origin,
+          vary: "origin",
+          "access-control-allow-headers": "content-type, accept",
+        }
       : {};
   };
 
   /** Answers an authorization request for a signed-in user with a code. */
-  const answerWithCode = (res: http.ServerResponse, user: string, q: URLSearchParams, headers: Record<string, string> = {}) => {
+  const answerWithCode = (
+    res: http.ServerResponse,
+    user: string,
+    q: URLSearchParams,
+    headers: Record<string, string> = {},
+  ) => {
     const code = random();
     codes.set(code, {
       user,
@@ -153,7 +170,11 @@ export async function startOidcProvider(o: OidcProviderOptions): Promise<OidcPro
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
-    requests.push({ method: req.method ?? "GET", url: req.url ?? "/", ...(req.headers.origin ? { origin: req.headers.origin } : {}) });
+    requests.push({
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
+      ...(req.headers.origin ? { origin: req.headers.origin } : {}),
+    });
     const path = url.pathname.replace(/^\/idp/, "");
     try {
       if (req.method === "OPTIONS") {
@@ -251,7 +272,10 @@ export async function startOidcProvider(o: OidcProviderOptions): Promise<OidcPro
           refreshTokens.set(refresh, { user: c.user, scope: c.scope });
           issued.push(refresh);
           const u = o.users[c.user] as IdpUser;
-          const idToken = await sign({ sub: c.user, aud: o.clientId, name: u.name, ...(c.nonce ? { nonce: c.nonce } : {}) }, 600);
+          const idToken = await sign(
+            { sub: c.user, aud: o.clientId, name: u.name, ...(c.nonce ? { nonce: c.nonce } : {}) },
+            600,
+          );
           grants[grant] = (grants[grant] ?? 0) + 1;
           return send(
             res,

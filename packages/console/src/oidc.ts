@@ -148,7 +148,6 @@ export class OidcSession {
   private readonly client: oauth.Client;
   private access: string | null = null;
   private refresh: string | null = null;
-  private idToken: string | null = null;
   private idClaims: Record<string, unknown> | undefined;
   private renewing: Promise<boolean> | null = null;
   private readonly listeners = new Set<() => void>();
@@ -299,7 +298,6 @@ export class OidcSession {
     if (!identity) return false;
     this.access = tokens.access_token;
     if (tokens.refresh_token) this.refresh = tokens.refresh_token;
-    if (tokens.id_token) this.idToken = tokens.id_token;
     this.identity = identity;
     this.changed();
     return true;
@@ -361,8 +359,6 @@ export class OidcSession {
    * to `/ui/` afterwards. Resolves `true` when the page is leaving.
    */
   async signOut(): Promise<boolean> {
-    const idToken = this.idToken;
-    this.idToken = null;
     this.clear();
     let end: string | undefined;
     try {
@@ -374,7 +370,8 @@ export class OidcSession {
     const u = new URL(end);
     u.searchParams.set("client_id", this.config.client_id);
     u.searchParams.set("post_logout_redirect_uri", this.redirectUri);
-    if (idToken) u.searchParams.set("id_token_hint", idToken);
+    // No id_token_hint: it would put a token in a URL (and in the provider's logs); client_id
+    // identifies the client (RP-Initiated Logout 1.0 §2), at worst the provider asks to confirm.
     this.host.location.assign(u.href);
     return true;
   }
