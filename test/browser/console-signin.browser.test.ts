@@ -54,6 +54,15 @@ const RECORD_CONN_STATES = `(() => {
   });
 })();`;
 
+/** What the console mirrors to `window.__nexus` (packages/console/src/store.ts), as far as these tests read it. */
+interface NexusDebug {
+  applied: string[];
+  state: { asks: { ask_id: string; action: { command_id: string } }[]; worklog: { command_id: string }[] } | null;
+  lastId: number | null;
+  tenant: Tenant | null;
+}
+type W = Window & { __nexus?: NexusDebug; __connHistory?: string[] };
+
 interface Seen {
   url: string;
   method: string;
@@ -149,7 +158,7 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     await page.locator("#username").fill(user);
     await page.locator("#idp-submit").click();
     await page.locator('[data-testid="conn-state"][data-state="live"]').waitFor();
-    await page.waitForFunction(() => (window as any).__nexus?.state != null);
+    await page.waitForFunction(() => (window as W).__nexus?.state != null);
     // The code and state never stay in the address bar.
     expect(new URL(page.url()).searchParams.has("code")).toBe(false);
     return opened;
@@ -174,7 +183,7 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
 
   async function askOf(page: Page, commandId: string): Promise<string> {
     const handle = await page.waitForFunction(
-      (cid) => (window as any).__nexus?.state?.asks.find((a: any) => a.action.command_id === cid)?.ask_id ?? null,
+      (cid) => (window as W).__nexus?.state?.asks.find((a) => a.action.command_id === cid)?.ask_id ?? null,
       commandId,
     );
     return (await handle.jsonValue()) as string;
@@ -235,7 +244,7 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     expect(await ap.getByTestId("tenant-current").textContent()).toBe(`${T.org_id}/${T.project_id}`);
     expect(await ap.getByTestId("tenant-summary").count()).toBe(0); // the token names the tenant: no switcher
     expect(await ap.getByTestId("nav-settings").count()).toBe(0); // settings only for admins
-    expect(await ap.evaluate(() => (window as any).__nexus.tenant)).toEqual(T);
+    expect(await ap.evaluate(() => (window as W).__nexus?.tenant)).toEqual(T);
 
     const share = await submitCommand(ap, "external_share.prepare", {
       recipient: "partner@example.org",
@@ -294,7 +303,7 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     const { page, errors } = await signIn("ada");
     provider.setAccessTtl(600); // the refreshed token lives long: one expiry in this test
     const first = seen.filter((r) => r.authorization).at(-1)?.authorization;
-    const from = (await page.evaluate(() => (window as any).__nexus.lastId)) as number;
+    const from = (await page.evaluate(() => (window as W).__nexus?.lastId)) as number;
     const before = provider.grants.refresh_token ?? 0;
 
     // Reports keep coming across the expiry (sent by the test as ada, with a long-lived token).
@@ -323,17 +332,17 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     await expect
       .poll(
         async () => {
-          const applied = (await page.evaluate(() => (window as any).__nexus.applied)) as string[];
+          const applied = (await page.evaluate(() => (window as W).__nexus?.applied)) as string[];
           return expected.every((id) => applied.includes(id));
         },
         { timeout: UI_WAIT_MS },
       )
       .toBe(true);
-    const applied = (await page.evaluate(() => (window as any).__nexus.applied)) as string[];
+    const applied = (await page.evaluate(() => (window as W).__nexus?.applied)) as string[];
     expect(new Set(applied).size).toBe(applied.length);
     expect(applied.filter((id) => Number(id) > from).sort()).toEqual([...expected].sort());
     // It reconnected (live → reconnecting → live), never from a fresh snapshot.
-    const history = (await page.evaluate(() => (window as any).__connHistory)) as string[];
+    const history = (await page.evaluate(() => (window as W).__connHistory)) as string[];
     expect(history).toContain("reconnecting");
     expect(history).not.toContain("resynced");
     expect(history.at(-1)).toBe("live");
@@ -406,10 +415,7 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
       .toBeGreaterThanOrEqual(ref.events().filter((ev) => ev.type === "report").length);
 
     const { page, errors } = await signIn("hana", { locale: "ko-KR" });
-    const shown = () =>
-      page.evaluate(
-        () => (window as any).__nexus.state.worklog.map((w: { command_id: string }) => w.command_id) as string[],
-      );
+    const shown = () => page.evaluate(() => (window as W).__nexus?.state?.worklog.map((w) => w.command_id) ?? []);
     expect(await shown()).toHaveLength(5); // STREAM_WORKLOG_KEEP
     const more = page.getByTestId("load-older");
     for (let i = 0; i < 10 && (await page.getByTestId("older-done").count()) === 0; i++) {
