@@ -3,7 +3,7 @@
  * the page shows (LOCKED rules 1-3); the stream does.
  */
 import { parseCursor, ReportEvent, type Tenant } from "@nexus/contracts";
-import { tenantHeaders } from "./tenant.ts";
+import { credentials } from "./credentials.ts";
 import { readError, type WireError, withExtras } from "./wire.ts";
 
 /** The outcome of a request: the 2xx body, or the error (status 0: the network failed). */
@@ -14,10 +14,31 @@ export type ApiResult =
 /** The pseudo code of a request that never got an answer. */
 export const NETWORK_ERROR = "NETWORK_ERROR";
 
-async function send(path: string, init: RequestInit): Promise<ApiResult> {
+/**
+ * Sends one request with the current credentials ({@link credentials}). When the server says
+ * the credential expired (`401 CREDENTIAL_EXPIRED`, recoverable), the credential is renewed and
+ * the very same request is sent once more; `401 UNAUTHENTICATED` tells the credential it was refused.
+ */
+async function send(tenant: Tenant, path: string, init: RequestInit): Promise<ApiResult> {
+  const r = await sendOnce(tenant, path, init);
+  if (r.ok || r.status !== 401) return r;
+  const c = credentials();
+  if (r.error.code === "CREDENTIAL_EXPIRED" && (await c.renew())) {
+    const again = await sendOnce(tenant, path, init);
+    if (!again.ok && again.status === 401 && again.error.code !== "CREDENTIAL_EXPIRED") c.rejected();
+    return again;
+  }
+  if (r.error.code !== "CREDENTIAL_EXPIRED") c.rejected();
+  return r;
+}
+
+async function sendOnce(tenant: Tenant, path: string, init: RequestInit): Promise<ApiResult> {
   let res: Response;
   try {
-    res = await fetch(path, init);
+    res = await fetch(path, {
+      ...init,
+      headers: { ...credentials().headers(tenant), ...(init.headers as Record<string, string> | undefined) },
+    });
   } catch {
     return { ok: false, status: 0, error: { code: NETWORK_ERROR, message: "", recoverable: true } };
   }
@@ -54,10 +75,9 @@ export function sendJson(
   body: unknown,
   correlationId?: string,
 ): Promise<ApiResult> {
-  return send(path, {
+  return send(tenant, path, {
     method,
     headers: {
-      ...tenantHeaders(tenant),
       "content-type": "application/json",
       accept: "application/json",
       ...(correlationId ? { "x-correlation-id": correlationId } : {}),
@@ -70,10 +90,9 @@ export function sendJson(
 export function uploadPhoto(tenant: Tenant, file: File, correlationId?: string): Promise<ApiResult> {
   const form = new FormData();
   form.append("photo", file, file.name);
-  return send("/profile/photo", {
+  return send(tenant, "/profile/photo", {
     method: "POST",
     headers: {
-      ...tenantHeaders(tenant),
       accept: "application/json",
       ...(correlationId ? { "x-correlation-id": correlationId } : {}),
     },
@@ -138,9 +157,7 @@ export type HistoryPage =
  */
 export async function fetchHistory(tenant: Tenant, before: number, limit = 100): Promise<HistoryPage> {
   const q = new URLSearchParams({ before: String(before), limit: String(limit) });
-  const r = await send(`/agent/reports?${q}`, {
-    headers: { ...tenantHeaders(tenant), accept: "application/json" },
-  });
+  const r = await send(tenant, `/agent/reports?${q}`, { headers: { accept: "application/json" } });
   if (!r.ok) return r.status === 404 || r.status === 405 ? { kind: "unsupported" } : { kind: "error", error: r.error };
   const raw = Array.isArray(r.body.reports) ? r.body.reports : [];
   const reports: ReportEvent[] = [];
@@ -154,4 +171,30 @@ export async function fetchHistory(tenant: Tenant, before: number, limit = 100):
     reports,
     next_before: typeof next === "string" && parseCursor(next) !== null ? next : null,
   };
+}
+
+/**
+ * A one-use stream ticket (`POST /agent/reports/ticket`, lives at most 60 s): the stream is
+ * opened with `?ticket=` instead of a token in the URL. `null` when none could be had (the
+ * stream client then tries again after its backoff).
+ */
+export async function fetchTicket(tenant: Tenant): Promise<string | null> {
+  const r = await send(tenant, "/agent/reports/ticket", { method: "POST", headers: { accept: "application/json" } });
+  return r.ok && typeof r.body.ticket === "string" && r.body.ticket !== "" ? r.body.ticket : null;
+}
+
+/**
+ * Fetches an image that needs the request's credentials (the profile photo in JWT mode, where an
+ * `<img src>` cannot send `Authorization`) and returns an object URL for it, or `null`.
+ * The caller revokes the URL when done.
+ */
+export async function fetchImage(tenant: Tenant, url: string): Promise<string | null> {
+  try {
+    let res = await fetch(url, { headers: credentials().headers(tenant) });
+    if (res.status === 401 && (await credentials().renew()))
+      res = await fetch(url, { headers: credentials().headers(tenant) });
+    return res.ok ? URL.createObjectURL(await res.blob()) : null;
+  } catch {
+    return null;
+  }
 }

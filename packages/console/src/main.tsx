@@ -1,8 +1,8 @@
-/** Entry point: renders the console into `#app`; starts loading Korean at once when it will be needed. */
+/** Entry point: renders the console (after the sign-in, in JWT mode) into `#app`; starts loading Korean at once when it will be needed. */
 import { render } from "preact";
 import "./styles.css";
 import { LANG_STORAGE_KEY, loadLang, pickLang } from "./i18n.ts";
-import { App } from "./ui/App.tsx";
+import { Root } from "./ui/Root.tsx";
 
 let last: string | null = null;
 try {
@@ -16,5 +16,5 @@ if (guess !== "en") void loadLang(guess);
 const root = document.getElementById("app");
 if (root) {
   root.replaceChildren(); // the static "Loading…" shown until the script ran
-  render(<App />, root);
+  render(<Root />, root);
 }

@@ -123,8 +123,14 @@ export interface LiveState {
   historyBefore: number | null;
   /** The history endpoint said there is nothing older. */
   historyDone: boolean;
-  /** There may be entries older than those shown: the snapshot's worklog was full, or entries left the live window. */
+  /**
+   * There may be entries older than those shown: the snapshot had entries (the server keeps only
+   * its newest `STREAM_WORKLOG_KEEP` commands in it; the history endpoint knows the rest), or
+   * entries left the live window.
+   */
   mayHaveOlder: boolean;
+  /** The snapshot's worklog had at least {@link WORKLOG_LIMIT} entries: the page fetches one history page at once. */
+  snapshotFull: boolean;
   /** Bumped on every change. */
   rev: number;
   /** Bumped when worklog entries or their order change. */
@@ -176,6 +182,7 @@ export function createLiveState(): LiveState {
     historyBefore: null,
     historyDone: false,
     mayHaveOlder: false,
+    snapshotFull: false,
     rev: 0,
     worklogRev: 0,
     asksRev: 0,
@@ -299,7 +306,8 @@ export function applySnapshot(s: LiveState, ev: SnapshotWire): void {
   s.lastId = id;
   s.historyBefore = id === null ? null : id + 1;
   s.historyDone = false;
-  s.mayHaveOlder = snap.worklog.length >= WORKLOG_LIMIT;
+  s.mayHaveOlder = snap.worklog.length > 0;
+  s.snapshotFull = snap.worklog.length >= WORKLOG_LIMIT;
   s.lastReport = null;
   s.connState = s.resyncPending ? "resynced" : "live";
   s.resyncPending = false;

@@ -33,7 +33,10 @@ class FakeEventSource implements EventSourceLike {
   }
 }
 
-function harness(cursor: () => number | null = () => null) {
+function harness(
+  cursor: () => number | null = () => null,
+  extra: { ticket?: () => Promise<string | null>; renew?: () => Promise<unknown> } = {},
+) {
   const sources: FakeEventSource[] = [];
   const actions: StoreAction[] = [];
   const timers: { fn: () => void; ms: number }[] = [];
@@ -52,6 +55,7 @@ function harness(cursor: () => number | null = () => null) {
     },
     clearTimer: () => {},
     onProblem: () => {},
+    ...extra,
   });
   return { client, sources, actions, timers };
 }
@@ -108,5 +112,80 @@ describe("StreamClient", () => {
     es.fail(2);
     expect(h.actions).toEqual([]);
     expect(h.timers).toHaveLength(0);
+  });
+
+  describe("ticket mode (signed in)", () => {
+    const flush = () => new Promise((r) => setTimeout(r, 0));
+
+    it("opens every connection with a fresh one-use ticket and the cursor, never a token or the tenant", async () => {
+      let n = 0;
+      let cursor: number | null = null;
+      const h = harness(() => cursor, { ticket: async () => `t${++n}` });
+      h.client.start();
+      await flush();
+      expect(h.sources[0]?.url).toBe("/agent/reports/stream?ticket=t1");
+      h.sources[0]?.open();
+      cursor = 42;
+      // A lost connection: the browser would retry with the used ticket; the client closes it and
+      // reconnects itself after the backoff, with a new ticket and the cursor.
+      h.sources[0]?.fail(0);
+      expect(h.sources[0]?.closed).toBe(true);
+      expect(h.timers.at(-1)?.ms).toBe(1000);
+      h.timers.at(-1)?.fn();
+      await flush();
+      expect(h.sources[1]?.url).toBe("/agent/reports/stream?ticket=t2&cursor=42");
+    });
+
+    it("after CREDENTIAL_EXPIRED: renews first, then reconnects at once from the cursor", async () => {
+      const order: string[] = [];
+      let n = 0;
+      const h = harness(() => 7, {
+        ticket: async () => {
+          order.push("ticket");
+          return `t${++n}`;
+        },
+        renew: async () => {
+          order.push("renew");
+          return true;
+        },
+      });
+      h.client.start();
+      await flush();
+      h.sources[0]?.open();
+      h.sources[0]?.emit("error", {
+        error: { code: "CREDENTIAL_EXPIRED", message: "expired", recoverable: true },
+        ts: "2026-01-01T00:00:00Z",
+      });
+      expect(h.actions.at(-1)).toMatchObject({ kind: "error", event: { error: { code: "CREDENTIAL_EXPIRED" } } });
+      h.sources[0]?.fail(0); // the server ends the stream
+      expect(h.timers.at(-1)?.ms).toBe(0);
+      h.timers.at(-1)?.fn();
+      await flush();
+      expect(order).toEqual(["ticket", "renew", "ticket"]);
+      expect(h.sources[1]?.url).toBe("/agent/reports/stream?ticket=t2&cursor=7");
+    });
+
+    it("no ticket (the request failed): disconnected, and tried again after the backoff", async () => {
+      const answers = [null, "t-ok"];
+      const h = harness(() => null, { ticket: async () => answers.shift() ?? null });
+      h.client.start();
+      await flush();
+      expect(h.sources).toHaveLength(0);
+      expect(h.actions.at(-1)).toEqual({ kind: "disconnected" });
+      expect(h.timers.at(-1)?.ms).toBe(1000);
+      h.timers.at(-1)?.fn();
+      await flush();
+      expect(h.sources[0]?.url).toBe("/agent/reports/stream?ticket=t-ok");
+    });
+
+    it("a ticket that arrives after stop() opens nothing", async () => {
+      let release: (t: string) => void = () => {};
+      const h = harness(() => null, { ticket: () => new Promise<string>((r) => (release = r)) });
+      h.client.start();
+      h.client.stop();
+      release("late");
+      await flush();
+      expect(h.sources).toHaveLength(0);
+    });
   });
 });

@@ -7,6 +7,14 @@
  * CLOSED. This client notices that and opens a new EventSource after a backoff
  * (1 s, 2 s, 4 s … at most 10 s) with `?cursor=<last report_id>`, so replay continues
  * without a gap. Live `progress` events (no id) are passed on like the others.
+ *
+ * Signed in (JWT mode), every connection is opened with a fresh one-use ticket
+ * (`?ticket=`, from `POST /agent/reports/ticket`): never a token in the URL. The browser's own
+ * reconnection would present the used ticket again, so in that mode this client closes a lost
+ * connection at once and opens the next one itself, with a new ticket and `?cursor=` (the
+ * contract treats it as `Last-Event-ID`, which a new EventSource cannot send). When the stream
+ * ends with `CREDENTIAL_EXPIRED`, the credential is renewed first and the next connection
+ * follows at once, resuming after the last report: nothing missing, nothing twice.
  */
 import type { Tenant } from "@nexus/contracts";
 import type { StoreAction } from "./store.ts";
@@ -31,6 +39,13 @@ export interface StreamClientOptions {
   getCursor(): number | null;
   /** Receives every parsed event and the connection's open/lost signals. */
   dispatch(action: StoreAction): void;
+  /**
+   * Ticket mode: returns a fresh one-use ticket for each connection, or `null` when none could be
+   * had (then the client waits its backoff and tries again).
+   */
+  ticket?: () => Promise<string | null>;
+  /** Renews the credential after the stream's `CREDENTIAL_EXPIRED` event (ticket mode). */
+  renew?: () => Promise<unknown>;
   /** Builds the EventSource; defaults to the browser's. */
   connect?: (url: string) => EventSourceLike;
   /** First backoff delay in ms (default 1000); doubled per failed attempt. */
@@ -54,8 +69,12 @@ export class StreamClient {
   private timer: unknown = null;
   private attempt = 0;
   private stopped = false;
-  private readonly o: Required<Omit<StreamClientOptions, "tenant" | "getCursor" | "dispatch">> &
-    Pick<StreamClientOptions, "tenant" | "getCursor" | "dispatch">;
+  /** The stream said `CREDENTIAL_EXPIRED`: renew before the next connection, and do not wait. */
+  private expired = false;
+  /** Counts connections, so a ticket arriving for a superseded one is dropped. */
+  private generation = 0;
+  private readonly o: Required<Omit<StreamClientOptions, "tenant" | "getCursor" | "dispatch" | "ticket" | "renew">> &
+    Pick<StreamClientOptions, "tenant" | "getCursor" | "dispatch" | "ticket" | "renew">;
 
   constructor(options: StreamClientOptions) {
     this.o = {
@@ -78,6 +97,7 @@ export class StreamClient {
   /** Closes the connection and cancels a pending reconnection; no more actions are dispatched. */
   stop(): void {
     this.stopped = true;
+    this.generation++;
     if (this.timer !== null) this.o.clearTimer(this.timer);
     this.timer = null;
     this.es?.close();
@@ -85,7 +105,29 @@ export class StreamClient {
   }
 
   private open(cursor: number | null): void {
-    const es = this.o.connect(streamUrl(this.o.tenant, cursor));
+    const gen = ++this.generation;
+    if (!this.o.ticket) {
+      this.attach(this.o.connect(streamUrl(this.o.tenant, cursor)));
+      return;
+    }
+    const getTicket = this.o.ticket;
+    void (async () => {
+      if (this.expired) {
+        this.expired = false;
+        await this.o.renew?.();
+      }
+      const ticket = await getTicket();
+      if (this.stopped || gen !== this.generation) return;
+      if (ticket === null) {
+        this.o.dispatch({ kind: "disconnected" });
+        this.scheduleReconnect(null);
+        return;
+      }
+      this.attach(this.o.connect(streamUrl(this.o.tenant, cursor, ticket)));
+    })();
+  }
+
+  private attach(es: EventSourceLike): void {
     this.es = es;
     const live = () => !this.stopped && this.es === es;
     es.onopen = () => {
@@ -108,18 +150,21 @@ export class StreamClient {
       // `event: error` from the server arrives as a MessageEvent with data; a lost
       // connection is a plain Event. Both use the same event name.
       if (typeof (ev as MessageEvent).data === "string") {
+        if (this.o.ticket && /"CREDENTIAL_EXPIRED"/.test((ev as MessageEvent).data)) this.expired = true;
         onEvent(ev);
         return;
       }
       this.o.dispatch({ kind: "disconnected" });
-      if (es.readyState === CLOSED) this.scheduleReconnect(es);
+      // A used ticket cannot reconnect: in ticket mode every lost connection is reopened here.
+      if (es.readyState === CLOSED || this.o.ticket) this.scheduleReconnect(es);
     });
   }
 
-  private scheduleReconnect(es: EventSourceLike): void {
-    es.close();
+  private scheduleReconnect(es: EventSourceLike | null): void {
+    es?.close();
     if (this.timer !== null) return;
-    const delay = backoffDelay(this.attempt++, this.o.backoffInitialMs, this.o.backoffMaxMs);
+    // After CREDENTIAL_EXPIRED the server ended the stream on purpose: reconnect at once.
+    const delay = this.expired ? 0 : backoffDelay(this.attempt++, this.o.backoffInitialMs, this.o.backoffMaxMs);
     this.timer = this.o.setTimer(() => {
       this.timer = null;
       if (this.stopped) return;

@@ -75,10 +75,13 @@ export function tenantHeaders(t: Tenant): Record<string, string> {
 
 /**
  * The stream URL for `t` (EventSource cannot send headers, so the tenant goes in the query),
- * with `cursor` when resuming after the browser gave up reconnecting.
+ * with `cursor` when resuming after the browser gave up reconnecting. With a one-use `ticket`
+ * (signed in) the ticket names tenant and principal, and nothing else goes in the URL.
  */
-export function streamUrl(t: Tenant, cursor: number | null): string {
-  const q = new URLSearchParams({ org_id: t.org_id, project_id: t.project_id });
+export function streamUrl(t: Tenant, cursor: number | null, ticket?: string): string {
+  const q = ticket
+    ? new URLSearchParams({ ticket })
+    : new URLSearchParams({ org_id: t.org_id, project_id: t.project_id });
   if (cursor !== null) q.set("cursor", String(cursor));
   return `/agent/reports/stream?${q.toString()}`;
 }

@@ -11,6 +11,7 @@ import {
   ProgressEvent,
   parseCursor,
   type ReportEvent,
+  redactUrl,
   type Snapshot,
   subjects,
   tenantFromSubject,
@@ -218,5 +219,16 @@ describe("applyReport", () => {
     expect(cancelled.asks[0]!.status).toBe("cancelled");
     expect(cancelled.worklog[0]).toMatchObject({ status: "cancelled", title: "C" });
     expect(cancelled.autopilot.status).toBe("idle");
+  });
+});
+
+describe("redactUrl", () => {
+  it("redacts credentials in any query, and the OIDC response only on the console's redirect", () => {
+    expect(redactUrl("/agent/reports/stream?ticket=t1.abc&x=1")).toBe("/agent/reports/stream?ticket=[redacted]&x=1");
+    expect(redactUrl("GET /s?access_token=eyJ&token=a")).toBe("GET /s?access_token=[redacted]&token=[redacted]");
+    expect(redactUrl("/ui/?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https%3A%2F%2Fidp")).toBe(
+      "/ui/?code=[redacted]&state=[redacted]&iss=https%3A%2F%2Fidp",
+    );
+    expect(redactUrl("/admin/dead-letters?code=RETRIES_EXHAUSTED")).toBe("/admin/dead-letters?code=RETRIES_EXHAUSTED");
   });
 });

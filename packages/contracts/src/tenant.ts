@@ -152,5 +152,14 @@ const CREDENTIAL_IN_URL = new RegExp(`([?&](?:${CREDENTIAL_QUERY_PARAMS.join("|"
  * parameter replaced by `[redacted]`, for logs: `/s?token=eyJ…&x=1` → `/s?token=[redacted]&x=1`.
  */
 export function redactUrl(url: string): string {
-  return url.replace(CREDENTIAL_IN_URL, "$1[redacted]");
+  const out = url.replace(CREDENTIAL_IN_URL, "$1[redacted]");
+  return out.includes("/ui") ? out.replace(CONSOLE_CALLBACK, (q) => q.replace(OAUTH_RESPONSE, "$1[redacted]")) : out;
 }
+
+/**
+ * The console's OIDC redirect (`/ui/?code=…&state=…`, RFC 6749 §4.1.2): the authorization code
+ * is a one-use credential until redeemed, so its query is redacted as well. Only under `/ui`:
+ * elsewhere `code` is an ordinary filter (dead letters' `?code=RETRIES_EXHAUSTED`).
+ */
+const CONSOLE_CALLBACK = /\/ui\/?\?[^#\s"]*/g;
+const OAUTH_RESPONSE = /([?&](?:code|state|session_state)=)[^&#\s"]*/gi;

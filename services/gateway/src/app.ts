@@ -8,7 +8,7 @@ import fastifySwaggerUi from "@fastify/swagger-ui";
 import { AppError } from "@nexus/core";
 import { type App, addHealthRoutes, authPlugin, createHttpApp, sendError } from "@nexus/http";
 import { sql } from "kysely";
-import { consoleStatic } from "./console-static.ts";
+import { consoleRuntimeConfig, consoleStatic } from "./console-static.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { AUTH_ERRORS, errorResponses, QUERY_SECURITY, swaggerOptions } from "./openapi.ts";
 import { approvalRoutes } from "./routes/approvals.ts";
@@ -138,6 +138,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<App> {
     },
   );
 
-  await app.register(consoleStatic, { root: deps.config.CONSOLE_DIR ?? DEFAULT_CONSOLE_DIR });
+  await app.register(consoleStatic, {
+    root: deps.config.CONSOLE_DIR ?? DEFAULT_CONSOLE_DIR,
+    runtime: consoleRuntimeConfig(deps.config),
+    connectOrigins: deps.config.CONSOLE_OIDC_CONNECT_ORIGINS,
+  });
   return app;
 }

@@ -1,3 +1,4 @@
+import { commaList } from "@nexus/contracts";
 import { AuthConfig } from "@nexus/http";
 import { BaseConfig } from "@nexus/runtime";
 import { z } from "zod";
@@ -48,6 +49,23 @@ export const GatewayConfig = BaseConfig.extend(AuthConfig.shape).extend({
   STREAM_PROXY_MAX_CONNECTIONS: z.coerce.number().int().min(1).default(65_536),
   /** Directory of the built console (packages/console/dist). */
   CONSOLE_DIR: z.string().optional(),
+  /**
+   * The console's sign-in in JWT mode (OpenID Connect authorization code flow with PKCE): the
+   * provider's issuer URL (its discovery document is `<issuer>/.well-known/openid-configuration`).
+   * Its origin is added to `connect-src` of the console's CSP. Unset: the console has no sign-in.
+   */
+  CONSOLE_OIDC_ISSUER: z.url().optional(),
+  /** The console's OAuth client id at that provider (a public client: no secret). */
+  CONSOLE_OIDC_CLIENT_ID: z.string().min(1).optional(),
+  /** Scopes the console asks for, space-separated. `offline_access` asks for a refresh token. */
+  CONSOLE_OIDC_SCOPES: z.string().default("openid profile offline_access"),
+  /** `audience` parameter of the authorization request, for providers that need it (Auth0); else unset. */
+  CONSOLE_OIDC_AUDIENCE: z.string().min(1).optional(),
+  /**
+   * More origins the console must reach when the provider's token or end-session endpoint is
+   * not on the issuer's origin (comma-separated `https://host[:port]`); added to `connect-src`.
+   */
+  CONSOLE_OIDC_CONNECT_ORIGINS: commaList,
   /**
    * Fault injection for tests and drills: comma-separated write-path steps (e.g.
    * `accept:after-command-publish`) at which the process kills itself with SIGKILL. Empty in production.

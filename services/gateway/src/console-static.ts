@@ -3,10 +3,74 @@ import path from "node:path";
 import fastifyStatic from "@fastify/static";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 
+/**
+ * What the console needs to know at run time, served as `GET /ui/config.json` (the console reads
+ * it before anything else). Never a secret: the OAuth client is a public client (PKCE).
+ */
+export interface ConsoleRuntimeConfig {
+  /** The gateway's `AUTH_MODE`: `header` (tenant and principal from headers) or `jwt` (sign-in). */
+  auth: "header" | "jwt";
+  /** The gateway's `JWT_ROLES_CLAIM` (a dotted path): where the console reads the signed-in principal's roles. */
+  roles_claim: string;
+  /** OpenID Connect sign-in (JWT mode with `CONSOLE_OIDC_ISSUER` and `CONSOLE_OIDC_CLIENT_ID` set). */
+  oidc?: {
+    issuer: string;
+    client_id: string;
+    /** Space-separated. */
+    scopes: string;
+    audience?: string;
+  };
+}
+
 /** Options of {@link consoleStatic}. */
 export interface ConsoleStaticOptions {
   /** The console's build (`packages/console/dist`): `index.html`, `assets/*` with `.br` / `.gz` siblings. */
   root: string;
+  /** Served as `/ui/config.json`; its OIDC issuer's origin (and `connectOrigins`) join `connect-src` on `/ui`. */
+  runtime?: ConsoleRuntimeConfig;
+  /** More origins for `connect-src` on `/ui` (a token endpoint on another origin than the issuer). */
+  connectOrigins?: string[];
+}
+
+/** The parts of the gateway's configuration {@link consoleRuntimeConfig} reads. */
+export interface ConsoleConfigSource {
+  AUTH_MODE: "header" | "jwt";
+  JWT_ROLES_CLAIM: string;
+  CONSOLE_OIDC_ISSUER?: string | undefined;
+  CONSOLE_OIDC_CLIENT_ID?: string | undefined;
+  CONSOLE_OIDC_SCOPES: string;
+  CONSOLE_OIDC_AUDIENCE?: string | undefined;
+}
+
+/** The console's runtime configuration from the gateway's (see README "Console sign-in"). */
+export function consoleRuntimeConfig(c: ConsoleConfigSource): ConsoleRuntimeConfig {
+  const oidc =
+    c.AUTH_MODE === "jwt" && c.CONSOLE_OIDC_ISSUER && c.CONSOLE_OIDC_CLIENT_ID
+      ? {
+          issuer: c.CONSOLE_OIDC_ISSUER,
+          client_id: c.CONSOLE_OIDC_CLIENT_ID,
+          scopes: c.CONSOLE_OIDC_SCOPES.split(/\s+/).filter(Boolean).join(" "),
+          ...(c.CONSOLE_OIDC_AUDIENCE ? { audience: c.CONSOLE_OIDC_AUDIENCE } : {}),
+        }
+      : undefined;
+  return { auth: c.AUTH_MODE, roles_claim: c.JWT_ROLES_CLAIM, ...(oidc ? { oidc } : {}) };
+}
+
+/**
+ * `policy` (a Content-Security-Policy) with `origins` added to its `connect-src` directive (one
+ * is added when it has none). Origins are normalised by `URL` (scheme, host, port; no path).
+ */
+export function withConnectOrigins(policy: string, origins: readonly string[]): string {
+  const extra = [...new Set(origins.map((o) => new URL(o).origin))];
+  if (extra.length === 0) return policy;
+  const parts = policy
+    .split(";")
+    .map((d) => d.trim())
+    .filter(Boolean);
+  const i = parts.findIndex((d) => d.split(/\s+/)[0]?.toLowerCase() === "connect-src");
+  if (i >= 0) parts[i] = `${parts[i]} ${extra.join(" ")}`;
+  else parts.push(`connect-src 'self' ${extra.join(" ")}`);
+  return parts.join(";");
 }
 
 /** Hashed build files never change: a year, and browsers need not revalidate them. */
@@ -32,8 +96,28 @@ function setHeader(res: unknown, name: string, value: string): void {
  * hashed `assets/*` and `no-cache` for `index.html`, and never a source map. `GET /ui` and
  * `GET /` redirect to `/ui/` keeping the query string. Without a build, `/ui` answers 503 with
  * how to build it.
+ *
+ * `GET /ui/config.json` is the console's {@link ConsoleRuntimeConfig} (`no-cache`). When sign-in
+ * is configured, the responses of this plugin (and only these: the API keeps `connect-src 'self'`)
+ * allow the browser to reach the OIDC issuer's origin (discovery, token endpoint): the console
+ * exchanges the authorization code and refreshes tokens with `fetch`. The sign-in itself is a
+ * top-level redirect, which CSP does not restrict and `frame-ancestors 'none'` does not need.
  */
-export const consoleStatic: FastifyPluginAsync<ConsoleStaticOptions> = async (app, { root }) => {
+export const consoleStatic: FastifyPluginAsync<ConsoleStaticOptions> = async (app, o) => {
+  const { root } = o;
+  const runtime: ConsoleRuntimeConfig = o.runtime ?? { auth: "header", roles_claim: "roles" };
+  const origins = [...(runtime.oidc ? [runtime.oidc.issuer] : []), ...(o.connectOrigins ?? [])];
+  if (origins.length > 0) {
+    // The global security headers were set on the raw response by an earlier onRequest hook.
+    app.addHook("onRequest", async (_req, reply) => {
+      const csp = reply.raw.getHeader("content-security-policy");
+      if (typeof csp === "string") reply.raw.setHeader("content-security-policy", withConnectOrigins(csp, origins));
+    });
+  }
+  const configBody = JSON.stringify(runtime);
+  app.get("/ui/config.json", { schema: { hide: true } }, (_req, reply) =>
+    reply.header("cache-control", REVALIDATE).type("application/json; charset=utf-8").send(configBody),
+  );
   app.get("/", { schema: { hide: true } }, toConsole);
   if (!fs.existsSync(path.join(root, "index.html"))) {
     app.get("/ui", { schema: { hide: true } }, (_req, reply) =>

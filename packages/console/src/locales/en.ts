@@ -12,6 +12,25 @@ export const en = {
     navLabel: "Views",
   },
   nav: { console: "Console", settings: "Settings" },
+  signin: {
+    pageTitle: "Sign in · NEXUS Console",
+    title: "Sign in to NEXUS Console",
+    intro:
+      "Approvals, commands and settings are shown to signed-in members of your organisation, with what their role allows.",
+    button: "Sign in with {{host}}",
+    redirecting: "Opening the sign-in…",
+    where: "Your organisation’s sign-in page ({{host}}) opens in this tab and brings you back here.",
+    failed: "The sign-in did not complete. Please try again.",
+    reason: "Reason: {{code}}",
+    unconfigured:
+      "This server requires a sign-in, but no sign-in provider is set up for the console. Ask your administrator to set CONSOLE_OIDC_ISSUER and CONSOLE_OIDC_CLIENT_ID on the gateway.",
+  },
+  account: {
+    signedInAs: "Signed in as",
+    signOut: "Sign out",
+    noRoles: "no role",
+  },
+  roles: { viewer: "Viewer", operator: "Operator", approver: "Approver", admin: "Administrator" },
   tenant: {
     label: "Tenant",
     menu: "Switch tenant",

@@ -10,6 +10,24 @@ export const ko: Messages = {
     navLabel: "화면",
   },
   nav: { console: "콘솔", settings: "설정" },
+  signin: {
+    pageTitle: "로그인 · NEXUS 콘솔",
+    title: "NEXUS 콘솔에 로그인",
+    intro: "승인, 명령, 설정은 로그인한 조직 구성원에게 역할이 허용하는 범위에서 표시됩니다.",
+    button: "{{host}}(으)로 로그인",
+    redirecting: "로그인 페이지를 여는 중…",
+    where: "조직의 로그인 페이지({{host}})가 이 탭에서 열리고, 로그인 후 이곳으로 돌아옵니다.",
+    failed: "로그인을 완료하지 못했습니다. 다시 시도해 주세요.",
+    reason: "사유: {{code}}",
+    unconfigured:
+      "이 서버는 로그인이 필요하지만 콘솔용 로그인 제공자가 설정되어 있지 않습니다. 관리자에게 게이트웨이의 CONSOLE_OIDC_ISSUER와 CONSOLE_OIDC_CLIENT_ID 설정을 요청하세요.",
+  },
+  account: {
+    signedInAs: "로그인 계정",
+    signOut: "로그아웃",
+    noRoles: "역할 없음",
+  },
+  roles: { viewer: "조회자", operator: "운영자", approver: "승인자", admin: "관리자" },
   tenant: {
     label: "테넌트",
     menu: "테넌트 전환",

@@ -1,8 +1,9 @@
 import type { Tenant } from "@nexus/contracts";
 import type { FunctionComponent } from "preact";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { fetchHistory } from "../api.ts";
+import { fetchHistory, fetchTicket } from "../api.ts";
 import { accentVars } from "../contrast.ts";
+import { credentials } from "../credentials.ts";
 import { effectiveTimeZone } from "../format.ts";
 import {
   errorText,
@@ -15,6 +16,7 @@ import {
   t,
   typeLabel,
 } from "../i18n.ts";
+import type { Identity } from "../oidc.ts";
 import { permissions } from "../roles.ts";
 import { autopilot, findWork, type LiveState, openAsks, resolvedAsks, worklogOrder } from "../state.ts";
 import { createStore } from "../store.ts";
@@ -148,7 +150,7 @@ function useOlder(store: ReturnType<typeof createStore>, tenant: Tenant, s: Live
   }, [store, tenant]);
   // After a snapshot whose worklog was full, fetch one page at once: a reload shows as much as before.
   useEffect(() => {
-    if (s.snapshotId !== null && s.mayHaveOlder && s.older.size === 0) void load();
+    if (s.snapshotId !== null && s.snapshotFull && s.older.size === 0) void load();
   }, [s.snapshotId]);
   return {
     available: !st.unsupported && s.mayHaveOlder && s.settings !== null,
@@ -168,9 +170,21 @@ function useSettingsView(wanted: boolean): FunctionComponent<SettingsProps> | nu
   return comp;
 }
 
+/** Props of {@link App}. */
+export interface AppProps {
+  /**
+   * Who is signed in (JWT mode): the tenant is the token's, the controls follow its roles, and
+   * the stream is opened with tickets. `null` in header mode.
+   */
+  identity: Identity | null;
+  /** Signs out (JWT mode). */
+  onSignOut?(): void;
+}
+
 /** The console page. */
-export function App() {
-  const [tenant, setTenant] = useState<Tenant>(() => initialTenant(window.location.search, storage()));
+export function App({ identity, onSignOut }: AppProps) {
+  const fixedTenant = identity?.tenant ?? null;
+  const [tenant, setTenant] = useState<Tenant>(() => fixedTenant ?? initialTenant(window.location.search, storage()));
   const [recent, setRecent] = useState<Tenant[]>(() => recentTenants(storage()));
   const store = useMemo(() => createStore(), []);
   const [, setTick] = useState(0);
@@ -180,11 +194,31 @@ export function App() {
     store.setTenant(tenant);
     rememberTenant(tenant, storage());
     setRecent(recentTenants(storage()));
-    const client = new StreamClient({ tenant, getCursor: () => store.get().lastId, dispatch: store.dispatch });
+    const signedIn = credentials().kind === "bearer";
+    const client = new StreamClient({
+      tenant,
+      getCursor: () => store.get().lastId,
+      dispatch: store.dispatch,
+      // Signed in: a fresh one-use ticket for every connection, never a token in the URL.
+      ...(signedIn ? { ticket: () => fetchTicket(tenant), renew: () => credentials().renew() } : {}),
+    });
     client.start();
     return () => client.stop();
   }, [store, tenant]);
   useEffect(() => {
+    if (fixedTenant) {
+      // The token names the tenant: the address bar says which one is shown.
+      const url = new URL(window.location.href);
+      if (
+        url.searchParams.get("org_id") !== tenant.org_id ||
+        url.searchParams.get("project_id") !== tenant.project_id
+      ) {
+        url.searchParams.set("org_id", tenant.org_id);
+        url.searchParams.set("project_id", tenant.project_id);
+        window.history.replaceState(null, "", url);
+      }
+      return;
+    }
     const on = () =>
       setTenant((cur) => {
         const next = initialTenant(window.location.search, null);
@@ -235,7 +269,11 @@ export function App() {
     focusById(view === "settings" ? "settings-title" : "composer");
   }, [view]);
 
-  const perms = permissions(s.principal);
+  const principal = useMemo(
+    () => (identity ? { id: identity.principal, roles: identity.roles } : s.principal),
+    [identity?.principal, identity?.roles.join(","), s.principal],
+  );
+  const perms = permissions(principal);
   const loaded = settings !== null;
   // Derived lists: recomputed only when their part of the state moved (per frame at most).
   const entries = useMemo(() => (loaded ? worklogOrder(s) : null), [s, s.worklogRev, loaded]);
@@ -311,6 +349,7 @@ export function App() {
         view={view}
         showSettings={perms.administer}
         lang={lang}
+        {...(identity ? { identity, onSignOut } : {})}
       />
       {stale && (
         <div class="banner warn" role="status" data-testid="conn-banner">

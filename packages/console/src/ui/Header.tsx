@@ -1,6 +1,7 @@
 import { type Autopilot, isTenantToken, type Tenant } from "@nexus/contracts";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { t } from "../i18n.ts";
+import type { Identity } from "../oidc.ts";
 import type { ConnState } from "../state.ts";
 import { sameTenant } from "../tenant.ts";
 import { focusById, memo } from "./memo.ts";
@@ -123,6 +124,38 @@ export interface HeaderProps {
   view: View;
   showSettings: boolean;
   lang: string;
+  /** Signed in (JWT mode): shown with its roles and a sign-out; the tenant is the token's (no switcher). */
+  identity?: Identity;
+  onSignOut?(): void;
+}
+
+/** The signed-in principal, its roles and the sign-out. */
+function Account(props: { identity: Identity; onSignOut?(): void }) {
+  const { identity } = props;
+  const [leaving, setLeaving] = useState(false);
+  return (
+    <div class="account" data-testid="account">
+      <span class="pill-label">{t("account.signedInAs")}</span>{" "}
+      <strong data-testid="account-principal" title={identity.principal}>
+        {identity.name ?? identity.principal}
+      </strong>{" "}
+      <span class="roles" data-testid="account-roles" data-roles={identity.roles.join(",")}>
+        {identity.roles.length > 0 ? identity.roles.map((r) => t(`roles.${r}`)).join(", ") : t("account.noRoles")}
+      </span>
+      <button
+        type="button"
+        class="link"
+        data-testid="sign-out"
+        disabled={leaving}
+        onClick={() => {
+          setLeaving(true);
+          props.onSignOut?.();
+        }}
+      >
+        {t("account.signOut")}
+      </button>
+    </div>
+  );
 }
 
 /** Page header: title, tenant switcher, views, connection and autopilot. */
@@ -133,7 +166,14 @@ export const Header = memo(function Header(props: HeaderProps) {
     <header class="topbar">
       <div class="brand">
         <p class="logo">{t("app.title")}</p>
-        <TenantSwitcher tenant={props.tenant} recent={props.recent} onSwitch={props.onSwitch} />
+        {props.identity ? (
+          <p class="tenant-fixed" data-testid="tenant-fixed">
+            <span class="pill-label">{t("tenant.label")}</span>{" "}
+            <strong data-testid="tenant-current">{`${props.tenant.org_id}/${props.tenant.project_id}`}</strong>
+          </p>
+        ) : (
+          <TenantSwitcher tenant={props.tenant} recent={props.recent} onSwitch={props.onSwitch} />
+        )}
       </div>
       <nav aria-label={t("app.navLabel")} class="tabs">
         <a href="#/" aria-current={props.view === "console" ? "page" : undefined} data-testid="nav-console">
@@ -165,6 +205,9 @@ export const Header = memo(function Header(props: HeaderProps) {
               : "…"}
           </span>
         </div>
+        {props.identity && (
+          <Account identity={props.identity} {...(props.onSignOut ? { onSignOut: props.onSignOut } : {})} />
+        )}
       </div>
     </header>
   );

@@ -1,14 +1,44 @@
 import { COMMAND_TYPES, type CommandType, type RiskLevel, type SettingsSection, type Tenant } from "@nexus/contracts";
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { type ApiResult, acceptedCorrelationId, NETWORK_ERROR, sendJson, uploadPhoto } from "../api.ts";
+import { type ApiResult, acceptedCorrelationId, fetchImage, NETWORK_ERROR, sendJson, uploadPhoto } from "../api.ts";
 import { TONES } from "../commandForms.ts";
 import { accentVars, contrastRatio, DEFAULT_ACCENT, MIN_CONTRAST, parseHex, SURFACE } from "../contrast.ts";
+import { credentials } from "../credentials.ts";
 import { correlationId } from "../format.ts";
 import { errorText, t, typeLabel } from "../i18n.ts";
 import type { SettingsState } from "../state.ts";
 import type { WireError } from "../wire.ts";
 import { focusById, memo } from "./memo.ts";
+
+/**
+ * The `src` for an image of the API: the URL itself in header mode; signed in, an object URL of
+ * the image fetched with the bearer token (an `<img>` cannot send `Authorization`, and the token
+ * never goes in a URL).
+ */
+function useApiImage(tenant: Tenant, url: string | undefined): string | undefined {
+  const bearer = credentials().kind === "bearer";
+  const [src, setSrc] = useState<string | undefined>(bearer ? undefined : url);
+  useEffect(() => {
+    if (!bearer || !url) {
+      setSrc(url);
+      return;
+    }
+    let gone = false;
+    let made: string | null = null;
+    void fetchImage(tenant, url).then((u) => {
+      made = u;
+      if (gone) {
+        if (u) URL.revokeObjectURL(u);
+      } else setSrc(u ?? undefined);
+    });
+    return () => {
+      gone = true;
+      if (made) URL.revokeObjectURL(made);
+    };
+  }, [url, bearer, tenant.org_id, tenant.project_id]);
+  return src;
+}
 
 type Key = SettingsSection | "photo";
 
@@ -296,6 +326,7 @@ export const Settings = memo(function Settings(props: SettingsProps) {
     ["ko", "한국어"],
   ];
   if (p.locale && !localeOptions.some(([v]) => v === p.locale)) localeOptions.push([p.locale, p.locale]);
+  const photoSrc = useApiImage(tenant, profile.photo?.url);
 
   return (
     <div class="settings-view" data-testid="settings-view">
@@ -304,9 +335,9 @@ export const Settings = memo(function Settings(props: SettingsProps) {
       </h1>
       <Section title={t("settings.profile")} id="profile">
         <div class="photo-row">
-          {profile.photo?.url ? (
+          {photoSrc ? (
             <img
-              src={profile.photo.url}
+              src={photoSrc}
               alt={t("settings.avatarAlt", { name: profile.display_name ?? "" })}
               class="avatar"
               data-testid="profile-photo-preview"
