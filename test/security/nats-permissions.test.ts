@@ -1,5 +1,5 @@
 /**
- * NATS least privilege (ARCHITECTURE.md invariant 9: nothing reaches NATS without its service's
+ * NATS least privilege (docs/architecture.md invariant 9: nothing reaches NATS without its service's
  * credentials): anonymous and wrong credentials are refused, and each service's user can do
  * what its service needs and nothing else — checked against a real nats-server running the
  * authorization block rendered from the one matrix in `packages/messaging/src/permissions.ts`.

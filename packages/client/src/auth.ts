@@ -1,7 +1,7 @@
 import type { Tenant } from "@nexus/contracts";
 
 /**
- * Header mode (CONTRACT.md "Tenancy and authentication"): the tenant in `x-org-id` /
+ * Header mode (docs/contract.md "Tenancy" and "Authentication"): the tenant in `x-org-id` /
  * `x-project-id`, and — for a trusted network only — the principal in `x-user-id` and its
  * roles in `x-roles` (comma-separated), taken by the server as given.
  */

@@ -67,7 +67,7 @@ export type CommandParams<T extends string> = T extends CommandType
   : Record<string, unknown>;
 
 /**
- * The canonical `POST /sidecar/command` body (CONTRACT.md, LOCKED). `command_id` (the
+ * The canonical `POST /sidecar/command` body (docs/contract.md, LOCKED). `command_id` (the
  * idempotency key) and `client_context.correlation_id` are generated when absent, once, so that
  * every retry sends the same body.
  */
@@ -82,7 +82,7 @@ export interface SendCommandRequest<T extends string = string> {
   client_context?: { surface?: string; correlation_id?: string; [key: string]: unknown };
 }
 
-/** The body of `POST /approvals/{ask_id}/decide` (CONTRACT.md, LOCKED). */
+/** The body of `POST /approvals/{ask_id}/decide` (docs/contract.md, LOCKED). */
 export interface DecideRequest {
   decision: "approve" | "reject";
   note?: string;
@@ -186,7 +186,7 @@ const closedError = () =>
  *
  * Every call returns the typed 2xx body, parsed with the contracts' zod schemas, or throws a
  * {@link NexusApiError}. A 202 means "durably accepted", never "done": the result arrives as
- * reports on the stream (CONTRACT.md, LOCKED rules 2–4); use {@link follow} to see it.
+ * reports on the stream (docs/contract.md, LOCKED rules 2–4); use {@link follow} to see it.
  */
 export class NexusClient {
   /** The HTTP layer (auth, retries); exposed for the CLI and for calls the SDK lacks. */
@@ -331,7 +331,7 @@ export class NexusClient {
   }
 
   /**
-   * `GET /agent/reports?before=&limit=` — the archive, newest first (CONTRACT.md "GET
+   * `GET /agent/reports?before=&limit=` — the archive, newest first (docs/contract.md "GET
    * /agent/reports — history"). Page on with `next_before` until it is `null`.
    * @param q.before only reports with a smaller report_id; `q.limit` 1–500.
    */

@@ -22,14 +22,14 @@ export interface NexusApiErrorInit {
 }
 
 /**
- * A failed API call: the standard error body of CONTRACT.md "Standard error body" (`code`,
+ * A failed API call: the standard error body of docs/contract.md "The standard error body" (`code`,
  * `message`, `recoverable`, `details`, `correlation_id`) plus the HTTP `status`.
  *
  * `code` is one of the contracts' closed catalogue, a code the contract added later (the SDK
  * accepts unknown codes rather than failing), or one of the SDK's own (status 0):
  * `NETWORK_ERROR`, `INVALID_RESPONSE`, `HTTP_ERROR`, `STREAM_TIMEOUT` (see `wire.ts`).
  *
- * Notable codes for writing calls (CONTRACT.md "Failure answers of the writing endpoints"):
+ * Notable codes for writing calls (docs/contract.md "What an answer promises"):
  * - `DEPENDENCY_UNAVAILABLE` (503): nothing was stored; it never takes effect.
  * - `ACCEPT_UNCONFIRMED` (504, or status 0 after a lost answer): it **may** have taken effect.
  *   The SDK already repeated the same request as often as allowed; repeating it again (same

@@ -43,7 +43,7 @@ export interface RetryInfo {
  * - `write`: changes state under an idempotency key (command_id, the ask's decision, the
  *   settings correlation id), so the same request again is harmless: retried on 429, 502, 503,
  *   504 and network errors; when it may have taken effect and no attempt confirmed it, the
- *   final error is `ACCEPT_UNCONFIRMED` (CONTRACT.md "Failure answers of the writing endpoints").
+ *   final error is `ACCEPT_UNCONFIRMED` (docs/contract.md "What an answer promises").
  * - `read`: no effect; retried on the same statuses.
  * - `once`: changes state without an idempotency key: retried only on 429 and 503, which
  *   promise that nothing was done.

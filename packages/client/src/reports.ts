@@ -2,7 +2,7 @@ import { CURSOR_RE, ReportEvent } from "@nexus/contracts";
 
 /**
  * True when `s` is a report_id: a decimal string without sign or leading zeros (the contracts'
- * `CURSOR_RE`; CONTRACT.md "GET /agent/reports/stream").
+ * `CURSOR_RE`; docs/contract.md "The report stream").
  */
 export function isReportId(s: unknown): s is string {
   return typeof s === "string" && CURSOR_RE.test(s);

@@ -8,7 +8,7 @@ export type StateChangeListener = (state: Snapshot, cause: SnapshotEvent | Repor
 
 /**
  * Keeps the tenant's current {@link Snapshot}: the latest `snapshot`, with every later `report`
- * applied by the contracts' `applyReport` — CONTRACT.md "GET /agent/reports/stream": "Applying
+ * applied by the contracts' `applyReport` — docs/contract.md "The report stream": "Applying
  * every report with report_id greater than the snapshot's to the snapshot gives the current
  * state". It does no I/O: feed it {@link StreamEvent}s (see `NexusClient.follow`).
  *

@@ -8,7 +8,7 @@ import { compareReportIds, isReportId, parseReportEvent } from "./reports.ts";
 import { ProgressEvent, StreamErrorEvent, type StreamTicket } from "./wire.ts";
 
 /**
- * Glossary (CONTRACT.md "GET /agent/reports/stream"):
+ * Glossary (docs/contract.md "The report stream"):
  * - **report_id**: decimal string, the JetStream sequence of a report; strictly increasing per
  *   tenant, not contiguous.
  * - **cursor**: the report_id of the last snapshot or report the client applied; sent as
@@ -147,7 +147,7 @@ const STREAM_PATH = "/agent/reports/stream";
  * The report stream: `GET /agent/reports/stream` read with `fetch` and `eventsource-parser`
  * (the WHATWG HTML "Server-sent events" parsing rules), so that it can send headers.
  *
- * What it guarantees, per CONTRACT.md "GET /agent/reports/stream" (LOCKED rules 1 and 5):
+ * What it guarantees, per docs/contract.md "The report stream" (LOCKED rules 1 and 5):
  * - **Resume**: it keeps the cursor (the last snapshot/report id) and after any disconnect,
  *   HTTP error, or heartbeat silence reconnects with `Last-Event-ID: <cursor>`. A frame cut off
  *   mid-way is discarded (an event only counts once its blank line arrived).

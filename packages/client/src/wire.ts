@@ -14,7 +14,7 @@ import { z } from "zod";
 
 /**
  * Error codes the server may send that the contracts' closed `ErrorCode` enum does not list yet.
- * LOCAL: CONTRACT.md "Failure answers of the writing endpoints" (`ACCEPT_UNCONFIRMED`),
+ * LOCAL: docs/contract.md "What an answer promises" (`ACCEPT_UNCONFIRMED`),
  * "Tenancy and authentication" (`CREDENTIAL_EXPIRED`), "Roles and separation of duties"
  * (`FORBIDDEN`, `SELF_APPROVAL_FORBIDDEN`).
  */
@@ -53,7 +53,7 @@ export type NexusErrorCode =
 /**
  * The inner `error` object of the standard error body, parsed leniently: any UPPER_SNAKE or
  * unknown `code` string is accepted (the contracts' `ApiError` refuses codes it does not list),
- * plus the optional `stage` (CONTRACT.md "Standard error body").
+ * plus the optional `stage` (docs/contract.md "The standard error body").
  */
 export const LenientApiError = z.object({
   code: z.string().min(1),
@@ -69,7 +69,7 @@ export const LenientErrorBody = z.object({ error: LenientApiError, correlation_i
 export type LenientErrorBody = z.infer<typeof LenientErrorBody>;
 
 /**
- * `data` of an SSE `error` event (CONTRACT.md "GET /agent/reports/stream"): the contracts'
+ * `data` of an SSE `error` event (docs/contract.md "The report stream"): the contracts'
  * `ErrorEvent` with a lenient code, so `CREDENTIAL_EXPIRED` and later codes parse.
  */
 export const StreamErrorEvent = z.object({ error: LenientApiError, ts: z.string() });
@@ -80,7 +80,7 @@ export type StreamErrorEvent = z.infer<typeof StreamErrorEvent>;
  * `{ progress: { command_id, stage, percent?, text_delta? }, causality, ts }`.
  * `percent` is 0–100; `text_delta` is the next piece of streamed text (e.g. a draft being
  * written), to be appended to earlier deltas of the same command.
- * LOCAL: CONTRACT.md "GET /agent/reports/stream", `event: progress`.
+ * LOCAL: docs/contract.md "The report stream", `event: progress`.
  */
 export const ProgressEvent = z.object({
   progress: z.object({
@@ -101,7 +101,7 @@ export type ProgressEvent = z.infer<typeof ProgressEvent>;
 /**
  * `200` body of `POST /agent/reports/ticket`: a one-use stream credential that lives at most
  * 60 s, bound to tenant and principal; the stream takes it as `?ticket=`.
- * LOCAL: CONTRACT.md "Tenancy and authentication".
+ * LOCAL: docs/contract.md "Tenancy" and "Authentication".
  */
 export const StreamTicket = z.object({ ticket: z.string().min(1), expires_at: z.string() });
 export type StreamTicket = z.infer<typeof StreamTicket>;
@@ -109,7 +109,7 @@ export type StreamTicket = z.infer<typeof StreamTicket>;
 /**
  * `200` body of `GET /agent/reports?before=&limit=`: reports newest first, in the envelope of
  * stream `report` events; `next_before` is the `before` of the next (older) page, `null` at the end.
- * LOCAL: CONTRACT.md "GET /agent/reports — history (archive)". `reports` items are checked by
+ * LOCAL: docs/contract.md "GET /agent/reports — history (archive)". `reports` items are checked by
  * the caller with the contracts' `ReportEvent` (see `parseReportEvent`).
  */
 export const HistoryPageRaw = z.object({ reports: z.array(z.unknown()), next_before: z.string().nullable() });
@@ -129,7 +129,7 @@ const DeadLetterId = z.union([z.string(), z.number()]).transform(String);
  * `poison` or `retries_exhausted`; `code` when an error code applies), the last error text,
  * where it came from (`stream`, `subject`, `tenant` when known), how often it was delivered
  * and when it was parked (`ts`, ISO 8601).
- * LOCAL: the admin dead-letter endpoints announced by the back end (not in CONTRACT.md yet).
+ * LOCAL: the admin dead-letter endpoints announced by the back end (not in docs/contract.md yet).
  */
 export const DeadLetterSummary = z.object({
   id: DeadLetterId,
@@ -160,7 +160,7 @@ export const DeadLetterRequeued = z.record(z.string(), z.unknown());
 export type DeadLetterRequeued = z.infer<typeof DeadLetterRequeued>;
 
 /**
- * `PATCH /compliance/settings` body including the fields CONTRACT.md "Settings" adds and the
+ * `PATCH /compliance/settings` body including the fields docs/contract.md "Settings" adds and the
  * contracts' strict `CompliancePatch` does not list yet (`approvals_required`,
  * `allow_self_approval`). LOCAL.
  */

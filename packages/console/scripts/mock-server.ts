@@ -1,6 +1,6 @@
 /**
  * A stand-in back end for developing and checking the console without NATS and Postgres:
- * serves `dist/` at `/ui/` and fakes the API and the report stream of CONTRACT.md in memory
+ * serves `dist/` at `/ui/` and fakes the API and the report stream of docs/contract.md in memory
  * (one process, every tenant separate). Reports are built with the contracts' schemas and the
  * state with their `applyReport`, so the console sees what the real stack would send, in the
  * real SSE format. It also speaks what the real stack does not yet: the history endpoint

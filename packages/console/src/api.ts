@@ -145,7 +145,7 @@ export async function sendUntilConfirmed(request: () => Promise<ApiResult>, o: R
   return r;
 }
 
-/** A page of `GET /agent/reports` (CONTRACT.md "history"), or why there is none. */
+/** A page of `GET /agent/reports` (docs/contract.md "history"), or why there is none. */
 export type HistoryPage =
   | { kind: "page"; reports: ReportEvent[]; next_before: string | null }
   | { kind: "unsupported" }

@@ -1,5 +1,5 @@
 /**
- * What the signed-in principal may do, from `snapshot.principal.roles` (CONTRACT.md "Roles").
+ * What the signed-in principal may do, from `snapshot.principal.roles` (docs/contract.md "Roles").
  * Without a principal (header mode, a trusted network) everything is shown; the server decides
  * in any case and answers `403 FORBIDDEN` otherwise.
  */

@@ -1,7 +1,7 @@
 /**
  * What the console knows about one tenant, and the only ways it changes.
  *
- * Rules (CONTRACT.md "GET /agent/reports/stream", LOCKED rule 1: nothing else changes state):
+ * Rules (docs/contract.md "The report stream", LOCKED rule 1: nothing else changes state):
  * - `snapshot` replaces everything; its `report_id` becomes the cursor.
  * - `report` is applied unless its `report_id` is at or below the cursor (delivery is at least
  *   once; dedupe by `report_id`).

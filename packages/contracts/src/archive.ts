@@ -103,7 +103,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
  *
  * A stored report that is not a JSON object, or that names another tenant than `tenant` (the
  * subject it was published on), is refused: a report is only ever shown to the tenant of its
- * subject (ARCHITECTURE.md invariant 4).
+ * subject (docs/architecture.md invariant 4).
  *
  * @param seq the report's JetStream sequence (its report_id).
  * @param text the message as published (UTF-8 decoded).

@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-/** Risk levels, ordered GREEN < YELLOW < RED (CONTRACT.md "Command types"). */
+/** Risk levels, ordered GREEN < YELLOW < RED (docs/contract.md "Command types"). */
 export const RiskLevel = z.enum(["GREEN", "YELLOW", "RED"]);
 export type RiskLevel = z.infer<typeof RiskLevel>;
 
@@ -66,7 +66,7 @@ const Authorship = {
 };
 
 /**
- * `draft_email.create` result: `{ subject, body, language, provider, model? }` (CONTRACT.md).
+ * `draft_email.create` result: `{ subject, body, language, provider, model? }` (docs/contract.md).
  * `language` is the draft's language tag (`en`, `ko`, `de`, …): the brief's language when it
  * can be told (Hangul → `ko`), else `params.language`, else the tenant profile's locale.
  */
@@ -187,7 +187,7 @@ export interface CommandTypeSpec<P extends z.ZodType = z.ZodType> {
   title: string;
 }
 
-/** The command-type registry (CONTRACT.md table "Command types"). */
+/** The command-type registry (docs/contract.md table "Command types"). */
 export const COMMAND_TYPES = {
   "echo.test": { type: "echo.test", risk: "GREEN", params: EchoParams, title: "Echo test" },
   "draft_email.create": { type: "draft_email.create", risk: "GREEN", params: DraftEmailParams, title: "Draft email" },

@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 /**
- * The closed catalogue of error codes (CONTRACT.md "Standard error body").
+ * The closed catalogue of error codes (docs/contract.md "The standard error body").
  * Each maps to one HTTP status and a `recoverable` flag in {@link errorSpec}.
  */
 export const ErrorCode = z.enum([

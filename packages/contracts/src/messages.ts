@@ -45,7 +45,7 @@ export type CommandMessage = z.infer<typeof CommandMessage>;
 
 /**
  * An approved ask's action, dispatched by the approval-worker to the command-worker on
- * `nexus.cmd.<org>.<project>.<command_id>.approved` (ARCHITECTURE.md "The write path":
+ * `nexus.cmd.<org>.<project>.<command_id>.approved` (docs/architecture.md "The write path":
  * approved actions run in the command-worker).
  */
 export const ApprovedActionMessage = z.object({
@@ -109,7 +109,7 @@ export const AskEventMessage = z.object({
 export type AskEventMessage = z.infer<typeof AskEventMessage>;
 
 /**
- * The outcome of an ask's decisions (CONTRACT.md "Roles and separation of duties"): any reject
+ * The outcome of an ask's decisions (docs/contract.md "Roles and separation of duties"): any reject
  * cancels it; `need` distinct approving principals approve it; otherwise it is pending.
  */
 export function askOutcome(decisions: readonly DecisionEntry[], need: number): Exclude<AskOutcome, "expired"> {
@@ -154,7 +154,7 @@ export type DeadLetter = z.infer<typeof DeadLetter>;
  * with its last sequence. So a requeue is a message of its own that wraps the original; the
  * worker handles the original inside it, and runs a failed command again only if this dead
  * letter (`dlq_seq`) was not requeued before — each dead letter runs again at most once, however
- * often its requeue is published or delivered (ARCHITECTURE.md invariant 3).
+ * often its requeue is published or delivered (docs/architecture.md invariant 3).
  */
 export const RequeueMessage = z.object({
   v: z.literal(1),
@@ -178,7 +178,7 @@ export const RequeueMessage = z.object({
 });
 export type RequeueMessage = z.infer<typeof RequeueMessage>;
 
-/** CONTRACT.md "Notifications for other systems": `nexus.notify.<org>.<project>.case_action`. */
+/** docs/contract.md "Notifications for other systems": `nexus.notify.<org>.<project>.case_action`. */
 export const CaseActionNotification = z
   .object({
     type: z.literal("NOTIFICATION"),

@@ -5,7 +5,7 @@ import { ApiError } from "./errors.ts";
 import { SettingsSection } from "./settings.ts";
 import { Tenant } from "./tenant.ts";
 
-/** `status` values of reports (CONTRACT.md "AgentReport"). */
+/** `status` values of reports (docs/contract.md "AgentReport"). */
 export const ReportStatus = z.enum(["accepted", "running", "done", "failed", "pending_approval", "cancelled"]);
 export type ReportStatus = z.infer<typeof ReportStatus>;
 

@@ -31,7 +31,7 @@ export const Autopilot = z.object({
 });
 export type Autopilot = z.infer<typeof Autopilot>;
 
-/** The tenant's state at one `report_id` (CONTRACT.md "Snapshot"). */
+/** The tenant's state at one `report_id` (docs/contract.md "Snapshot"). */
 export const Snapshot = z.object({
   autopilot: Autopilot,
   worklog: z.array(WorklogEntry),
@@ -83,10 +83,10 @@ const WORKLOG_RANK: Record<WorklogStatus, number> = {
 /**
  * Applies one report to a snapshot and returns the new snapshot (the input is not mutated).
  *
- * This is the rule of CONTRACT.md "Applying every report with report_id greater than the
+ * This is the rule of docs/contract.md "Applying every report with report_id greater than the
  * snapshot's to the snapshot gives the current state". Re-applying a report is harmless
  * (reports carry entity state and worklog states never move backwards), which is what makes a
- * snapshot read after its report_id consistent (ARCHITECTURE.md invariant 6).
+ * snapshot read after its report_id consistent (docs/architecture.md invariant 6).
  */
 export function applyReport(s: Snapshot, ev: ReportEvent): Snapshot {
   const r = ev.report;

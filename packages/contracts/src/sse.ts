@@ -19,7 +19,7 @@ export const ErrorEvent = z.object({ error: ApiError, ts: z.string() });
 export type ErrorEvent = z.infer<typeof ErrorEvent>;
 
 /**
- * Live progress of one long command (CONTRACT.md "`event: progress`").
+ * Live progress of one long command (docs/contract.md "`event: progress`").
  * - `stage`: what the command is doing (`drafting`, `map`, `reduce`, …), a short token.
  * - `percent`: 0–100 when the command can tell.
  * - `text_delta`: text produced since the previous progress event of this command and stage

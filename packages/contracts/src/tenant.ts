@@ -5,7 +5,7 @@ import { z } from "zod";
  *
  * Tenant ids become NATS subject tokens (`nexus.report.<org>.<project>`), so anything that
  * could widen a subscription or split a token (`.`, `*`, `>`, whitespace) is refused.
- * Source: CONTRACT.md "Tenancy and authentication".
+ * Source: docs/contract.md "Tenancy" and "Authentication".
  */
 export const TenantToken = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 characters of [A-Za-z0-9_-]");
 export type TenantToken = z.infer<typeof TenantToken>;
@@ -37,7 +37,7 @@ function token(s: string): string {
 /** Entity ids used inside subjects or message ids (ask ids, command ids). */
 const ID_RE = /^[A-Za-z0-9_:-]{1,128}$/;
 
-/** Stream names, fixed by ARCHITECTURE.md "JetStream topology". */
+/** Stream names, fixed by docs/architecture.md "JetStream topology". */
 export const STREAMS = {
   commands: "NEXUS_COMMANDS",
   approvals: "NEXUS_APPROVALS",
@@ -103,7 +103,7 @@ export const subjects = {
     if (!t) return `nexus.dlq._unknown._unknown.${source}`;
     return `nexus.dlq.${token(t.org_id)}.${token(t.project_id)}.${source}`;
   },
-  /** `nexus.notify.<org>.<project>.case_action` (CONTRACT.md "Notifications for other systems"). */
+  /** `nexus.notify.<org>.<project>.case_action` (docs/contract.md "Notifications for other systems"). */
   caseAction(t: Tenant): string {
     return `nexus.notify.${token(t.org_id)}.${token(t.project_id)}.case_action`;
   },

@@ -120,7 +120,7 @@ function askCreatedPending(row: AskRow, cmd: Pick<CommandRow, "correlation_id">)
 }
 
 /**
- * RED: holds a received command for a human (ARCHITECTURE.md invariant 2): creates its ask,
+ * RED: holds a received command for a human (docs/architecture.md invariant 2): creates its ask,
  * once (unique per (tenant, command_id), so a redelivery gets the same ask back), and moves the
  * command accepted → waiting_approval.
  * @returns the ask and `ask.created` (also when the ask already existed: the report is restated).
@@ -221,13 +221,13 @@ export interface DecisionRequest {
   note?: string;
   correlationId: string;
   now: Date;
-  /** The tenant's `allow_self_approval` (CONTRACT.md "Roles and separation of duties"). */
+  /** The tenant's `allow_self_approval` (docs/contract.md "Roles and separation of duties"). */
   allowSelfApproval: boolean;
 }
 
 /**
  * Plans a decision against the ask's row and the newest register entry (`last`, or null when
- * nobody decided yet). Rules (CONTRACT.md "POST /approvals/{ask_id}/decide", "Roles and
+ * nobody decided yet). Rules (docs/contract.md "POST /approvals/{ask_id}/decide", "Roles and
  * separation of duties"):
  * - a principal who already decided gets 202 for the same decision, 409
  *   `ASK_ALREADY_DECIDED` for another;
@@ -483,8 +483,8 @@ export type ExecutionStart =
   | { kind: "settled"; row: AskRow | undefined; effects: Effects };
 
 /**
- * decided(approve) → executing, after checking "approve exactly what runs" (CONTRACT.md,
- * ARCHITECTURE.md invariant 2): the held action must still hash to `action_hash`, the command
+ * decided(approve) → executing, after checking "approve exactly what runs" (docs/contract.md,
+ * docs/architecture.md invariant 2): the held action must still hash to `action_hash`, the command
  * row must carry the same type and params, and the tenant's `policy_version` must be the one
  * the ask was created under. A failed check fails the ask (`ACTION_CHANGED` / `POLICY_CHANGED`)
  * in the same transaction. An ask already `executing` (its worker died) runs again.

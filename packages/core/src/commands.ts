@@ -1,7 +1,7 @@
 /**
  * Commands: one row per accepted command, keyed by (org_id, project_id, command_id), moved
  * through its states by conditional updates so that a race or a redelivery has exactly one
- * winner (ARCHITECTURE.md invariant 3). The command-worker owns these rows; the gateway writes
+ * winner (docs/architecture.md invariant 3). The command-worker owns these rows; the gateway writes
  * none.
  *
  * ```
@@ -319,7 +319,7 @@ export type Requeued =
  * or a newer one. `attempts`, `requeues` + 1; `requeued_from`, `requeue_msg_seq` = the claim;
  * result and error cleared. So each dead letter runs its command again at most once, however
  * often its requeue is published or delivered, and two copies of one requeue never run it at
- * the same time (ARCHITECTURE.md invariant 3).
+ * the same time (docs/architecture.md invariant 3).
  */
 export async function requeueCommand(
   db: Db,

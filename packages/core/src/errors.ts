@@ -38,7 +38,7 @@ const NAMES: Record<Dependency, string> = { nats: "NATS JetStream", postgres: "P
 
 /**
  * `503 DEPENDENCY_UNAVAILABLE`: nothing was stored, and the request will never take effect,
- * not even later (CONTRACT.md "Failure answers of the writing endpoints"). Throw it only when
+ * not even later (docs/contract.md "What an answer promises"). Throw it only when
  * that is certain: the write was refused, or never left this process.
  */
 export class DependencyUnavailable extends AppError {
@@ -56,7 +56,7 @@ export class DependencyUnavailable extends AppError {
 /**
  * `504 ACCEPT_UNCONFIRMED`: the write left this process but its confirmation (a PubAck, a
  * COMMIT's answer) did not arrive; it may take effect. Retrying the same request learns the
- * outcome (CONTRACT.md "Failure answers of the writing endpoints").
+ * outcome (docs/contract.md "What an answer promises").
  */
 export class AcceptUnconfirmed extends AppError {
   override name = "AcceptUnconfirmed";

@@ -2,7 +2,7 @@
  * The message-id scheme: every message the system publishes carries a `Nats-Msg-Id` derived
  * from the fact it states, so that publishing it again (a retry, a redelivery, a second writer
  * of the same fact) inside the stream's duplicate window is a no-op that returns the original
- * sequence (ARCHITECTURE.md "JetStream topology").
+ * sequence (docs/architecture.md "JetStream topology").
  *
  * Shape: `<org>.<project>.<entity>[:<step>]`. The tenant prefix matters: without it one tenant
  * could choose another tenant's command id and have its message suppressed as a duplicate.

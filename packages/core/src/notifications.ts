@@ -1,5 +1,5 @@
 /**
- * CASE_ACTION notifications for other back-end systems (CONTRACT.md "Notifications for other
+ * CASE_ACTION notifications for other back-end systems (docs/contract.md "Notifications for other
  * systems"), published on `nexus.notify.<org>.<project>.case_action` into the NEXUS_NOTIFY
  * stream so a consumer that was down catches up. Each has a `Nats-Msg-Id` per ask and outcome,
  * so a re-publish is stored once within the duplicate window; consumers dedupe across it by

@@ -1,5 +1,5 @@
 /**
- * The risk policy (CONTRACT.md "Command types": GREEN runs at once, YELLOW runs with a
+ * The risk policy (docs/contract.md "Command types": GREEN runs at once, YELLOW runs with a
  * `risk.warning`, RED waits for a human approval). A tenant's compliance settings may raise a
  * type's level, never lower it, and may require several distinct approvers for a type.
  */

@@ -3,7 +3,7 @@
  * gateway in a short transaction that also records the `settings.updated` report in the report
  * outbox (outbox.ts). The gateway publishes the report after the commit and deletes the outbox
  * row; a relay publishes rows whose publish was lost. So a `settings.updated` never precedes its
- * commit and is never lost (ARCHITECTURE.md "The write path").
+ * commit and is never lost (docs/architecture.md "The write path").
  */
 import { type Compliance, type SettingsSection, subjects, type Tenant } from "@nexus/contracts";
 import { sql, type Transaction } from "kysely";

@@ -56,13 +56,13 @@ export function worklogEntry(row: CommandRow): WorklogEntry {
 }
 
 /**
- * Reads a tenant's state for a `snapshot` event (CONTRACT.md "Snapshot"): settings, the newest
+ * Reads a tenant's state for a `snapshot` event (docs/contract.md "Snapshot"): settings, the newest
  * `worklogLimit` commands (default {@link WORKLOG_LIMIT}, newest first), every open or in-progress ask plus the newest
  * {@link RESOLVED_ASKS_LIMIT} resolved ones, and the autopilot derived from them.
  *
  * The reads run in one read-only REPEATABLE READ transaction so the tables agree with each
  * other. Callers must read the tenant's last report sequence W *before* calling this and tail
- * from W+1 afterwards (ARCHITECTURE.md invariant 6): every fact in the state is then either
+ * from W+1 afterwards (docs/architecture.md invariant 6): every fact in the state is then either
  * at or below W, or re-sent as a report above W, and re-applying a report is harmless.
  *
  * @throws pg / kysely errors when Postgres does not answer.

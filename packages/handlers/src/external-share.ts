@@ -6,7 +6,7 @@ import { defineHandler, HandlerError } from "./handler.ts";
  * `external_share.prepare` (RED by default): hands the share to the share connector with the
  * deterministic share id `share-<ask_id>`, so running it again after a crash never creates a
  * second share. It runs only as an approved ask's action (`ctx.approval`); reaching it
- * without one would be a policy bug, so it refuses (ARCHITECTURE.md invariant 2).
+ * without one would be a policy bug, so it refuses (docs/architecture.md invariant 2).
  * @throws {HandlerError} `HANDLER_FAILED` (permanent) without an approval; the connector's
  *   `ConnectorError`s (the worker maps a permanent one to `CONNECTOR_FAILED`).
  */

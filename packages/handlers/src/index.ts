@@ -35,7 +35,7 @@ export * from "./prep-pack.ts";
 
 /**
  * The handler registry: a list of modules, one per command type of the contracts registry
- * (CONTRACT.md "Command types"), looked up by `type`. A RED type's handler runs only as an
+ * (docs/contract.md "Command types"), looked up by `type`. A RED type's handler runs only as an
  * approved action; a type a tenant raised to RED runs its usual handler after approval.
  */
 export const HANDLERS: readonly CommandHandler[] = [

@@ -74,7 +74,7 @@ export type App = FastifyInstance<
 /** Options of {@link createHttpApp}. */
 export interface HttpAppOptions {
   logger: Logger;
-  /** Body limit in bytes (default 2 MiB, CONTRACT.md). */
+  /** Body limit in bytes (default 2 MiB, docs/contract.md). */
   bodyLimitBytes?: number;
   /** The metrics registry (one per process). */
   metrics: Registry;

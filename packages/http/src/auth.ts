@@ -1,5 +1,5 @@
 /**
- * Authentication, tenancy and roles (CONTRACT.md "Tenancy and authentication", "Roles and
+ * Authentication, tenancy and roles (docs/contract.md "Tenancy" and "Authentication", "Roles and
  * separation of duties").
  *
  * Credentials, in the order they are looked at:
@@ -66,7 +66,7 @@ export const AuthConfig = z.object({
 export type AuthConfig = z.infer<typeof AuthConfig>;
 
 /**
- * Roles (CONTRACT.md "Roles and separation of duties"): `viewer` reads the stream, history and
+ * Roles (docs/contract.md "Roles and separation of duties"): `viewer` reads the stream, history and
  * snapshot; `operator` also sends commands; `approver` also decides asks; `admin` may do
  * everything (settings, compliance, dead letters, purge).
  */
@@ -164,7 +164,7 @@ interface Named {
 
 /**
  * Resolves the tenant from everything that names it: every source must agree, and org and
- * project must come from the same source (CONTRACT.md: never stitched together).
+ * project must come from the same source (docs/contract.md: never stitched together).
  */
 function agreeOnTenant(sources: Named[], fixed?: Tenant): Tenant {
   const named = sources.filter((s) => s.org !== undefined || s.project !== undefined);

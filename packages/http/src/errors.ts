@@ -64,7 +64,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
 
 /**
  * Installs the error and not-found handlers: every failure, including Fastify's own
- * (bad JSON, 413, 415, 429), is answered with the standard error body of CONTRACT.md.
+ * (bad JSON, 413, 415, 429), is answered with the standard error body of docs/contract.md.
  */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));

@@ -46,7 +46,7 @@ export interface NatsCredentials {
 
 /**
  * Connects to NATS with the settings every service uses: `noAsyncTraces` (nearly doubles
- * publish throughput, ARCHITECTURE.md), unlimited reconnects, status changes logged.
+ * publish throughput, docs/architecture.md), unlimited reconnects, status changes logged.
  * @throws the nats.js connection error when no server answers within `timeoutMs`.
  */
 export async function connectNats(opts: ConnectOptions): Promise<NatsConnection> {

@@ -1,6 +1,6 @@
 /**
  * NATS least privilege: every connection authenticates as its service's own user, and each
- * user may publish and subscribe only what its service needs (ARCHITECTURE.md invariant 9:
+ * user may publish and subscribe only what its service needs (docs/architecture.md invariant 9:
  * nothing reaches NATS without its service's credentials). This module is the one place the
  * matrix is written; {@link authorizationConfig} renders it as a nats-server `authorization`
  * block for `pnpm start`, the tests, `deploy/nats/*.conf` and the Helm values.

@@ -35,7 +35,7 @@ export interface JetStreamPublisher {
   ): Promise<PubAck>;
 }
 
-/** Headers every published message carries (ARCHITECTURE.md "JetStream topology"). */
+/** Headers every published message carries (docs/architecture.md "JetStream topology"). */
 export interface PublishMeta {
   tenant: Tenant;
   /** `Nats-Msg-Id`: a retried publish with the same id inside the duplicate window is a no-op. */

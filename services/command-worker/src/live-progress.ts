@@ -1,5 +1,5 @@
 /**
- * Live progress of running commands (CONTRACT.md `event: progress`): published on the core NATS
+ * Live progress of running commands (docs/contract.md `event: progress`): published on the core NATS
  * subject `nexus.progress.<org>.<project>` — not JetStream, so nothing is stored, replayed or
  * counted toward retention — and coalesced per command.
  */

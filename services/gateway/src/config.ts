@@ -16,7 +16,7 @@ export const GatewayConfig = BaseConfig.extend(AuthConfig.shape).extend({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Where the stream service listens; `GET /agent/reports/stream` is proxied there. */
   STREAM_URL: z.string().url().default("http://127.0.0.1:8081"),
-  /** JSON body limit in bytes (2 MiB, CONTRACT.md). */
+  /** JSON body limit in bytes (2 MiB, docs/contract.md). */
   BODY_LIMIT_BYTES: z.coerce
     .number()
     .int()

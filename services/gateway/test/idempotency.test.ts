@@ -1,5 +1,5 @@
 /**
- * Idempotency and races (ARCHITECTURE.md invariants 1 and 3; CONTRACT.md "POST /sidecar/command"
+ * Idempotency and races (docs/architecture.md invariants 1 and 3; docs/contract.md "POST /sidecar/command"
  * and "POST /approvals/{ask_id}/decide"): the same command id with the same body is one command
  * however many requests race, also after the JetStream duplicate window; another body is 409;
  * the first decision on an ask wins whatever the interleaving, and its action runs at most once;

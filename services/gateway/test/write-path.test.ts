@@ -1,5 +1,5 @@
 /**
- * ARCHITECTURE.md invariant 1 under injected faults: between every two steps of accept, decide
+ * docs/architecture.md invariant 1 under injected faults: between every two steps of accept, decide
  * and settings a failure is injected — the publish refused by the server, its PubAck lost, the
  * Postgres connection killed — and the outcome is checked against the answer given:
  * 503 → it never takes effect, not even later; 504 → the same request again learns the outcome;

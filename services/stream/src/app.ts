@@ -67,11 +67,11 @@ export type StreamApp = App & { readonly reportStream: StreamState };
 /** How long a hub waits for a JetStream API answer (creating its reader), ms. */
 const HUB_API_TIMEOUT_MS = 2000;
 
-/** Path of the report stream (CONTRACT.md, LOCKED). */
+/** Path of the report stream (docs/contract.md, LOCKED). */
 export const STREAM_PATH = "/agent/reports/stream";
 
 /**
- * Builds the stream service: `GET /agent/reports/stream` (CONTRACT.md "GET
+ * Builds the stream service: `GET /agent/reports/stream` (docs/contract.md "GET
  * /agent/reports/stream"), `/health`, `/ready`, `/metrics`. Call `listen()` on the result.
  *
  * Per connection: headers and `retry: 3000`; the cursor (`Last-Event-ID` over `?cursor=`);
@@ -79,7 +79,7 @@ export const STREAM_PATH = "/agent/reports/stream";
  * the rule is {@link cursorSource}), or (no cursor, or an invalid one after an `error`
  * CURSOR_EXPIRED event) a snapshot at W followed by every report after W; then live from the
  * tenant's hub; `ping` every `SSE_HEARTBEAT_MS`. `app.close()` ends every SSE response cleanly
- * and stops the hubs (ARCHITECTURE.md invariant 8); NATS and the database are the caller's.
+ * and stops the hubs (docs/architecture.md invariant 8); NATS and the database are the caller's.
  *
  * Live `progress` events (no id) go to live connections only, from one core NATS subscription
  * per tenant hub (hub.ts); they never touch a connection's cursor.
@@ -327,7 +327,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     connectionsGauge.inc();
     conn.start();
     // The stream lives no longer than its credential: then a recoverable CREDENTIAL_EXPIRED,
-    // and the client re-authenticates and resumes from its last id (CONTRACT.md).
+    // and the client re-authenticates and resumes from its last id (docs/contract.md).
     if (req.credentialExpiresAt !== undefined)
       expiry = setTimeout(
         () => {
@@ -364,7 +364,7 @@ export interface CloseStreamOptions {
 }
 
 /**
- * The one bounded shutdown of the stream service (ARCHITECTURE.md invariant 8): stop accepting
+ * The one bounded shutdown of the stream service (docs/architecture.md invariant 8): stop accepting
  * and end every SSE response (`app.close()`), stop the hubs, drain NATS, close the database.
  * Resolves within about `graceMs` even if a step hangs (the rest are still attempted).
  */

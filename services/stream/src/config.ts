@@ -16,7 +16,7 @@ export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
   PG_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(1000),
   /** HTTP port (8081). */
   PORT: z.coerce.number().int().min(0).max(65535).default(8081),
-  /** Interval of `ping` events on every connection, milliseconds (15000, CONTRACT.md). */
+  /** Interval of `ping` events on every connection, milliseconds (15000, docs/contract.md). */
   SSE_HEARTBEAT_MS: z.coerce.number().int().min(10).default(15_000),
   /**
    * A live connection whose socket holds more than this many unsent bytes is ended (1 MiB); the

@@ -78,7 +78,7 @@ export class SseConnection {
   /** Writes the status line, SSE headers and `retry: 3000`. */
   start(): void {
     this.res.writeHead(200, {
-      // SSE is always UTF-8; the bare type is what CONTRACT.md states.
+      // SSE is always UTF-8; the bare type is what docs/contract.md states.
       "Content-Type": "text/event-stream",
       "Cache-Control": "no-cache",
       Connection: "keep-alive",

@@ -11,7 +11,7 @@ function firstString(v: unknown): string | undefined {
 /**
  * Picks the raw cursor of a request: the `Last-Event-ID` header wins over `?cursor=` because a
  * browser `EventSource` re-sends its original URL (with the original `cursor`) on every
- * reconnect, while the header carries the newest id it saw (CONTRACT.md, LOCKED). An empty
+ * reconnect, while the header carries the newest id it saw (docs/contract.md, LOCKED). An empty
  * value counts as absent (EventSource never sends an empty Last-Event-ID).
  *
  * @param header the `last-event-id` request header as Node parsed it.

@@ -12,7 +12,7 @@ import {
 } from "@nexus/contracts";
 
 /**
- * Server-Sent Events framing for `GET /agent/reports/stream` (CONTRACT.md, LOCKED event names).
+ * Server-Sent Events framing for `GET /agent/reports/stream` (docs/contract.md, LOCKED event names).
  *
  * Every `data:` is one line of compact JSON (`JSON.stringify` escapes line breaks inside strings),
  * so a frame never needs multi-line `data:` fields. Only `snapshot` and `report` carry `id:`;
@@ -38,7 +38,7 @@ const decoder = new TextDecoder();
  * payload passed through as published with `report_id: String(seq)` added — so a report's
  * frame is byte for byte the same from either source. A payload that is not a JSON object, or
  * that names another tenant than the subject it was read from, is refused: a report is only
- * ever shown to the tenant of its subject (ARCHITECTURE.md invariant 4).
+ * ever shown to the tenant of its subject (docs/architecture.md invariant 4).
  *
  * @param seq the message's JetStream sequence.
  * @param data the raw message bytes (UTF-8 JSON `ReportMessage`), or the archived text.

@@ -12,7 +12,7 @@ import type { ReportLog } from "./cursor.ts";
 import { progressFrame, type ReportFrame, reportFrame } from "./frames.ts";
 
 /**
- * Per-tenant fan-out (ARCHITECTURE.md "Scale-out"): one JetStream read per tenant per
+ * Per-tenant fan-out (docs/architecture.md "Scale-out"): one JetStream read per tenant per
  * instance, shared by every connection of that tenant on this instance.
  *
  * Glossary used below:
@@ -42,7 +42,7 @@ export interface HubListener {
  * A ring of report frames in increasing seq order, bounded by count and by bytes: pushing
  * evicts the oldest frames until both bounds hold again (the newest frame always stays, even
  * alone above the byte bound), so one tenant's large reports cannot grow a hub's memory past
- * `maxBytes` (ARCHITECTURE.md invariant 10).
+ * `maxBytes` (docs/architecture.md invariant 10).
  */
 export class ReportRing {
   private readonly items: (ReportFrame | undefined)[];

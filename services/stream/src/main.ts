@@ -7,7 +7,7 @@ import { buildStreamApp, closeStream } from "./app.ts";
 import { StreamConfig } from "./config.ts";
 import { tracing } from "./tracing.ts";
 
-// The only place that reads process.env (STYLE.md "Configuration").
+// The only place that reads process.env (the repository's convention).
 const config = parseConfig(StreamConfig, process.env);
 const { logger, nc, jsm, js, db, metrics } = await startRuntime("stream", config, { streams: [STREAMS.reports] });
 

@@ -1,5 +1,5 @@
 /**
- * The hub's ring (ARCHITECTURE.md invariant 10, a bounded memory per tenant): bounded by count
+ * The hub's ring (docs/architecture.md invariant 10, a bounded memory per tenant): bounded by count
  * and by bytes, oldest out first, and the frame it evicted last is what moves the hub's
  * coverage bound.
  */

@@ -66,7 +66,7 @@ afterAll(async () => {
 
 /**
  * A stand-in for the workers built from the real core transitions: each step commits its
- * transition first, then publishes the effects it returned (the order ARCHITECTURE.md
+ * transition first, then publishes the effects it returned (the order docs/architecture.md
  * invariant 6 relies on).
  */
 function fakeWorker(t: Tenant, js: JetStreamClient) {

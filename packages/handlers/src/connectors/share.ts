@@ -16,7 +16,7 @@ export interface ShareRequest {
 /**
  * Carries out approved external shares. Implementations must be idempotent per `share_id`:
  * the worker calls `share` again for the same ask after a crash or redelivery, and the second
- * call must not create a second share (ARCHITECTURE.md invariant 3).
+ * call must not create a second share (docs/architecture.md invariant 3).
  */
 export interface ShareConnector {
   /**

@@ -6,7 +6,7 @@ import type { GatewayDeps } from "../deps.ts";
 import { BODY_ERRORS, errorResponses, TENANT_SECURITY, WRITE_ERRORS } from "../openapi.ts";
 import { decide } from "../write/decide.ts";
 
-/** `POST /approvals/{ask_id}/decide` (CONTRACT.md, LOCKED). */
+/** `POST /approvals/{ask_id}/decide` (docs/contract.md, LOCKED). */
 export function approvalRoutes(app: App, deps: GatewayDeps): void {
   app.post(
     "/approvals/:ask_id/decide",

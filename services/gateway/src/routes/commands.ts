@@ -24,7 +24,7 @@ function correlationOf(body: Record<string, unknown>): string | undefined {
   return typeof c === "string" ? c : undefined;
 }
 
-/** `POST /sidecar/command` (CONTRACT.md, LOCKED): both dialects, 202 after the PubAck. */
+/** `POST /sidecar/command` (docs/contract.md, LOCKED): both dialects, 202 after the PubAck. */
 export function commandRoutes(app: App, deps: GatewayDeps): void {
   app.post(
     "/sidecar/command",

@@ -44,7 +44,7 @@ const toOut = (r: Awaited<ReturnType<typeof listApiKeys>>[number]) => ({
 });
 
 /**
- * Credentials: stream tickets (CONTRACT.md "Tenancy and authentication": EventSource cannot send
+ * Credentials: stream tickets (docs/contract.md "Tenancy" and "Authentication": EventSource cannot send
  * headers, so a browser asks for a one-use ticket instead of putting a token in the URL) and
  * admin-minted API keys (hashed at rest; the key is shown once).
  */

@@ -28,7 +28,7 @@ function correlation(req: FastifyRequest): string | undefined {
   return v;
 }
 
-/** The settings endpoints (CONTRACT.md "Settings"): each answers 202, confirmed by `settings.updated`. */
+/** The settings endpoints (docs/contract.md "Settings"): each answers 202, confirmed by `settings.updated`. */
 export function settingsRoutes(app: App, deps: GatewayDeps): void {
   const opts = <B extends z.ZodType>(body: B, operationId: string, summary: string) => ({
     config: { tenant: true, roles: ["admin" as const] },

@@ -1,10 +1,10 @@
 /**
- * `POST /sidecar/command` (CONTRACT.md, LOCKED): publish first, answer honestly.
+ * `POST /sidecar/command` (docs/contract.md, LOCKED): publish first, answer honestly.
  *
  * The command is published to `nexus.cmd.<org>.<project>.<command_id>` with
  * `Nats-Expected-Last-Subject-Sequence: 0` and `Nats-Msg-Id` `<org>.<project>.<command_id>`:
  * JetStream stores at most one message per command id, atomically, so the publish itself is the
- * idempotency check (ARCHITECTURE.md invariant 1: 202 only after the PubAck). No database is
+ * idempotency check (docs/architecture.md invariant 1: 202 only after the PubAck). No database is
  * touched: the command-worker owns the command's row.
  *
  * | what happened to the publish                       | answer                                  |

@@ -1,5 +1,5 @@
 /**
- * `POST /approvals/{ask_id}/decide` (CONTRACT.md, LOCKED): a decision is an append to the
+ * `POST /approvals/{ask_id}/decide` (docs/contract.md, LOCKED): a decision is an append to the
  * ask's register in JetStream (`nexus.approval.<org>.<project>.<ask_id>`), written with
  * `Nats-Expected-Last-Subject-Sequence` = the register's newest sequence. JetStream serialises
  * racing writers — other approvers, the expiry sweeper — so exactly one wins each step and the

@@ -1,5 +1,5 @@
 /**
- * The settings endpoints (CONTRACT.md "Settings"): commit, then publish, with a recovery path.
+ * The settings endpoints (docs/contract.md "Settings"): commit, then publish, with a recovery path.
  *
  * One short transaction writes the section and stores its `settings.updated` report in the
  * report outbox; after the commit the report is published and the outbox row deleted. A
