@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { apiError, redactUrl } from "@nexus/contracts";
 import { AppError } from "@nexus/core";
@@ -17,6 +17,7 @@ import type { Logger } from "pino";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { installErrorHandling, sendError } from "./errors.ts";
 import { clientErrorHandler, installInputGuards } from "./hardening.ts";
+import { bindRequestLog, requestLoggerFactory, writeRequestLine } from "./request-log.ts";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -41,23 +42,24 @@ function requestTraceparent(header: string | string[] | undefined): string {
   const h = typeof header === "string" ? header.trim().toLowerCase() : undefined;
   const m = h ? TRACEPARENT_RE.exec(h) : null;
   if (h && m && m[1] !== "0".repeat(32) && m[2] !== "0".repeat(16)) return h;
-  return `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
+  const ids = randomHex(24);
+  return `00-${ids.slice(0, 32)}-${ids.slice(32)}-01`;
 }
 
-/**
- * Binds `fields` to the request's logger (`req.log`), so every later line of the request
- * carries them (tenant, correlation id, command or ask id). Undefined values are left out;
- * a field already bound is not bound twice.
- */
-export function bindRequestLog(req: FastifyRequest, fields: Record<string, string | undefined>): void {
-  const bound = boundFields.get(req) ?? new Set<string>();
-  const fresh = Object.fromEntries(Object.entries(fields).filter(([k, v]) => v !== undefined && !bound.has(k)));
-  if (Object.keys(fresh).length === 0) return;
-  for (const k of Object.keys(fresh)) bound.add(k);
-  boundFields.set(req, bound);
-  req.log = req.log.child(fresh);
+/** Random bytes for new trace and span ids, drawn from a pool refilled 256 ids at a time. */
+const idPool = Buffer.alloc(24 * 256);
+let idPoolAt = idPool.length;
+
+/** `n` (≤ 24) cryptographically random bytes as hex, from {@link idPool}. */
+function randomHex(n: number): string {
+  if (idPoolAt + n > idPool.length) {
+    randomFillSync(idPool);
+    idPoolAt = 0;
+  }
+  const hex = idPool.toString("hex", idPoolAt, idPoolAt + n);
+  idPoolAt += n;
+  return hex;
 }
-const boundFields = new WeakMap<FastifyRequest, Set<string>>();
 
 /**
  * A Fastify instance whose routes take zod schemas and whose handlers see the parsed,
@@ -114,6 +116,8 @@ export function createHttpApp(opts: HttpAppOptions): App {
     // Fastify's own request logging is off (it would log raw URLs); the onResponse hook below logs.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => crypto.randomUUID(),
+    // req.log creates its pino child only when the request logs a line of its own (request-log.ts).
+    childLoggerFactory: requestLoggerFactory,
     requestIdHeader: "x-request-id",
     // Fastify's own 503 while closing has a body of its own; the hook below answers instead.
     return503OnClosing: false,
@@ -200,7 +204,8 @@ export function createHttpApp(opts: HttpAppOptions): App {
       // Whatever a failed authentication or a handler set late is bound now (tenant, correlation id).
       if (req.tenant) bindRequestLog(req, { org_id: req.tenant.org_id, project_id: req.tenant.project_id });
       bindRequestLog(req, { correlation_id: req.correlationId });
-      req.log.info(
+      writeRequestLine(
+        req,
         { method: req.method, url: redactUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
         "http",
       );

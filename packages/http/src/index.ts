@@ -7,3 +7,4 @@ export * from "./auth.ts";
 export * from "./errors.ts";
 export * from "./hardening.ts";
 export * from "./health.ts";
+export * from "./request-log.ts";

@@ -17,6 +17,7 @@ import {
   type Context,
   context,
   isSpanContextValid,
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   type Span,
   type SpanContext,
@@ -31,6 +32,19 @@ import { W3CTraceContextPropagator } from "@opentelemetry/core";
 /** The tracer of this package (resolved through the global provider on each use, so a late SDK start counts). */
 const tracer = () => trace.getTracer("@nexus/messaging");
 const w3c = new W3CTraceContextPropagator();
+
+/** The API's no-op provider: what the global proxy delegates to while no SDK is registered. */
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
+
+/**
+ * Whether an OpenTelemetry SDK is registered now (checked on every use, so a late start counts).
+ * Without one the wrappers below skip building spans and contexts that would not record: the
+ * hot paths (every publish and every job) pay two property reads instead.
+ */
+export function tracingActive(): boolean {
+  const p = trace.getTracerProvider();
+  return (p instanceof ProxyTracerProvider ? p.getDelegate() : p) !== NOOP_PROVIDER;
+}
 
 /** Reads trace headers from nats.js message headers. */
 export const natsHeaderGetter: TextMapGetter<MsgHdrs | undefined> = {
@@ -98,6 +112,7 @@ export function tracePublish<O extends { headers?: MsgHdrs; msgID?: string }, R>
   publish: PublishFn<O, R>,
 ): PublishFn<O, R> {
   return async (subject, payload, opts) => {
+    if (!tracingActive()) return publish(subject, payload, opts);
     const parent = parentOf(opts?.headers?.get(HEADERS.traceparent) || undefined);
     const span = tracer().startSpan(
       `send ${subjectKind(subject)}`,
@@ -145,6 +160,7 @@ export async function traceConsume<T>(
   fn: (t: ConsumeTrace) => Promise<T>,
 ): Promise<T> {
   const header = msg.headers?.has(HEADERS.traceparent) ? msg.headers.get(HEADERS.traceparent) : undefined;
+  if (!tracingActive()) return fn({ traceparent: header || undefined, traceId: traceIdOf(header || undefined) });
   const parent = contextFromHeaders(msg.headers);
   const span = tracer().startSpan(
     `process ${subjectKind(msg.subject)}`,
@@ -182,6 +198,7 @@ export function traceStep<T>(
   attributes: Record<string, string | number>,
   fn: () => T,
 ): T {
+  if (!tracingActive()) return fn();
   const span = tracer().startSpan(name, { kind: SpanKind.INTERNAL, attributes }, parentOf(traceparent));
   try {
     return fn();
