@@ -33,13 +33,15 @@ export class RequestLogger {
 
   /** Adds `fields` to every later line; a field already bound keeps its first value. */
   bind(fields: Record<string, string | undefined>): void {
-    let fresh: Bindings | undefined;
+    const fresh: Bindings = {};
+    let any = false;
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined || this.bound.has(k)) continue;
       this.bound.add(k);
-      (fresh ??= {})[k] = v;
+      fresh[k] = v;
+      any = true;
     }
-    if (!fresh) return;
+    if (!any) return;
     if (this.real) this.real = this.real.child(fresh);
     else Object.assign(this.fields, fresh);
   }

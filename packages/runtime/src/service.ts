@@ -1,17 +1,18 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { createDb, type Database } from "@nexus/core";
-import { createMetrics } from "@nexus/http";
+import { createMetrics, type ReadinessCheck } from "@nexus/http";
 import {
   checkTopology,
   connectNats,
   instrumentJetStream,
+  isNatsConnected,
   type NatsCredentials,
   parseConsumerStart,
   provisionTopology,
   type TopologyOptions,
 } from "@nexus/messaging";
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { BaseConfig } from "./config.ts";
@@ -113,5 +114,25 @@ export async function startRuntime(
     js: instrumentJetStream(jetstream(nc), publishMetrics(metrics)),
     db,
     metrics,
+  };
+}
+
+/**
+ * The `/ready` checks of a process that works a durable consumer (the workers, the archiver):
+ * `nats` (connected now), `postgres` (answers `select 1`) and `consumer` (`consumerOk()`: the
+ * consumer exists and delivers, see `Worker.health`). For `addHealthRoutes`.
+ */
+export function consumerReadyChecks(o: {
+  nc: NatsConnection;
+  db: Kysely<Database>;
+  consumerOk: () => boolean;
+}): Record<"nats" | "postgres" | "consumer", ReadinessCheck> {
+  return {
+    nats: () => isNatsConnected(o.nc),
+    postgres: async () => {
+      await sql`select 1`.execute(o.db);
+      return true;
+    },
+    consumer: o.consumerOk,
   };
 }

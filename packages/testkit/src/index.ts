@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { JetStreamClient } from "@nats-io/jetstream";
+import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { AgentReport, Causality, Tenant } from "@nexus/contracts";
 import { createDb, type Database, migrateToLatest, type ReportStep, reportMsgId } from "@nexus/core";
 import {
@@ -9,11 +10,14 @@ import {
   type NatsUser,
   provisionTopology,
   publishReport,
+  type RunWorkerOptions,
+  runWorker,
   type TopologyOptions,
+  type Worker,
 } from "@nexus/messaging";
 import type { Kysely } from "kysely";
 import pg from "pg";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { inject } from "vitest";
 import { spawnNatsServer, withDatabase } from "./infra.ts";
 
@@ -206,3 +210,52 @@ export function reportPublisher(js: JetStreamClient): ReportPublisher {
   };
 }
 export * from "./reports.ts";
+
+/** What {@link startWorkerRig} starts: a worker test's NATS, database and connection. */
+export interface WorkerRig {
+  nats: TestNats;
+  tdb: TestDatabase;
+  nc: NatsConnection;
+  /** A JetStream client on `nc`. */
+  js: JetStreamClient;
+  /** A silent logger for the workers. */
+  logger: Logger;
+  /** Runs a worker on `js` with `logger` (unless given); {@link close} stops it. */
+  run<J>(
+    o: Omit<RunWorkerOptions<J>, "js" | "logger"> & Partial<Pick<RunWorkerOptions<J>, "js" | "logger">>,
+  ): Promise<Worker>;
+  /** Stops the workers (1 s grace), closes the connection, drops the database, stops NATS. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts what an in-process worker test needs: NATS with the topology provisioned
+ * ({@link natsForTest}), a fresh migrated database ({@link createTestDatabase}) and a connection
+ * named `name`.
+ */
+export async function startWorkerRig(name: string): Promise<WorkerRig> {
+  const nats = await natsForTest();
+  const tdb = await createTestDatabase();
+  const logger = pino({ level: "silent" });
+  const nc = await connectNats({ url: nats.url, name, logger });
+  const js = jetstream(nc);
+  const workers: Worker[] = [];
+  return {
+    nats,
+    tdb,
+    nc,
+    js,
+    logger,
+    async run(o) {
+      const w = await runWorker({ js, logger, ...o });
+      workers.push(w);
+      return w;
+    },
+    async close() {
+      for (const w of workers) await w.stop(1000);
+      await nc.close();
+      await tdb.drop();
+      await nats.stop();
+    },
+  };
+}

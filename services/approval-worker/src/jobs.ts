@@ -12,7 +12,7 @@
  * entry was applied meanwhile, and at most once.
  */
 import type { JsMsg } from "@nats-io/jetstream";
-import { AskEventMessage, RequeueMessage, subjects, tenantFromSubject } from "@nexus/contracts";
+import { AskEventMessage, CONSUMERS, RequeueMessage, STREAMS, subjects, tenantFromSubject } from "@nexus/contracts";
 import { applyAskEvent, type Database } from "@nexus/core";
 import { type JetStreamPublisher, type Parsed, publishEffects, type WorkerSpec } from "@nexus/messaging";
 import type { Kysely } from "kysely";
@@ -105,9 +105,16 @@ export function parseAskEvent(msg: Pick<JsMsg, "data" | "subject" | "seq">): Par
   };
 }
 
-/** The runner spec of the approval-worker (see `runWorker`). */
-export function askEventSpec(deps: AskEventDeps): Pick<WorkerSpec<AskEventJob>, "parse" | "handle"> {
+/**
+ * The runner spec of the approval-worker (see `runWorker`): the durable consumer
+ * `approval-worker` on NEXUS_APPROVALS, dead letters with source `approval`.
+ */
+export function askEventSpec(deps: AskEventDeps): WorkerSpec<AskEventJob> {
   return {
+    name: "approval-worker",
+    stream: STREAMS.approvals,
+    consumer: CONSUMERS.approvalWorker,
+    dlqSource: "approval",
     parse: parseAskEvent,
     async handle({ event, seq, notBefore }, ctx) {
       const wait = notBefore ? Date.parse(notBefore) - deps.now().getTime() : 0;

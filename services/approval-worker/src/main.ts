@@ -4,8 +4,15 @@ import "./tracing.ts";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import { addHealthRoutes, createHttpApp } from "@nexus/http";
 import { isNatsConnected, lastMessageReader, runWorker } from "@nexus/messaging";
-import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime, triageOf } from "@nexus/runtime";
-import { sql } from "kysely";
+import {
+  consumerReadyChecks,
+  logWorkerEvents,
+  meterWorkerEvents,
+  onShutdown,
+  parseConfig,
+  startRuntime,
+  triageOf,
+} from "@nexus/runtime";
 import { ApprovalWorkerConfig } from "./config.ts";
 import { createExpirySweeper } from "./expiry.ts";
 import { askEventSpec } from "./jobs.ts";
@@ -21,13 +28,7 @@ const now = () => new Date();
 const worker = await runWorker({
   js,
   logger,
-  spec: {
-    name: "approval-worker",
-    stream: STREAMS.approvals,
-    consumer: CONSUMERS.approvalWorker,
-    dlqSource: "approval",
-    ...askEventSpec({ db, js, now, publishTimeoutMs: config.PUBLISH_TIMEOUT_MS }),
-  },
+  spec: askEventSpec({ db, js, now, publishTimeoutMs: config.PUBLISH_TIMEOUT_MS }),
   concurrency: config.WORKER_CONCURRENCY,
   maxAttempts: config.MAX_ATTEMPTS,
   retry: { baseMs: config.RETRY_BASE_MS, maxMs: config.RETRY_MAX_MS },
@@ -59,14 +60,7 @@ sweeper.start();
 
 const app = createHttpApp({ logger, metrics });
 addHealthRoutes(app, {
-  checks: {
-    nats: () => isNatsConnected(nc),
-    postgres: async () => {
-      await sql`select 1`.execute(db);
-      return true;
-    },
-    consumer: () => worker.health().ok,
-  },
+  checks: consumerReadyChecks({ nc: nc, db: db, consumerOk: () => worker.health().ok }),
   graceMs: config.READY_GRACE_MS,
 });
 await app.listen({ host: config.HOST, port: config.PORT });

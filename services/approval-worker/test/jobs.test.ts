@@ -7,15 +7,15 @@
 import { randomUUID } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { AskEventMessage, CONSUMERS, DeadLetter, STREAMS, subjects, type Tenant } from "@nexus/contracts";
-import { connectNats, lastMessageReader, runWorker, type Worker } from "@nexus/messaging";
+import { AskEventMessage, DeadLetter, STREAMS, subjects, type Tenant } from "@nexus/contracts";
+import { lastMessageReader, type Worker } from "@nexus/messaging";
 import {
-  createTestDatabase,
-  natsForTest,
+  startWorkerRig,
   type TestDatabase,
   type TestNats,
   tenantReports,
   uniqueTenant,
+  type WorkerRig,
   waitFor,
 } from "@nexus/testkit";
 import { pino } from "pino";
@@ -28,31 +28,20 @@ let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
 let worker: Worker;
+let rig: WorkerRig;
 const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  tdb = await createTestDatabase();
-  nc = await connectNats({ url: nats.url, name: "approval-worker-test", logger });
-  worker = await runWorker({
-    js: js(),
-    logger,
-    spec: {
-      name: "approval-worker",
-      stream: STREAMS.approvals,
-      consumer: CONSUMERS.approvalWorker,
-      dlqSource: "approval",
-      ...askEventSpec({ db: tdb.db, js: js(), now: () => new Date(), publishTimeoutMs: 5000 }),
-    },
+  rig = await startWorkerRig("approval-worker-test");
+  ({ nats, tdb, nc } = rig);
+  worker = await rig.run({
+    spec: askEventSpec({ db: tdb.db, js: js(), now: () => new Date(), publishTimeoutMs: 5000 }),
     retry: { baseMs: 20, maxMs: 50 },
   });
 });
 afterAll(async () => {
-  await worker?.stop(1000);
-  await nc?.close();
-  await tdb?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

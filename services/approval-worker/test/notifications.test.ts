@@ -6,14 +6,14 @@
  */
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { type CaseActionNotification, CONSUMERS, STREAMS, subjects } from "@nexus/contracts";
-import { connectNats, runWorker, type Worker } from "@nexus/messaging";
+import { type CaseActionNotification, STREAMS, subjects } from "@nexus/contracts";
+import { connectNats, type Worker } from "@nexus/messaging";
 import {
-  createTestDatabase,
-  natsForTest,
+  startWorkerRig,
   type TestDatabase,
   type TestNats,
   uniqueTenant,
+  type WorkerRig,
   waitFor,
 } from "@nexus/testkit";
 import { pino } from "pino";
@@ -25,30 +25,19 @@ let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
 let worker: Worker;
+let rig: WorkerRig;
 const logger = pino({ level: "silent" });
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  tdb = await createTestDatabase();
-  nc = await connectNats({ url: nats.url, name: "approval-worker-test", logger });
-  worker = await runWorker({
-    js: jetstream(nc),
-    logger,
-    spec: {
-      name: "approval-worker",
-      stream: STREAMS.approvals,
-      consumer: CONSUMERS.approvalWorker,
-      dlqSource: "approval",
-      ...askEventSpec({ db: tdb.db, js: jetstream(nc), now: () => new Date(), publishTimeoutMs: 5000 }),
-    },
+  rig = await startWorkerRig("approval-worker-test");
+  ({ nats, tdb, nc } = rig);
+  worker = await rig.run({
+    spec: askEventSpec({ db: tdb.db, js: jetstream(nc), now: () => new Date(), publishTimeoutMs: 5000 }),
     retry: { baseMs: 20, maxMs: 50 },
   });
 });
 afterAll(async () => {
-  await worker?.stop(1000);
-  await nc?.close();
-  await tdb?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 /** A downstream system's connection: pulls up to `n` notifications from its durable consumer and acks them. */

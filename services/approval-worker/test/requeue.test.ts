@@ -5,22 +5,14 @@
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { CONSUMERS, type RequeueMessage, STREAMS, subjects } from "@nexus/contracts";
+import { type RequeueMessage, STREAMS, subjects } from "@nexus/contracts";
+import { buildHeaders, listDeadLetters, publishRequeue, requeueTarget, type Worker } from "@nexus/messaging";
 import {
-  buildHeaders,
-  connectNats,
-  listDeadLetters,
-  publishRequeue,
-  requeueTarget,
-  runWorker,
-  type Worker,
-} from "@nexus/messaging";
-import {
-  createTestDatabase,
-  natsForTest,
+  startWorkerRig,
   type TestDatabase,
   type TestNats,
   uniqueTenant,
+  type WorkerRig,
   waitFor,
 } from "@nexus/testkit";
 import { pino } from "pino";
@@ -32,31 +24,20 @@ let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
 let worker: Worker;
+let rig: WorkerRig;
 const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  tdb = await createTestDatabase();
-  nc = await connectNats({ url: nats.url, name: "approval-worker-requeue-test", logger });
-  worker = await runWorker({
-    js: js(),
-    logger,
-    spec: {
-      name: "approval-worker",
-      stream: STREAMS.approvals,
-      consumer: CONSUMERS.approvalWorker,
-      dlqSource: "approval",
-      ...askEventSpec({ db: tdb.db, js: js(), now: () => new Date(), publishTimeoutMs: 5000 }),
-    },
+  rig = await startWorkerRig("approval-worker-requeue-test");
+  ({ nats, tdb, nc } = rig);
+  worker = await rig.run({
+    spec: askEventSpec({ db: tdb.db, js: js(), now: () => new Date(), publishTimeoutMs: 5000 }),
     retry: { baseMs: 20, maxMs: 50 },
   });
 });
 afterAll(async () => {
-  await worker?.stop(1000);
-  await nc?.close();
-  await tdb?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 describe("requeue of a register entry", () => {

@@ -3,8 +3,9 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import { countUnchained, type Database, pruneArchive } from "@nexus/core";
 import { type App, addHealthRoutes, createHttpApp } from "@nexus/http";
-import { isNatsConnected, jetStreamReportLog } from "@nexus/messaging";
-import { type Kysely, sql } from "kysely";
+import { jetStreamReportLog } from "@nexus/messaging";
+import { consumerReadyChecks } from "@nexus/runtime";
+import type { Kysely } from "kysely";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { type Archiver, type ArchiverEvents, type ArchiverFaultStep, startArchiver } from "./archiver.ts";
@@ -217,14 +218,7 @@ export async function startArchiverService(d: ArchiverServiceDeps): Promise<Arch
 
   const app = createHttpApp({ logger, metrics: d.metrics });
   addHealthRoutes(app, {
-    checks: {
-      nats: () => isNatsConnected(d.nc),
-      postgres: async () => {
-        await sql`select 1`.execute(d.db);
-        return true;
-      },
-      consumer: () => archiver.health().ok,
-    },
+    checks: consumerReadyChecks({ nc: d.nc, db: d.db, consumerOk: () => archiver.health().ok }),
     details: async () => {
       const lag = await Promise.race([
         pollLag().catch(() => latest),

@@ -22,11 +22,13 @@ import {
   ApprovedActionMessage,
   apiError,
   COMMAND_TYPES,
+  CONSUMERS,
   CommandMessage,
   isCommandType,
   Persona,
   Profile,
   RequeueMessage,
+  STREAMS,
   subjects,
   type Tenant,
   tenantFromSubject,
@@ -200,11 +202,16 @@ function logFields(t: Tenant, commandId: string, correlationId: string, askId?: 
   };
 }
 
-/** The runner spec of the command-worker (see `runWorker`). */
-export function commandWorkerSpec(
-  deps: CommandJobDeps,
-): Pick<WorkerSpec<CommandJob>, "parse" | "handle" | "onExhausted"> {
+/**
+ * The runner spec of the command-worker (see `runWorker`): the durable consumer
+ * `command-worker` on NEXUS_COMMANDS, dead letters with source `cmd`.
+ */
+export function commandWorkerSpec(deps: CommandJobDeps): WorkerSpec<CommandJob> {
   return {
+    name: "command-worker",
+    stream: STREAMS.commands,
+    consumer: CONSUMERS.commandWorker,
+    dlqSource: "cmd",
     parse: parseCommandJob,
     handle: (job, ctx) =>
       job.kind === "command"

@@ -5,9 +5,16 @@ import { EventEmitter } from "node:events";
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import { createLlmEvents, createWebhookRelay, OutboxShareConnector, type ShareRelayEventMap } from "@nexus/handlers";
 import { addHealthRoutes, createHttpApp } from "@nexus/http";
-import { isNatsConnected, runWorker } from "@nexus/messaging";
-import { logWorkerEvents, meterWorkerEvents, onShutdown, parseConfig, startRuntime, triageOf } from "@nexus/runtime";
-import { sql } from "kysely";
+import { runWorker } from "@nexus/messaging";
+import {
+  consumerReadyChecks,
+  logWorkerEvents,
+  meterWorkerEvents,
+  onShutdown,
+  parseConfig,
+  startRuntime,
+  triageOf,
+} from "@nexus/runtime";
 import { CommandWorkerConfig } from "./config.ts";
 import { commandWorkerSpec } from "./jobs.ts";
 import { createLlm, planLlmChain } from "./llm.ts";
@@ -36,21 +43,15 @@ logger.info(
 const worker = await runWorker({
   js,
   logger,
-  spec: {
-    name: "command-worker",
-    stream: STREAMS.commands,
-    consumer: CONSUMERS.commandWorker,
-    dlqSource: "cmd",
-    ...commandWorkerSpec({
-      db,
-      js,
-      llm,
-      live: { nc, intervalMs: config.LLM_PROGRESS_INTERVAL_MS, logger },
-      share: new OutboxShareConnector(db, now),
-      now,
-      config,
-    }),
-  },
+  spec: commandWorkerSpec({
+    db,
+    js,
+    llm,
+    live: { nc, intervalMs: config.LLM_PROGRESS_INTERVAL_MS, logger },
+    share: new OutboxShareConnector(db, now),
+    now,
+    config,
+  }),
   concurrency: config.WORKER_CONCURRENCY,
   maxAttempts: config.MAX_ATTEMPTS,
   retry: { baseMs: config.RETRY_BASE_MS, maxMs: config.RETRY_MAX_MS },
@@ -91,14 +92,7 @@ relay?.start();
 
 const app = createHttpApp({ logger, metrics });
 addHealthRoutes(app, {
-  checks: {
-    nats: () => isNatsConnected(nc),
-    postgres: async () => {
-      await sql`select 1`.execute(db);
-      return true;
-    },
-    consumer: () => worker.health().ok,
-  },
+  checks: consumerReadyChecks({ nc: nc, db: db, consumerOk: () => worker.health().ok }),
   graceMs: config.READY_GRACE_MS,
 });
 await app.listen({ host: config.HOST, port: config.PORT });

@@ -7,15 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import {
-  CONSUMERS,
-  type CommandMessage,
-  DeadLetter,
-  type ReportEvent,
-  STREAMS,
-  subjects,
-  type Tenant,
-} from "@nexus/contracts";
+import { type CommandMessage, DeadLetter, type ReportEvent, STREAMS, subjects, type Tenant } from "@nexus/contracts";
 import { applyAskEvent, commandBodyHash, commandMsgId, planDecision, updateSettings } from "@nexus/core";
 import {
   type CommandHandler,
@@ -25,15 +17,15 @@ import {
   OFFLINE_LLM,
   OutboxShareConnector,
 } from "@nexus/handlers";
-import { buildHeaders, connectNats, publishEffects, runWorker, type Worker } from "@nexus/messaging";
+import { buildHeaders, publishEffects, type Worker } from "@nexus/messaging";
 import {
-  createTestDatabase,
-  natsForTest,
   reportTypesOf,
+  startWorkerRig,
   type TestDatabase,
   type TestNats,
   tenantReports,
   uniqueTenant,
+  type WorkerRig,
   waitFor,
 } from "@nexus/testkit";
 import { pino } from "pino";
@@ -44,6 +36,7 @@ let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
 let worker: Worker;
+let rig: WorkerRig;
 const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 
@@ -64,36 +57,24 @@ const handlers: readonly CommandHandler[] = [
 ];
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  tdb = await createTestDatabase();
-  nc = await connectNats({ url: nats.url, name: "command-worker-test", logger });
-  worker = await runWorker({
-    js: js(),
-    logger,
-    spec: {
-      name: "command-worker",
-      stream: STREAMS.commands,
-      consumer: CONSUMERS.commandWorker,
-      dlqSource: "cmd",
-      ...commandWorkerSpec({
-        db: tdb.db,
-        js: js(),
-        llm: OFFLINE_LLM,
-        share: new OutboxShareConnector(tdb.db),
-        now: () => new Date(),
-        handlers,
-        config: { ASK_TTL_SECONDS: 3600, PUBLISH_TIMEOUT_MS: 5000, FAULT_INJECT_HANDLER_DELAY_MS: 0 },
-      }),
-    },
+  rig = await startWorkerRig("command-worker-test");
+  ({ nats, tdb, nc } = rig);
+  worker = await rig.run({
+    spec: commandWorkerSpec({
+      db: tdb.db,
+      js: js(),
+      llm: OFFLINE_LLM,
+      share: new OutboxShareConnector(tdb.db),
+      now: () => new Date(),
+      handlers,
+      config: { ASK_TTL_SECONDS: 3600, PUBLISH_TIMEOUT_MS: 5000, FAULT_INJECT_HANDLER_DELAY_MS: 0 },
+    }),
     maxAttempts: 4,
     retry: { baseMs: 20, maxMs: 60 },
   });
 });
 afterAll(async () => {
-  await worker?.stop(1000);
-  await nc?.close();
-  await tdb?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 const PREP = { meeting_title: "Sync", attendees: ["Kim"], agenda: ["News"] };

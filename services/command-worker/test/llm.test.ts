@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { CONSUMERS, type CommandMessage, ProgressEvent, STREAMS, subjects, type Tenant } from "@nexus/contracts";
+import { type CommandMessage, ProgressEvent, subjects, type Tenant } from "@nexus/contracts";
 import { commandBodyHash, commandMsgId, updateSettings } from "@nexus/core";
 import { createLlmEvents, OutboxShareConnector } from "@nexus/handlers";
 import { buildHeaders, connectNats, runWorker, type Worker } from "@nexus/messaging";
@@ -196,21 +196,15 @@ describe("drafts through the worker with an OpenAI-compatible server", () => {
     worker = await runWorker({
       js: js(),
       logger,
-      spec: {
-        name: "command-worker",
-        stream: STREAMS.commands,
-        consumer: CONSUMERS.commandWorker,
-        dlqSource: "cmd",
-        ...commandWorkerSpec({
-          db: tdb.db,
-          js: js(),
-          llm,
-          live: { nc, intervalMs: config.LLM_PROGRESS_INTERVAL_MS, logger },
-          share: new OutboxShareConnector(tdb.db),
-          now: () => new Date(),
-          config: { ASK_TTL_SECONDS: 3600, PUBLISH_TIMEOUT_MS: 5000, FAULT_INJECT_HANDLER_DELAY_MS: 0 },
-        }),
-      },
+      spec: commandWorkerSpec({
+        db: tdb.db,
+        js: js(),
+        llm,
+        live: { nc, intervalMs: config.LLM_PROGRESS_INTERVAL_MS, logger },
+        share: new OutboxShareConnector(tdb.db),
+        now: () => new Date(),
+        config: { ASK_TTL_SECONDS: 3600, PUBLISH_TIMEOUT_MS: 5000, FAULT_INJECT_HANDLER_DELAY_MS: 0 },
+      }),
       maxAttempts: 3,
       retry: { baseMs: 20, maxMs: 60 },
     });

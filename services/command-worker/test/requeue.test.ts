@@ -7,15 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import {
-  CONSUMERS,
-  type CommandMessage,
-  HEADERS,
-  type RequeueMessage,
-  STREAMS,
-  subjects,
-  type Tenant,
-} from "@nexus/contracts";
+import { type CommandMessage, HEADERS, type RequeueMessage, STREAMS, subjects, type Tenant } from "@nexus/contracts";
 import { commandBodyHash, commandMsgId } from "@nexus/core";
 import {
   type CommandHandler,
@@ -27,22 +19,20 @@ import {
 } from "@nexus/handlers";
 import {
   buildHeaders,
-  connectNats,
   type DeadLetterTriage,
   listDeadLetters,
   publishRequeue,
   requeueTarget,
-  runWorker,
   type StoredDeadLetter,
   type Worker,
   type WorkerEventMap,
 } from "@nexus/messaging";
 import {
-  createTestDatabase,
-  natsForTest,
+  startWorkerRig,
   type TestDatabase,
   type TestNats,
   uniqueTenant,
+  type WorkerRig,
   waitFor,
 } from "@nexus/testkit";
 import { pino } from "pino";
@@ -53,6 +43,7 @@ let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
 let worker: Worker;
+let rig: WorkerRig;
 const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 const failed: WorkerEventMap["job:failed"][0][] = [];
@@ -82,27 +73,18 @@ const TRIAGE: DeadLetterTriage = {
 const MAX_ATTEMPTS = 2;
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  tdb = await createTestDatabase();
-  nc = await connectNats({ url: nats.url, name: "command-worker-requeue-test", logger });
-  worker = await runWorker({
-    js: js(),
-    logger,
-    spec: {
-      name: "command-worker",
-      stream: STREAMS.commands,
-      consumer: CONSUMERS.commandWorker,
-      dlqSource: "cmd",
-      ...commandWorkerSpec({
-        db: tdb.db,
-        js: js(),
-        llm: OFFLINE_LLM,
-        share: new OutboxShareConnector(tdb.db),
-        now: () => new Date(),
-        handlers,
-        config: { ASK_TTL_SECONDS: 3600, PUBLISH_TIMEOUT_MS: 5000, FAULT_INJECT_HANDLER_DELAY_MS: 0 },
-      }),
-    },
+  rig = await startWorkerRig("command-worker-requeue-test");
+  ({ nats, tdb, nc } = rig);
+  worker = await rig.run({
+    spec: commandWorkerSpec({
+      db: tdb.db,
+      js: js(),
+      llm: OFFLINE_LLM,
+      share: new OutboxShareConnector(tdb.db),
+      now: () => new Date(),
+      handlers,
+      config: { ASK_TTL_SECONDS: 3600, PUBLISH_TIMEOUT_MS: 5000, FAULT_INJECT_HANDLER_DELAY_MS: 0 },
+    }),
     maxAttempts: MAX_ATTEMPTS,
     retry: { baseMs: 10, maxMs: 20 },
     triage: TRIAGE,
@@ -110,10 +92,7 @@ beforeAll(async () => {
   worker.events.on("job:failed", (e) => failed.push(e));
 });
 afterAll(async () => {
-  await worker?.stop(1000);
-  await nc?.close();
-  await tdb?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 const PREP = { meeting_title: "Sync", attendees: ["Kim"], agenda: ["News"] };

@@ -3,7 +3,6 @@ import {
   type ErrorEvent,
   type PingEvent,
   ProgressEvent,
-  type ReportEvent,
   reportEventJson,
   reportEventJsonFast,
   type SnapshotEvent,

@@ -1,7 +1,6 @@
 import {
   AuditExportQuery,
   CorrelationId,
-  ErrorBody,
   HistoryPageWire,
   HistoryQuery,
   isTenantToken,

@@ -13,7 +13,7 @@
  *
  * The id is the dead letter's sequence in NEXUS_DLQ. `pnpm dlq` (the `nexus` CLI) calls these.
  */
-import { DeadLetter, ErrorBody, subjects, Tenant } from "@nexus/contracts";
+import { DeadLetter, subjects, Tenant } from "@nexus/contracts";
 import { AcceptUnconfirmed, AppError, DependencyUnavailable } from "@nexus/core";
 import { type App, bindRequestLog } from "@nexus/http";
 import { NotRequeueable, publishRequeue, requeueTarget, type StoredDeadLetter } from "@nexus/messaging";
