@@ -590,38 +590,13 @@ export async function completeExecution(
   result: unknown,
   now: Date,
 ): Promise<{ row: AskRow | undefined; effects: Effects }> {
-  const done = await tx
-    .updateTable("asks")
-    .set({ status: "done", result: JSON.stringify(result), updated_at: now })
-    .where("org_id", "=", t.org_id)
-    .where("project_id", "=", t.project_id)
-    .where("ask_id", "=", askId)
-    .where("status", "=", "executing")
-    .returningAll()
-    .executeTakeFirst();
-  if (!done) {
-    const row = await getAsk(tx, t, askId);
-    return { row, effects: row ? settledExecutionEffects(row) : noEffects() };
-  }
-  await tx
-    .updateTable("commands")
-    .set({ status: "done", result: JSON.stringify(result), finished_at: now, updated_at: now })
-    .where("org_id", "=", t.org_id)
-    .where("project_id", "=", t.project_id)
-    .where("command_id", "=", done.command_id)
-    .where("status", "=", "waiting_approval")
-    .execute();
-  await appendHistory(tx, t, {
-    ask_id: done.ask_id,
-    command_id: done.command_id,
+  return finishExecution(tx, t, askId, now, {
+    from: ["executing"],
+    status: "done",
+    fields: { result: JSON.stringify(result) },
     event: "executed",
-    decision: done.decision,
-    executor_id: done.decided_by ?? "system",
-    note: done.decision_note,
-    correlation_id: done.decision_correlation_id ?? done.correlation_id,
     details: { result },
   });
-  return { row: done, effects: settledExecutionEffects(done) };
 }
 
 /**
@@ -637,13 +612,52 @@ export async function failExecution(
   error: ApiError,
   now: Date,
 ): Promise<{ row: AskRow | undefined; effects: Effects }> {
+  return finishExecution(tx, t, askId, now, {
+    from: ["decided", "executing"],
+    status: "failed",
+    fields: { error: JSON.stringify(error) },
+    event: "execution_failed",
+    details: { error },
+    after: (f) =>
+      tx
+        .updateTable("share_outbox")
+        .set({ status: "failed", last_error: `withdrawn: ask failed with ${error.code}` })
+        .where("org_id", "=", t.org_id)
+        .where("project_id", "=", t.project_id)
+        .where("ask_id", "=", f.ask_id)
+        .where("status", "=", "queued")
+        .execute(),
+  });
+}
+
+/**
+ * The one final transition of an approved action: the ask `from` → `status` with `fields`
+ * (`result` or `error`, as JSON), its command (still `waiting_approval`) → the same status and
+ * fields, `after` in the same transaction, one history entry `event` (executor = the deciding
+ * approver, `details`). An ask not in `from` (already final, or unknown) changes nothing and its
+ * settled effects are restated, so a redelivered job publishes the same reports again.
+ */
+async function finishExecution(
+  tx: Transaction<Database>,
+  t: Tenant,
+  askId: string,
+  now: Date,
+  o: {
+    from: ("decided" | "executing")[];
+    status: "done" | "failed";
+    fields: { result: string } | { error: string };
+    event: "executed" | "execution_failed";
+    details: Record<string, unknown>;
+    after?: (row: AskRow) => Promise<unknown>;
+  },
+): Promise<{ row: AskRow | undefined; effects: Effects }> {
   const f = await tx
     .updateTable("asks")
-    .set({ status: "failed", error: JSON.stringify(error), updated_at: now })
+    .set({ status: o.status, ...o.fields, updated_at: now })
     .where("org_id", "=", t.org_id)
     .where("project_id", "=", t.project_id)
     .where("ask_id", "=", askId)
-    .where("status", "in", ["decided", "executing"])
+    .where("status", "in", o.from)
     .returningAll()
     .executeTakeFirst();
   if (!f) {
@@ -652,29 +666,22 @@ export async function failExecution(
   }
   await tx
     .updateTable("commands")
-    .set({ status: "failed", error: JSON.stringify(error), finished_at: now, updated_at: now })
+    .set({ status: o.status, ...o.fields, finished_at: now, updated_at: now })
     .where("org_id", "=", t.org_id)
     .where("project_id", "=", t.project_id)
     .where("command_id", "=", f.command_id)
     .where("status", "=", "waiting_approval")
     .execute();
-  await tx
-    .updateTable("share_outbox")
-    .set({ status: "failed", last_error: `withdrawn: ask failed with ${error.code}` })
-    .where("org_id", "=", t.org_id)
-    .where("project_id", "=", t.project_id)
-    .where("ask_id", "=", f.ask_id)
-    .where("status", "=", "queued")
-    .execute();
+  await o.after?.(f);
   await appendHistory(tx, t, {
     ask_id: f.ask_id,
     command_id: f.command_id,
-    event: "execution_failed",
+    event: o.event,
     decision: f.decision,
     executor_id: f.decided_by ?? "system",
     note: f.decision_note,
     correlation_id: f.decision_correlation_id ?? f.correlation_id,
-    details: { error },
+    details: o.details,
   });
   return { row: f, effects: settledExecutionEffects(f) };
 }
