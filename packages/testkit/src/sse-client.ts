@@ -99,7 +99,13 @@ export class SseClient {
             .map((e) => `${e.event}#${e.id ?? ""}${e.event === "report" ? `:${e.data?.report?.type}` : ""}`)
             .join(", ")}`,
         );
-      if (this.closed) throw new Error(`SSE: stream closed while waiting for ${what}`);
+      if (this.closed) {
+        const last = this.events.at(-1);
+        const errors = this.events.filter((e) => e.event === "error").map((e) => JSON.stringify(e.data));
+        throw new Error(
+          `SSE: stream closed while waiting for ${what} after ${this.events.length} events (last ${last?.event ?? "none"}#${last?.id ?? ""}${errors.length ? `; error events: ${errors.join(" ")}` : ""})`,
+        );
+      }
       await new Promise<void>((r) => {
         const t = setTimeout(r, 200);
         this.waiters.push(() => {
