@@ -467,6 +467,30 @@ describe("stream options: reconnect policy, CREDENTIAL_EXPIRED, received objects
     ]);
   });
 
+  it("ticketFailed tells a refused ticket request (the client's credential) from a refused ticket", async () => {
+    let n = 0;
+    server = await localServer((req, res) => {
+      if (req.path === "/agent/reports/ticket") {
+        if (++n === 1) return apiError(res, 401, "UNAUTHENTICATED", false);
+        return json(res, 200, { ticket: `t-${n}`, expires_at: "x" });
+      }
+      if (req.query.get("ticket") === "t-2") return apiError(res, 401, "UNAUTHENTICATED", false);
+      sseStart(res);
+      res.write(snapshotFrame("1"));
+    });
+    const c = createClient({ baseUrl: server.url, auth: { mode: "bearer", token: () => "tok" } });
+    const seen: StreamEvent[] = [];
+    for await (const ev of c.events({ ticket: true, reconnectDelay: () => 1 })) {
+      seen.push(ev);
+      if (ev.type === "snapshot") break;
+    }
+    const rec = seen.filter((e) => e.type === "reconnecting");
+    expect(rec.map((e) => [e.ticketFailed ?? false, (e.error as { status?: number }).status])).toEqual([
+      [true, 401],
+      [false, 401],
+    ]);
+  });
+
   it("keepReceived: reports and snapshots keep fields the contracts do not name; progress needs no causality", async () => {
     const report = { ...reportData("11"), extra: { kept: true } };
     const snap = snapshotData("10");

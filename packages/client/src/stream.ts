@@ -65,6 +65,12 @@ export interface ReconnectingStreamEvent {
   /** `closed`: the server ended the response; `heartbeat_timeout`: nothing arrived for `heartbeatTimeoutMs`; `http_error`: a non-200 answer (see `error`); `network_error`: no answer or the body broke off. */
   reason: "closed" | "heartbeat_timeout" | "http_error" | "network_error";
   error?: unknown;
+  /**
+   * True when the failure was the ticket request (`POST /agent/reports/ticket`, ticket mode),
+   * which presents the client's own credential: a `401 UNAUTHENTICATED` there means that
+   * credential was refused (unlike a `401` for a used or expired ticket on the stream itself).
+   */
+  ticketFailed?: boolean;
 }
 /**
  * A snapshot replaced state that was already held: after `CURSOR_EXPIRED` (the cursor fell out of
@@ -197,6 +203,8 @@ export class ReportStream<P extends ProgressData = ProgressEvent> implements Asy
     Pick<StreamOptions, "signal" | "reconnectDelay">;
   /** The server ended the stream with `CREDENTIAL_EXPIRED`: renew, then reconnect at once. */
   private credentialExpired = false;
+  /** The current connection attempt failed at its ticket request. */
+  private ticketFailed = false;
   private readonly ac = new AbortController();
   private floor: string | null;
   private expectSnapshot = false;
@@ -263,6 +271,7 @@ export class ReportStream<P extends ProgressData = ProgressEvent> implements Asy
       let reason: ReconnectingStreamEvent["reason"] = "closed";
       let error: unknown;
       let retryAfterMs = 0;
+      this.ticketFailed = false;
       let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
       try {
         const cursor = this.expectSnapshot ? null : this.floor;
@@ -353,7 +362,14 @@ export class ReportStream<P extends ProgressData = ProgressEvent> implements Asy
         ? Math.max(0, this.opts.reconnectDelay(failures, this.hintMs))
         : reconnectDelayMs(failures, this.hintMs, this.opts.maxRetryMs, this.opts.random);
       const delayMs = this.credentialExpired ? 0 : Math.max(policy, retryAfterMs);
-      yield { type: "reconnecting", attempt: failures, delayMs, reason, ...(error === undefined ? {} : { error }) };
+      yield {
+        type: "reconnecting",
+        attempt: failures,
+        delayMs,
+        reason,
+        ...(error === undefined ? {} : { error }),
+        ...(this.ticketFailed ? { ticketFailed: true } : {}),
+      };
       try {
         await sleep(delayMs, this.ac.signal);
       } catch {
@@ -376,6 +392,7 @@ export class ReportStream<P extends ProgressData = ProgressEvent> implements Asy
       try {
         t = await this.getTicket(signal);
       } catch (err) {
+        this.ticketFailed = true;
         // The ticket request uses the client's own credentials: a 401 there is final unless a
         // token function can present a new one (unlike a 401 for a used or expired ticket).
         if (isNexusApiError(err) && this.isFatal(err.status, err, false)) this.fatal = err;

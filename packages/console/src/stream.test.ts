@@ -55,7 +55,7 @@ interface Conn {
 }
 
 /** A `fetch` that answers tickets itself and hands every stream connection to the test. */
-function fakeServer() {
+function fakeServer(refuseTickets = 0) {
   const conns: Conn[] = [];
   const tickets: Headers[] = [];
   const enc = new TextEncoder();
@@ -64,6 +64,11 @@ function fakeServer() {
     const headers = new Headers(init?.headers);
     if (url.pathname === "/agent/reports/ticket") {
       tickets.push(headers);
+      if (tickets.length <= refuseTickets)
+        return Response.json(
+          { error: { code: "UNAUTHENTICATED", message: "no", recoverable: false } },
+          { status: 401 },
+        );
       return Response.json({ ticket: `t${tickets.length}`, expires_at: ts });
     }
     let ctl!: ReadableStreamDefaultController<Uint8Array>;
@@ -83,8 +88,8 @@ function fakeServer() {
   return { conns, tickets, fetch };
 }
 
-function harness(o: { ticket?: boolean; backoffInitialMs?: number } = {}) {
-  const server = fakeServer();
+function harness(o: { ticket?: boolean; backoffInitialMs?: number; refuseTickets?: number } = {}) {
+  const server = fakeServer(o.refuseTickets);
   const actions: StoreAction[] = [];
   const problems: string[] = [];
   let cursor: number | null = null;
@@ -188,6 +193,17 @@ describe("StreamClient (the SDK's report stream)", () => {
       }
       expect(h.server.conns[1]!.headers.get("last-event-id")).toBe("42");
       expect(h.server.tickets.map((t) => t.get("authorization"))).toEqual(["Bearer tok", "Bearer tok"]);
+      h.client.stop();
+    });
+
+    it("a ticket request refused with 401 UNAUTHENTICATED tells the credential it was refused", async () => {
+      let rejected = 0;
+      setCredentials(bearerCredentials({ token: () => "bad", renew: async () => false, rejected: () => rejected++ }));
+      const h = harness({ ticket: true, refuseTickets: 1 });
+      h.client.start();
+      await vi.waitFor(() => expect(h.server.conns).toHaveLength(1));
+      expect(rejected).toBe(1);
+      expect(h.kinds()).toEqual(["disconnected", "open"]);
       h.client.stop();
     });
 

@@ -14,12 +14,16 @@
  *   for every connection, never a token in a URL; after the stream's `CREDENTIAL_EXPIRED` the
  *   SDK renews the token first (`credentials().renew()`) and reconnects at once from the cursor.
  *
+ * A ticket request refused with `401` (not `CREDENTIAL_EXPIRED`) tells the credential it was
+ * refused, as every other request does (the page signs in again).
+ *
  * When the SDK gives up (a 4xx that retrying cannot fix, e.g. a `403` for a tenant), this client
  * starts a new stream after the longest backoff, from the state's cursor.
  */
-import type { LenientProgressEvent, NexusClient, StreamEvent } from "@nexus/client";
+import { isNexusApiError, type LenientProgressEvent, type NexusClient, type StreamEvent } from "@nexus/client";
 import type { Tenant } from "@nexus/contracts";
 import { api } from "./api.ts";
+import { credentials } from "./credentials.ts";
 import type { StoreAction } from "./store.ts";
 import type { ProgressEvent, SnapshotWire } from "./wire.ts";
 
@@ -126,6 +130,14 @@ export class StreamClient {
         return;
       case "reconnecting":
         d({ kind: "disconnected" });
+        // The ticket request was refused with the page's own token: sign in again.
+        if (
+          ev.ticketFailed &&
+          isNexusApiError(ev.error) &&
+          ev.error.status === 401 &&
+          ev.error.code !== "CREDENTIAL_EXPIRED"
+        )
+          credentials().rejected();
         return;
       case "snapshot":
         d({ kind: "snapshot", event: ev.data as SnapshotWire });
