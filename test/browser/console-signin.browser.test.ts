@@ -67,6 +67,8 @@ interface Seen {
   url: string;
   method: string;
   authorization?: string;
+  /** The `Last-Event-ID` a stream request resumed from. */
+  lastEventId?: string;
 }
 
 describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against the stack", () => {
@@ -139,8 +141,13 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     const errors: string[] = [];
     page.on("pageerror", (err) => errors.push(err.message));
     page.on("request", (r) => {
-      const authorization = r.headers().authorization;
-      seen.push({ url: r.url(), method: r.method(), ...(authorization ? { authorization } : {}) });
+      const { authorization, "last-event-id": lastEventId } = r.headers();
+      seen.push({
+        url: r.url(),
+        method: r.method(),
+        ...(authorization ? { authorization } : {}),
+        ...(lastEventId ? { lastEventId } : {}),
+      });
     });
     await page.addInitScript(RECORD_CONN_STATES);
     const res = await page.goto(`${gw}/ui/`);
@@ -346,10 +353,12 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     expect(history).toContain("reconnecting");
     expect(history).not.toContain("resynced");
     expect(history.at(-1)).toBe("live");
+    // Resumed by Last-Event-ID (the SDK reads the stream with fetch), with a ticket and no token.
     const streams = seen.filter(
-      (r) => new URL(r.url).pathname === "/agent/reports/stream" && r.url.includes("cursor="),
+      (r) => new URL(r.url).pathname === "/agent/reports/stream" && Number(r.lastEventId) >= from,
     );
     expect(streams.length).toBeGreaterThanOrEqual(1);
+    for (const r of streams) expect([...new URL(r.url).searchParams.keys()]).toEqual(["ticket"]);
 
     // A command from the page after the expiry goes out with the refreshed token.
     const id = await submitCommand(page, "doc.summary.create", {

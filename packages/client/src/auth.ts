@@ -25,6 +25,15 @@ export interface BearerAuth {
   mode: "bearer";
   token: string | (() => string | Promise<string>);
   tenant?: Tenant;
+  /**
+   * Renews the credential after the server said it expired: a `401 CREDENTIAL_EXPIRED` answer
+   * (then the same request is sent once more, at once, when this resolves `true`) or the
+   * stream's `CREDENTIAL_EXPIRED` event (called before the next connection). Resolve `false`
+   * when no new credential could be had; the call then fails with the 401. `token` is read
+   * again after a renewal, so it must return the new token. Concurrent calls may share one
+   * renewal; that is up to the implementation.
+   */
+  renew?: () => Promise<boolean>;
 }
 
 /**

@@ -14,12 +14,13 @@ import {
 import type { z } from "zod";
 import type { ClientAuth } from "./auth.ts";
 import { NexusApiError } from "./errors.ts";
-import { DEFAULT_RETRY, type RetryInfo, type RetryOptions, Transport } from "./http.ts";
+import { type CallSpec, DEFAULT_RETRY, type RetryInfo, type RetryOptions, Transport } from "./http.ts";
 import { parseReportEvent } from "./reports.ts";
 import { EventWaiter, type StateChangeListener, StateFollower } from "./state.ts";
 import {
   type ConnectionStateEvent,
   type ErrorStreamEvent,
+  type ProgressData,
   ReportStream,
   type StreamEvent,
   type StreamOptions,
@@ -32,6 +33,7 @@ import {
   DeadLetterRequeued,
   type HistoryPage,
   HistoryPageRaw,
+  type LenientProgressEvent,
   type ProgressEvent,
   StreamTicket,
 } from "./wire.ts";
@@ -49,10 +51,35 @@ export interface ClientOptions {
   onRetry?: (info: RetryInfo) => void;
 }
 
-/** Per-call options. */
+/**
+ * Per-call options.
+ *
+ * @example
+ * // Retry only what may have taken effect (504, a lost answer), say "confirming…" meanwhile,
+ * // and let the user decide after a 503 (nothing was stored):
+ * await client.decide(askId, { decision: "approve" }, {
+ *   retry: { retryOn: "unconfirmed", maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 8000 },
+ *   onRetry: () => showConfirming(),
+ * });
+ */
 export interface CallOptions {
   /** Aborts the call, including its retry waits; the promise rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * This call's retry policy: the fields given override the client's {@link ClientOptions.retry}
+   * (e.g. `{ retryOn: "unconfirmed" }`); `false` sends a single attempt.
+   */
+  retry?: RetryOptions | false;
+  /**
+   * Told before each retry of this call (after the client-wide {@link ClientOptions.onRetry}):
+   * `info.unconfirmed` says the request may already have taken effect — show "confirming…".
+   */
+  onRetry?: (info: RetryInfo) => void;
+}
+
+/** The transport fields of a {@link CallOptions}. */
+function per(o: CallOptions): Pick<CallSpec<unknown>, "signal" | "retry" | "onRetry"> {
+  return { signal: o.signal, retry: o.retry, onRetry: o.onRetry };
 }
 
 /** Per-call options of the settings endpoints. */
@@ -117,8 +144,8 @@ export interface StreamSubscription {
   readonly stats: StreamStats;
 }
 
-/** Options of {@link NexusClient.follow}. */
-export interface FollowOptions extends StreamOptions {
+/** Options of {@link NexusClient.follow} (strict parsing: no `keepReceived`). */
+export interface FollowOptions extends Omit<StreamOptions, "keepReceived"> {
   /** Called with the new state after every snapshot and applied report. */
   onChange?: StateChangeListener;
   /** Sees every stream event, after the state was updated. */
@@ -232,7 +259,7 @@ export class NexusClient {
       json: body,
       kind: "write",
       correlationId,
-      signal: o.signal,
+      ...per(o),
       parse: (b) => CommandAccepted.parse(b),
     });
   }
@@ -252,7 +279,7 @@ export class NexusClient {
       json: body,
       kind: "write",
       correlationId: body.correlation_id,
-      signal: o.signal,
+      ...per(o),
       parse: (b) => DecisionAccepted.parse(b),
     });
   }
@@ -276,7 +303,7 @@ export class NexusClient {
       headers: { "x-correlation-id": correlationId },
       kind: "write",
       correlationId,
-      signal: o.signal,
+      ...per(o),
       parse: (b) => SettingsAccepted.parse(b),
     });
   }
@@ -325,7 +352,7 @@ export class NexusClient {
       headers: { "x-correlation-id": correlationId },
       kind: "write",
       correlationId,
-      signal: o.signal,
+      ...per(o),
       parse: (b) => SettingsAccepted.parse(b),
     });
   }
@@ -333,19 +360,23 @@ export class NexusClient {
   /**
    * `GET /agent/reports?before=&limit=` — the archive, newest first (docs/contract.md "GET
    * /agent/reports — history"). Page on with `next_before` until it is `null`.
-   * @param q.before only reports with a smaller report_id; `q.limit` 1–500.
+   * @param q.before only reports with a smaller report_id; `q.limit` 1–500; `q.keepReceived`:
+   *   each report validated but returned as received (see `StreamOptions.keepReceived`).
    */
-  async history(q: { before?: string; limit?: number } = {}, o: CallOptions = {}): Promise<HistoryPage> {
+  async history(
+    q: { before?: string; limit?: number; keepReceived?: boolean } = {},
+    o: CallOptions = {},
+  ): Promise<HistoryPage> {
     return this.transport.call({
       method: "GET",
       path: "/agent/reports",
       query: { before: q.before, limit: q.limit },
       kind: "read",
-      signal: o.signal,
+      ...per(o),
       parse: (b) => {
         const raw = HistoryPageRaw.parse(b);
         const reports = raw.reports.map((r, i) => {
-          const p = parseReportEvent(r);
+          const p = parseReportEvent(r, { keepReceived: q.keepReceived });
           if (!p.ok) throw new Error(`reports[${i}]: ${p.issue}`);
           return p.value;
         });
@@ -363,7 +394,7 @@ export class NexusClient {
       method: "POST",
       path: "/agent/reports/ticket",
       kind: "read",
-      signal: o.signal,
+      ...per(o),
       parse: (b) => StreamTicket.parse(b),
     });
   }
@@ -377,13 +408,15 @@ export class NexusClient {
    *   if (ev.type === "report") console.log(ev.data.report_id, ev.data.report.type);
    * }
    */
-  events(options: StreamOptions = {}): ReportStream {
-    return new ReportStream(this.transport, (signal) => this.ticket({ signal }), options);
+  events(options: StreamOptions & { keepReceived: true }): ReportStream<LenientProgressEvent>;
+  events(options?: StreamOptions): ReportStream;
+  events(options: StreamOptions = {}): ReportStream<ProgressData> {
+    return new ReportStream<ProgressData>(this.transport, (signal) => this.ticket({ signal }), options);
   }
 
   /** The report stream with callbacks; see {@link events} and {@link StreamHandlers}. */
-  stream(options: StreamOptions & StreamHandlers = {}): StreamSubscription {
-    const s = this.events(options);
+  stream(options: Omit<StreamOptions, "keepReceived"> & StreamHandlers = {}): StreamSubscription {
+    const s = this.events({ ...options, keepReceived: false });
     const done = (async () => {
       try {
         for await (const ev of s) dispatch(options, ev);
@@ -419,7 +452,7 @@ export class NexusClient {
     const follower = new StateFollower(options.initial);
     if (options.onChange) follower.onChange(options.onChange);
     const waiter = new EventWaiter();
-    const s = this.events(options);
+    const s = this.events({ ...options, keepReceived: false });
     const done = (async () => {
       try {
         for await (const ev of s) {
@@ -496,7 +529,7 @@ export class NexusClient {
         path: "/admin/dead-letters",
         query: { limit: q.limit, before: q.before, source: q.source, code: q.code },
         kind: "read",
-        signal: o.signal,
+        ...per(o),
         parse: (b) => DeadLetterPage.parse(b),
       }),
     /** `GET /admin/dead-letters/{id}` — one dead letter with its `payload`. @throws 404 `NOT_FOUND`. */
@@ -505,7 +538,7 @@ export class NexusClient {
         method: "GET",
         path: `/admin/dead-letters/${encodeURIComponent(id)}`,
         kind: "read",
-        signal: o.signal,
+        ...per(o),
         parse: (b) => DeadLetterDetail.parse(b),
       }),
     /** `POST /admin/dead-letters/{id}/requeue` → 202: publishes the original message again. */
@@ -514,7 +547,7 @@ export class NexusClient {
         method: "POST",
         path: `/admin/dead-letters/${encodeURIComponent(id)}/requeue`,
         kind: "once",
-        signal: o.signal,
+        ...per(o),
         parse: (b) => DeadLetterRequeued.parse(b ?? {}),
       }),
     /** `DELETE /admin/dead-letters/{id}` → 204. */
@@ -523,7 +556,7 @@ export class NexusClient {
         method: "DELETE",
         path: `/admin/dead-letters/${encodeURIComponent(id)}`,
         kind: "once",
-        signal: o.signal,
+        ...per(o),
         parse: () => undefined,
       }),
   };

@@ -344,3 +344,105 @@ describe("endpoints not on the real stack yet (local server)", () => {
     expect(server.requests[0]).toMatchObject({ method: "POST", path: "/agent/reports/ticket", body: "" });
   });
 });
+
+describe("per-call retry options and credential renewal (local server)", () => {
+  const CONSOLE_RETRY = { retryOn: "unconfirmed", maxAttempts: 6 } as const;
+
+  it('retryOn "unconfirmed": a 503 (nothing stored) ends the call at once, without onRetry', async () => {
+    server = await localServer((_req, res) => apiError(res, 503, "DEPENDENCY_UNAVAILABLE", true));
+    const perCall: RetryInfo[] = [];
+    const e = await caught(
+      client(server).sendCommand({ type: "echo.test" }, { retry: CONSOLE_RETRY, onRetry: (i) => perCall.push(i) }),
+    );
+    expect(e).toMatchObject({ code: "DEPENDENCY_UNAVAILABLE", status: 503, attempts: 1 });
+    expect(server.requests).toHaveLength(1);
+    expect(perCall).toEqual([]);
+  });
+
+  it('retryOn "unconfirmed": 504, 504, 202 — the same body each time; per-call and client-wide onRetry both told, unconfirmed', async () => {
+    server = await localServer((_req, res, n) =>
+      n <= 2 ? apiError(res, 504, "ACCEPT_UNCONFIRMED", true) : json(res, 202, { accepted: true, correlation_id: "c" }),
+    );
+    const perCall: RetryInfo[] = [];
+    const wide: RetryInfo[] = [];
+    const c = client(server, { onRetry: (i) => wide.push(i) });
+    await c.decide("ask-1", { decision: "approve" }, { retry: CONSOLE_RETRY, onRetry: (i) => perCall.push(i) });
+    expect(server.requests).toHaveLength(3);
+    expect(new Set(server.requests.map((r) => r.body)).size).toBe(1);
+    expect(perCall.map((i) => [i.attempt, i.unconfirmed, i.error.code])).toEqual([
+      [1, true, "ACCEPT_UNCONFIRMED"],
+      [2, true, "ACCEPT_UNCONFIRMED"],
+    ]);
+    expect(wide).toHaveLength(2);
+  });
+
+  it('retryOn "unconfirmed": a lost answer is retried; 504 then 503 ends as ACCEPT_UNCONFIRMED (the first may have taken effect)', async () => {
+    server = await localServer((_req, res, n) => (n === 1 ? res.socket?.destroy() : json(res, 202, ACCEPTED)));
+    await client(server).sendCommand({ type: "echo.test" }, { retry: CONSOLE_RETRY });
+    expect(server.requests).toHaveLength(2);
+    await server.close();
+
+    server = await localServer((_req, res, n) =>
+      n === 1 ? apiError(res, 504, "ACCEPT_UNCONFIRMED", true) : apiError(res, 503, "DEPENDENCY_UNAVAILABLE", true),
+    );
+    const e = await caught(client(server).sendCommand({ type: "echo.test" }, { retry: CONSOLE_RETRY }));
+    expect(e).toMatchObject({ code: "ACCEPT_UNCONFIRMED", attempts: 2 });
+    expect((e.cause as NexusApiError).code).toBe("DEPENDENCY_UNAVAILABLE");
+  });
+
+  it("retry: false sends one attempt; per-call fields override the client's; other calls keep the client's policy", async () => {
+    server = await localServer((_req, res) => apiError(res, 503, "DEPENDENCY_UNAVAILABLE", true));
+    const c = client(server, { retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 } });
+    expect(await caught(c.updateProfile({ display_name: "Kim" }, { retry: false }))).toMatchObject({ attempts: 1 });
+    expect(server.requests).toHaveLength(1);
+    expect(await caught(c.updateProfile({ display_name: "Kim" }, { retry: { maxAttempts: 2 } }))).toMatchObject({
+      attempts: 2,
+    });
+    expect(await caught(c.updateProfile({ display_name: "Kim" }))).toMatchObject({ attempts: 3 });
+    expect(server.requests).toHaveLength(6);
+  });
+
+  it("401 CREDENTIAL_EXPIRED: auth.renew() and the same request again at once with the new token (once per call)", async () => {
+    server = await localServer((req, res) =>
+      req.headers.authorization === "Bearer fresh"
+        ? json(res, 202, ACCEPTED)
+        : apiError(res, 401, "CREDENTIAL_EXPIRED", true),
+    );
+    let token = "old";
+    let renewals = 0;
+    const c = createClient({
+      baseUrl: server.url,
+      auth: {
+        mode: "bearer",
+        token: () => token,
+        renew: async () => {
+          renewals++;
+          token = "fresh";
+          return true;
+        },
+      },
+    });
+    await c.sendCommand({ type: "echo.test" });
+    expect(renewals).toBe(1);
+    expect(server.requests.map((r) => r.headers.authorization)).toEqual(["Bearer old", "Bearer fresh"]);
+    expect(server.requests[1]?.body).toBe(server.requests[0]?.body);
+
+    // A renewal that fails (or a token that expires again) ends the call with the 401.
+    token = "old";
+    const refused = createClient({
+      baseUrl: server.url,
+      auth: { mode: "bearer", token: () => "old", renew: async () => true },
+    });
+    expect(await caught(refused.sendCommand({ type: "echo.test" }))).toMatchObject({
+      code: "CREDENTIAL_EXPIRED",
+      status: 401,
+    });
+    expect(server.requests).toHaveLength(4);
+    const none = createClient({
+      baseUrl: server.url,
+      auth: { mode: "bearer", token: "old", renew: async () => false },
+    });
+    expect(await caught(none.sendCommand({ type: "echo.test" }))).toMatchObject({ code: "CREDENTIAL_EXPIRED" });
+    expect(server.requests).toHaveLength(5);
+  });
+});

@@ -22,9 +22,18 @@ export interface RetryOptions {
   attemptTimeoutMs?: number;
   /** Uniform random source in [0, 1) for the jitter; `Math.random` by default (tests fix it). */
   random?: RandomSource;
+  /**
+   * Which failures are retried. Default `"transient"`.
+   * - `"transient"`: 429, 503, 502, 504 and network errors (per {@link CallKind}).
+   * - `"unconfirmed"`: only a failure after which the request **may have taken effect** — 502,
+   *   504 (`ACCEPT_UNCONFIRMED`) and a lost answer — so that repeating it learns the outcome.
+   *   A 429 or 503 (nothing was done) ends the call at once with that error, for a caller that
+   *   lets its user decide (e.g. "nothing was saved — retry?").
+   */
+  retryOn?: "transient" | "unconfirmed";
 }
 
-/** What {@link ClientOptions.onRetry} is told before each retry. */
+/** What `onRetry` (client-wide {@link ClientOptions.onRetry}, or per call) is told before each retry. */
 export interface RetryInfo {
   method: string;
   path: string;
@@ -67,6 +76,13 @@ export interface CallSpec<T> {
   /** The request's correlation id, for errors without a body. */
   correlationId?: string;
   signal?: AbortSignal;
+  /**
+   * This call's retry policy: fields given here override the client's; `false` sends one
+   * attempt only (no retries at all).
+   */
+  retry?: RetryOptions | false;
+  /** Told before each retry of this call, after the client-wide `onRetry`. */
+  onRetry?: (info: RetryInfo) => void;
 }
 
 /** Settings shared by every call of one client. */
@@ -74,9 +90,12 @@ export interface TransportOptions {
   baseUrl: string;
   auth: ClientAuth;
   fetch: typeof fetch;
-  retry: Required<Omit<RetryOptions, "random">> & { random: RandomSource };
+  retry: ResolvedRetry;
   onRetry?: (info: RetryInfo) => void;
 }
+
+/** A {@link RetryOptions} with every field set. */
+export type ResolvedRetry = Required<Omit<RetryOptions, "random">> & { random: RandomSource };
 
 /** The retry defaults (see {@link RetryOptions}). */
 export const DEFAULT_RETRY: Required<Omit<RetryOptions, "random">> = {
@@ -85,10 +104,20 @@ export const DEFAULT_RETRY: Required<Omit<RetryOptions, "random">> = {
   maxDelayMs: 10_000,
   maxRetryAfterMs: 60_000,
   attemptTimeoutMs: 30_000,
+  retryOn: "transient",
 };
 
-function retryableStatus(status: number, kind: CallKind): boolean {
-  if (status === 429 || status === 503) return true;
+/** The policy of one call: the client's, overridden by the call's (`false`: one attempt). */
+export function resolveRetry(base: ResolvedRetry, call: RetryOptions | false | undefined): ResolvedRetry {
+  if (call === false) return { ...base, maxAttempts: 1 };
+  if (call === undefined) return base;
+  const out = { ...base };
+  for (const [k, v] of Object.entries(call)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
+
+function retryableStatus(status: number, kind: CallKind, retryOn: ResolvedRetry["retryOn"]): boolean {
+  if (status === 429 || status === 503) return retryOn === "transient";
   return (status === 502 || status === 504) && kind !== "once";
 }
 
@@ -129,17 +158,25 @@ export class Transport {
   /**
    * Performs `spec` with retries.
    * @returns the parsed 2xx body.
+   *
+   * A `401 CREDENTIAL_EXPIRED` answer, in bearer mode with `auth.renew`, renews the
+   * credential once per call and sends the same request again at once (not counted as a retry).
+   *
    * @throws {NexusApiError} the last failure (`ACCEPT_UNCONFIRMED` for an unconfirmed write);
    *   the signal's reason when `spec.signal` aborts.
    */
   async call<T>(spec: CallSpec<T>): Promise<T> {
-    const { retry } = this.options;
+    const retry = resolveRetry(this.options.retry, spec.retry);
+    const { auth } = this.options;
     const url = buildUrl(this.options.baseUrl, spec.path, spec.query);
     const body = spec.form ?? (spec.json === undefined ? undefined : JSON.stringify(spec.json));
     let unconfirmed = false;
+    let renewed = false;
     for (let attempt = 1; ; attempt++) {
       let failure: NexusApiError;
       let retryable: boolean;
+      /** Whether the default policy would retry it (decides `ACCEPT_UNCONFIRMED` at the end). */
+      let transient: boolean;
       let retryAfterMs: number | undefined;
       const signals = [AbortSignal.timeout(retry.attemptTimeoutMs)];
       if (spec.signal) signals.push(spec.signal);
@@ -165,7 +202,21 @@ export class Transport {
           attempts: attempt,
           retryAfterMs,
         });
-        retryable = retryableStatus(res.status, spec.kind);
+        if (
+          res.status === 401 &&
+          failure.code === "CREDENTIAL_EXPIRED" &&
+          !renewed &&
+          auth.mode === "bearer" &&
+          auth.renew
+        ) {
+          renewed = true;
+          if (await auth.renew().catch(() => false)) {
+            attempt--; // the same attempt again, with the new credential
+            continue;
+          }
+        }
+        retryable = retryableStatus(res.status, spec.kind, retry.retryOn);
+        transient = retryableStatus(res.status, spec.kind, "transient");
         if (res.status === 502 || res.status === 504) unconfirmed = true;
       } catch (err) {
         if (spec.signal?.aborted) throw spec.signal.reason;
@@ -180,24 +231,28 @@ export class Transport {
           attempts: attempt,
           cause: err,
         });
-        retryable = spec.kind !== "once";
-        if (!neverSent(err)) unconfirmed = true;
+        const mayHaveArrived = !neverSent(err);
+        transient = spec.kind !== "once";
+        retryable = transient && (retry.retryOn === "transient" || mayHaveArrived);
+        if (mayHaveArrived) unconfirmed = true;
       }
       const tooLong = retryAfterMs !== undefined && retryAfterMs > retry.maxRetryAfterMs;
       if (!retryable || attempt >= retry.maxAttempts || tooLong)
-        throw this.finalError(spec, failure, retryable && unconfirmed, attempt);
+        throw this.finalError(spec, failure, transient && unconfirmed, attempt);
       const delayMs = Math.max(
         fullJitterMs(attempt, retry.baseDelayMs, retry.maxDelayMs, retry.random),
         retryAfterMs ?? 0,
       );
-      this.options.onRetry?.({
+      const info: RetryInfo = {
         method: spec.method,
         path: spec.path,
         attempt,
         delayMs,
         error: failure,
         unconfirmed: unconfirmed && spec.kind === "write",
-      });
+      };
+      this.options.onRetry?.(info);
+      spec.onRetry?.(info);
       await sleep(delayMs, spec.signal);
     }
   }

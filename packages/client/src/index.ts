@@ -34,18 +34,28 @@ export {
   type CallKind,
   type CallSpec,
   DEFAULT_RETRY,
+  type ResolvedRetry,
   type RetryInfo,
   type RetryOptions,
+  resolveRetry,
   Transport,
   type TransportOptions,
 } from "./http.ts";
-export { compareReportIds, isReportId, type ParsedReport, parseReportEvent } from "./reports.ts";
+export {
+  compareReportIds,
+  isReportId,
+  type ParsedReport,
+  type ParseReportOptions,
+  parseReportEvent,
+  withReceivedFields,
+} from "./reports.ts";
 export { type StateChangeListener, StateFollower } from "./state.ts";
 export {
   type ConnectionStateEvent,
   type ErrorStreamEvent,
   type OpenStreamEvent,
   type PingStreamEvent,
+  type ProgressData,
   type ProgressStreamEvent,
   type ReconnectingStreamEvent,
   ReportStream,
@@ -67,6 +77,7 @@ export {
   type HistoryPage,
   LenientApiError,
   LenientErrorBody,
+  LenientProgressEvent,
   type NexusErrorCode,
   PENDING_SERVER_CODES,
   ProgressEvent,

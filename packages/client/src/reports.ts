@@ -41,6 +41,37 @@ function setAt(obj: unknown, path: Path, value: unknown): void {
     (parent as Record<PropertyKey, unknown>)[path[path.length - 1] as PropertyKey] = value;
 }
 
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * `parsed` (a zod output: known keys only, defaults filled in) with every key of `received`
+ * that zod dropped put back, recursively; arrays are merged element by element. Used for the
+ * received-object mode (`StreamOptions.keepReceived`): fields a newer server added before the
+ * contracts name them survive ("consumers must treat unknown fields as optional").
+ */
+export function withReceivedFields<T>(parsed: T, received: unknown): T {
+  if (Array.isArray(parsed)) {
+    if (!Array.isArray(received)) return parsed;
+    return parsed.map((v, i) => withReceivedFields(v, received[i])) as T;
+  }
+  if (!isObject(parsed) || !isObject(received)) return parsed;
+  const out: Record<string, unknown> = { ...received };
+  for (const [k, v] of Object.entries(parsed)) out[k] = withReceivedFields(v, received[k]);
+  return out as T;
+}
+
+/** Options of {@link parseReportEvent}. */
+export interface ParseReportOptions {
+  /**
+   * Return the received object itself once it validates, instead of zod's copy: no allocation
+   * per report and no key stripped. The report schemas have no transforms; a default of a
+   * nested optional field (e.g. a command's `params`) is then not filled in. Default false.
+   */
+  keepReceived?: boolean;
+}
+
 /**
  * Parses the `data` of a `report` event (or a history item) with the contracts' `ReportEvent`,
  * leniently in one respect: an error `code` the contracts do not list yet (a report's
@@ -48,9 +79,9 @@ function setAt(obj: unknown, path: Path, value: unknown): void {
  * catalogue grows and a client must not lose a report over it. Anything else that does not
  * match is refused.
  */
-export function parseReportEvent(data: unknown): ParsedReport {
+export function parseReportEvent(data: unknown, o: ParseReportOptions = {}): ParsedReport {
   const first = ReportEvent.safeParse(data);
-  if (first.success) return { ok: true, value: first.data };
+  if (first.success) return { ok: true, value: o.keepReceived ? (data as ReportEvent) : first.data };
   const codePaths = first.error.issues.filter((i) => isErrorCodePath(i.path)).map((i) => i.path);
   const onlyCodes = codePaths.length === first.error.issues.length;
   const allStrings = codePaths.every((p) => typeof getAt(data, p) === "string" && getAt(data, p) !== "");
@@ -60,6 +91,7 @@ export function parseReportEvent(data: unknown): ParsedReport {
   for (const p of codePaths) setAt(probe, p, "INTERNAL");
   const second = ReportEvent.safeParse(probe);
   if (!second.success) return { ok: false, issue: second.error.message };
+  if (o.keepReceived) return { ok: true, value: data as ReportEvent };
   codePaths.forEach((p, i) => {
     setAt(second.data, p, codes[i]);
   });

@@ -19,6 +19,7 @@ import {
   sseStart,
   TENANT,
 } from "./testing/local-server.ts";
+import type { LenientProgressEvent } from "./wire.ts";
 
 let server: LocalServer | undefined;
 afterEach(async () => {
@@ -387,6 +388,155 @@ describe("report stream against a local SSE server", () => {
       type: "command.failed",
       error: { code: "BUDGET_EXCEEDED", message: "no tokens left" },
     });
+  });
+});
+
+describe("stream options: reconnect policy, CREDENTIAL_EXPIRED, received objects (local SSE server)", () => {
+  it("reconnectDelay replaces the default policy (the server's retry: hint is not the floor)", async () => {
+    server = await localServer((_req, res, n) => {
+      sseStart(res, 5000); // a long hint the policy overrides
+      res.end(n === 1 ? snapshotFrame("1") : reportFrame(String(n)));
+    });
+    const calls: [number, number][] = [];
+    const seen = await collect(server, (evs) => reportIds(evs).includes("3"), {
+      reconnectDelay: (failure, hint) => {
+        calls.push([failure, hint]);
+        return 7 * failure;
+      },
+    });
+    const rec = seen.filter((e) => e.type === "reconnecting");
+    expect(rec.map((e) => e.delayMs)).toEqual([7, 7]);
+    expect(calls).toEqual([
+      [1, 5000],
+      [1, 5000],
+    ]);
+  });
+
+  it("CREDENTIAL_EXPIRED in ticket mode: auth.renew() first, then at once a fresh ticket and Last-Event-ID = the cursor", async () => {
+    let token = "tok-1";
+    const log: string[] = [];
+    server = await localServer((req, res) => {
+      if (req.path === "/agent/reports/ticket") {
+        log.push(`ticket with ${req.headers.authorization}`);
+        return json(res, 200, { ticket: `t-${log.length}`, expires_at: "x" });
+      }
+      log.push(`stream ${req.query.get("ticket")} after ${req.headers["last-event-id"] ?? "-"}`);
+      sseStart(res, 60_000); // a reconnect that waited for this hint would time the test out
+      if (req.query.get("ticket") === "t-1") {
+        res.write(snapshotFrame("10") + reportFrame("11"));
+        res.end(frame("error", { error: { code: "CREDENTIAL_EXPIRED", message: "exp", recoverable: true }, ts: "t" }));
+        return;
+      }
+      res.write(reportFrame("11") + reportFrame("12"));
+    });
+    const c = createClient({
+      baseUrl: server.url,
+      auth: {
+        mode: "bearer",
+        token: () => token,
+        renew: async () => {
+          log.push("renew");
+          token = "tok-2";
+          return true;
+        },
+      },
+    });
+    const seen: StreamEvent[] = [];
+    const t0 = Date.now();
+    for await (const ev of c.events({ ticket: true })) {
+      seen.push(ev);
+      if (ev.type === "report" && ev.data.report_id === "12") break;
+    }
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(summary(seen)).toEqual([
+      "open:-",
+      "snapshot#10",
+      "report#11",
+      "error:CREDENTIAL_EXPIRED",
+      "reconnecting:closed",
+      "open:11",
+      "report#12",
+    ]);
+    expect(seen.find((e) => e.type === "reconnecting")).toMatchObject({ delayMs: 0 });
+    expect(log).toEqual([
+      "ticket with Bearer tok-1",
+      "stream t-1 after -",
+      "renew",
+      "ticket with Bearer tok-2",
+      "stream t-4 after 11",
+    ]);
+  });
+
+  it("ticketFailed tells a refused ticket request (the client's credential) from a refused ticket", async () => {
+    let n = 0;
+    server = await localServer((req, res) => {
+      if (req.path === "/agent/reports/ticket") {
+        if (++n === 1) return apiError(res, 401, "UNAUTHENTICATED", false);
+        return json(res, 200, { ticket: `t-${n}`, expires_at: "x" });
+      }
+      if (req.query.get("ticket") === "t-2") return apiError(res, 401, "UNAUTHENTICATED", false);
+      sseStart(res);
+      res.write(snapshotFrame("1"));
+    });
+    const c = createClient({ baseUrl: server.url, auth: { mode: "bearer", token: () => "tok" } });
+    const seen: StreamEvent[] = [];
+    for await (const ev of c.events({ ticket: true, reconnectDelay: () => 1 })) {
+      seen.push(ev);
+      if (ev.type === "snapshot") break;
+    }
+    const rec = seen.filter((e) => e.type === "reconnecting");
+    expect(rec.map((e) => [e.ticketFailed ?? false, (e.error as { status?: number }).status])).toEqual([
+      [true, 401],
+      [false, 401],
+    ]);
+  });
+
+  it("keepReceived: reports and snapshots keep fields the contracts do not name; progress needs no causality", async () => {
+    const report = { ...reportData("11"), extra: { kept: true } };
+    const snap = snapshotData("10");
+    const progressNoCausality = { progress: { command_id: "cmd-1", stage: "drafting", percent: 140 } };
+    server = await localServer((_req, res) => {
+      sseStart(res);
+      res.write(
+        frame(
+          "snapshot",
+          { ...snap, snapshot: { ...snap.snapshot, principal: { id: "kim", roles: ["admin"] } } },
+          "10",
+        ),
+      );
+      res.write(frame("progress", progressNoCausality));
+      res.write(frame("report", report, "11"));
+    });
+    const lenient: StreamEvent<LenientProgressEvent>[] = [];
+    for await (const ev of client(server).events({ keepReceived: true })) {
+      lenient.push(ev);
+      if (ev.type === "report") break;
+    }
+    const s = lenient.find((e) => e.type === "snapshot");
+    expect(s?.type === "snapshot" && (s.data.snapshot as { principal?: unknown }).principal).toEqual({
+      id: "kim",
+      roles: ["admin"],
+    });
+    const p = lenient.find((e) => e.type === "progress");
+    expect(p?.type === "progress" && p.data.progress).toMatchObject({ command_id: "cmd-1", percent: 100 });
+    const r = lenient.find((e) => e.type === "report");
+    expect(r?.type === "report" && (r.data as unknown as { extra?: unknown }).extra).toEqual({ kept: true });
+
+    // The default (strict) mode copies through zod: the extra field is gone, the progress refused.
+    const strict = await collect(server, (evs) => evs.some((e) => e.type === "report"));
+    expect(summary(strict)).toEqual(["open:-", "snapshot#10", "unrecognized:progress", "report#11"]);
+    const sr = strict.find((e) => e.type === "report");
+    expect(sr?.type === "report" && "extra" in sr.data).toBe(false);
+  });
+
+  it("history with keepReceived returns the received reports", async () => {
+    server = await localServer((_req, res) =>
+      json(res, 200, { reports: [{ ...reportData("5"), extra: 1 }], next_before: null }),
+    );
+    const kept = await client(server).history({ before: "9", keepReceived: true });
+    expect((kept.reports[0] as unknown as { extra?: number }).extra).toBe(1);
+    const copied = await client(server).history({ before: "9" });
+    expect("extra" in (copied.reports[0] as object)).toBe(false);
   });
 });
 

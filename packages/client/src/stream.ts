@@ -4,8 +4,8 @@ import { authHeaders, canRefreshCredential } from "./auth.ts";
 import { parseRetryAfterMs, type RandomSource, reconnectDelayMs, sleep } from "./backoff.ts";
 import { errorFromResponse, isNexusApiError, NexusApiError } from "./errors.ts";
 import { buildUrl, type Transport } from "./http.ts";
-import { compareReportIds, isReportId, parseReportEvent } from "./reports.ts";
-import { ProgressEvent, StreamErrorEvent, type StreamTicket } from "./wire.ts";
+import { compareReportIds, isReportId, parseReportEvent, withReceivedFields } from "./reports.ts";
+import { LenientProgressEvent, ProgressEvent, StreamErrorEvent, type StreamTicket } from "./wire.ts";
 
 /**
  * Glossary (docs/contract.md "The report stream"):
@@ -27,11 +27,16 @@ export interface ReportStreamEvent {
   type: "report";
   data: ReportEvent;
 }
-/** A live-only `progress` event (no id, never replayed; see `wire.ts` `ProgressEvent`). */
-export interface ProgressStreamEvent {
+/**
+ * A live-only `progress` event (no id, never replayed; see `wire.ts` `ProgressEvent`).
+ * `P` is `LenientProgressEvent` for a stream in received-object mode (`keepReceived`).
+ */
+export interface ProgressStreamEvent<P extends ProgressData = ProgressEvent> {
   type: "progress";
-  data: ProgressEvent;
+  data: P;
 }
+/** The `data` types a `progress` event can have: strict, or lenient (`keepReceived`). */
+export type ProgressData = ProgressEvent | LenientProgressEvent;
 /** An SSE `error` event: the standard error body without status. `CURSOR_EXPIRED` is followed by a snapshot. */
 export interface ErrorStreamEvent {
   type: "error";
@@ -60,6 +65,12 @@ export interface ReconnectingStreamEvent {
   /** `closed`: the server ended the response; `heartbeat_timeout`: nothing arrived for `heartbeatTimeoutMs`; `http_error`: a non-200 answer (see `error`); `network_error`: no answer or the body broke off. */
   reason: "closed" | "heartbeat_timeout" | "http_error" | "network_error";
   error?: unknown;
+  /**
+   * True when the failure was the ticket request (`POST /agent/reports/ticket`, ticket mode),
+   * which presents the client's own credential: a `401 UNAUTHENTICATED` there means that
+   * credential was refused (unlike a `401` for a used or expired ticket on the stream itself).
+   */
+  ticketFailed?: boolean;
 }
 /**
  * A snapshot replaced state that was already held: after `CURSOR_EXPIRED` (the cursor fell out of
@@ -84,10 +95,10 @@ export interface UnrecognizedStreamEvent {
 }
 
 /** Everything {@link ReportStream} yields, discriminated by `type`. */
-export type StreamEvent =
+export type StreamEvent<P extends ProgressData = ProgressEvent> =
   | SnapshotStreamEvent
   | ReportStreamEvent
-  | ProgressStreamEvent
+  | ProgressStreamEvent<P>
   | ErrorStreamEvent
   | PingStreamEvent
   | OpenStreamEvent
@@ -117,6 +128,26 @@ export interface StreamOptions {
   initialRetryMs?: number;
   /** Upper bound of a reconnection delay, ms. Default 30 000. */
   maxRetryMs?: number;
+  /**
+   * The reconnection policy, replacing the default (the server's `retry:` hint as the floor plus
+   * full jitter, see `reconnectDelayMs`; `initialRetryMs` and `maxRetryMs` feed only the
+   * default). Gets the consecutive failures (1 = the first reconnect after a connection that
+   * delivered events) and the server's current `retry:` hint; returns the delay in ms. A 429's
+   * `Retry-After` still wins when longer.
+   *
+   * @example
+   * // 1 s, 2 s, 4 s … at most 10 s, whatever the server's hint:
+   * reconnectDelay: (failure) => Math.min(10_000, 1000 * 2 ** (failure - 1))
+   */
+  reconnectDelay?: (failure: number, hintMs: number) => number;
+  /**
+   * Received-object mode: each snapshot and report is validated by the contracts' schemas, but
+   * the object yielded is the one received (a report as is, no copy; a snapshot with the
+   * schema's defaults filled in), so fields the contracts do not name yet are kept; `progress`
+   * events are read with `LenientProgressEvent` (no `causality` or `ts` needed). For UIs that
+   * read newer optional fields and handle bursts. Default false.
+   */
+  keepReceived?: boolean;
   /** Consecutive failed connections after which the stream gives up (throws). Default `Infinity`. */
   maxFailures?: number;
   /** Ends the stream when aborted (the iterator finishes without error). */
@@ -157,15 +188,23 @@ const STREAM_PATH = "/agent/reports/stream";
  *   cursor if the connection ends first), yields it and then `resynced`.
  * - **Backoff**: reconnection waits at least the server's `retry:` hint plus full jitter growing
  *   with consecutive failures (see `reconnectDelayMs`); a 429's `Retry-After` is honoured.
+ * - **CREDENTIAL_EXPIRED**: after that `error` event the server ends the stream; it renews the
+ *   credential (bearer `auth.renew`) and reconnects at once, from the cursor, with a fresh
+ *   ticket in ticket mode (no backoff: a new credential is the fix).
  * - A 4xx answer that retrying cannot fix (400, 403, 404; 401 unless a token function or a
  *   ticket can present a new credential) ends the stream with that {@link NexusApiError}.
  *
  * Iterate it once: `for await (const ev of stream) …`; leaving the loop closes the connection.
  */
-export class ReportStream implements AsyncIterable<StreamEvent> {
+export class ReportStream<P extends ProgressData = ProgressEvent> implements AsyncIterable<StreamEvent<P>> {
   private readonly transport: Transport;
   private readonly getTicket: TicketSource;
-  private readonly opts: Required<Omit<StreamOptions, "cursor" | "signal">> & { signal?: AbortSignal };
+  private readonly opts: Required<Omit<StreamOptions, "cursor" | "signal" | "reconnectDelay">> &
+    Pick<StreamOptions, "signal" | "reconnectDelay">;
+  /** The server ended the stream with `CREDENTIAL_EXPIRED`: renew, then reconnect at once. */
+  private credentialExpired = false;
+  /** The current connection attempt failed at its ticket request. */
+  private ticketFailed = false;
   private readonly ac = new AbortController();
   private floor: string | null;
   private expectSnapshot = false;
@@ -190,6 +229,8 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
       maxFailures: options.maxFailures ?? Number.POSITIVE_INFINITY,
       random: options.random ?? Math.random,
       signal: options.signal,
+      reconnectDelay: options.reconnectDelay,
+      keepReceived: options.keepReceived ?? false,
     };
     this.hintMs = this.opts.initialRetryMs;
     if (options.signal) {
@@ -213,13 +254,13 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
     if (!this.ac.signal.aborted) this.ac.abort();
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<StreamEvent> {
+  [Symbol.asyncIterator](): AsyncIterator<StreamEvent<P>> {
     if (this.started) throw new Error("a ReportStream can be iterated once; create another one");
     this.started = true;
     return this.run();
   }
 
-  private async *run(): AsyncGenerator<StreamEvent, void, undefined> {
+  private async *run(): AsyncGenerator<StreamEvent<P>, void, undefined> {
     let failures = 0;
     let connection = 0;
     while (!this.closed) {
@@ -230,6 +271,7 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
       let reason: ReconnectingStreamEvent["reason"] = "closed";
       let error: unknown;
       let retryAfterMs = 0;
+      this.ticketFailed = false;
       let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
       try {
         const cursor = this.expectSnapshot ? null : this.floor;
@@ -314,11 +356,20 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
               status: 0,
               cause: error,
             });
-      const delayMs = Math.max(
-        reconnectDelayMs(failures, this.hintMs, this.opts.maxRetryMs, this.opts.random),
-        retryAfterMs,
-      );
-      yield { type: "reconnecting", attempt: failures, delayMs, reason, ...(error === undefined ? {} : { error }) };
+      // After CREDENTIAL_EXPIRED the server ended the stream on purpose, and a new credential
+      // (renewed in `connect`) fixes it: reconnect at once, from the cursor.
+      const policy = this.opts.reconnectDelay
+        ? Math.max(0, this.opts.reconnectDelay(failures, this.hintMs))
+        : reconnectDelayMs(failures, this.hintMs, this.opts.maxRetryMs, this.opts.random);
+      const delayMs = this.credentialExpired ? 0 : Math.max(policy, retryAfterMs);
+      yield {
+        type: "reconnecting",
+        attempt: failures,
+        delayMs,
+        reason,
+        ...(error === undefined ? {} : { error }),
+        ...(this.ticketFailed ? { ticketFailed: true } : {}),
+      };
       try {
         await sleep(delayMs, this.ac.signal);
       } catch {
@@ -329,6 +380,11 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
 
   /** Opens one connection (fetching a ticket first in ticket mode). */
   private async connect(signal: AbortSignal, cursor: string | null): Promise<Response> {
+    const { auth } = this.transport.options;
+    if (this.credentialExpired) {
+      this.credentialExpired = false;
+      if (auth.mode === "bearer" && auth.renew) await auth.renew().catch(() => false);
+    }
     const headers: Record<string, string> = { accept: "text/event-stream", "cache-control": "no-cache" };
     let query: Record<string, string> | undefined;
     if (this.opts.ticket) {
@@ -336,6 +392,7 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
       try {
         t = await this.getTicket(signal);
       } catch (err) {
+        this.ticketFailed = true;
         // The ticket request uses the client's own credentials: a 401 there is final unless a
         // token function can present a new one (unlike a 401 for a used or expired ticket).
         if (isNexusApiError(err) && this.isFatal(err.status, err, false)) this.fatal = err;
@@ -376,7 +433,7 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
   }
 
   /** Turns one SSE message into what the stream yields, applying dedupe and the resync rule. */
-  private *handle(m: EventSourceMessage): Generator<StreamEvent> {
+  private *handle(m: EventSourceMessage): Generator<StreamEvent<P>> {
     const name = m.event ?? "message";
     let data: unknown;
     try {
@@ -398,7 +455,7 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
         this.floor = id;
         this.expectSnapshot = false;
         this.baseline = true;
-        yield { type: "snapshot", data: p.data };
+        yield { type: "snapshot", data: this.opts.keepReceived ? withReceivedFields(p.data, data) : p.data };
         if (resync || reason === "cursor_expired") yield { type: "resynced", report_id: id, reason };
         return;
       }
@@ -413,7 +470,7 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
           return;
         }
         this.floor = id;
-        const r = parseReportEvent(data);
+        const r = parseReportEvent(data, { keepReceived: this.opts.keepReceived });
         if (!r.ok) {
           yield { type: "unrecognized", event: name, id, data, issue: r.issue };
           return;
@@ -423,8 +480,8 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
         return;
       }
       case "progress": {
-        const p = ProgressEvent.safeParse(data);
-        if (p.success) yield { type: "progress", data: p.data };
+        const p = (this.opts.keepReceived ? LenientProgressEvent : ProgressEvent).safeParse(data);
+        if (p.success) yield { type: "progress", data: p.data as P };
         else yield { type: "unrecognized", event: name, data, issue: p.error.message };
         return;
       }
@@ -440,6 +497,7 @@ export class ReportStream implements AsyncIterable<StreamEvent> {
           return;
         }
         if (p.data.error.code === "CURSOR_EXPIRED") this.expectSnapshot = true;
+        if (p.data.error.code === "CREDENTIAL_EXPIRED") this.credentialExpired = true;
         yield { type: "error", data: p.data };
         return;
       }

@@ -99,6 +99,27 @@ export const ProgressEvent = z.object({
 export type ProgressEvent = z.infer<typeof ProgressEvent>;
 
 /**
+ * A `progress` event as read in received-object mode (`StreamOptions.keepReceived`): only
+ * `progress.command_id` and `progress.stage` are required; `causality` and `ts` may be
+ * missing (older servers and mocks omit them), a `percent` outside 0–100 is clamped and a
+ * non-numeric one dropped instead of refusing the event. Unknown keys are kept.
+ */
+export const LenientProgressEvent = z.looseObject({
+  progress: z.looseObject({
+    command_id: z.string(),
+    stage: z.string(),
+    percent: z
+      .unknown()
+      .transform((p) => (typeof p === "number" && Number.isFinite(p) ? Math.max(0, Math.min(100, p)) : undefined))
+      .optional(),
+    text_delta: z.string().optional(),
+  }),
+  causality: ProgressEvent.shape.causality.optional(),
+  ts: z.string().optional(),
+});
+export type LenientProgressEvent = z.infer<typeof LenientProgressEvent>;
+
+/**
  * `200` body of `POST /agent/reports/ticket`: a one-use stream credential that lives at most
  * 60 s, bound to tenant and principal; the stream takes it as `?ticket=`.
  * LOCAL: docs/contract.md "Tenancy" and "Authentication".

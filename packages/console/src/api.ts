@@ -1,103 +1,168 @@
 /**
- * The console's requests. Every answer is only "accepted" or an error: a 202 never changes what
- * the page shows (LOCKED rules 1-3); the stream does.
+ * The console's requests, made with the SDK (`@nexus/client`). Every answer is only "accepted"
+ * or an error: a 202 never changes what the page shows (LOCKED rules 1-3); the stream does.
+ *
+ * What this module adds to the SDK is the console's policy, per call:
+ * - commands and decisions retry only what may have taken effect ({@link CONFIRM_RETRY}: a 504
+ *   `ACCEPT_UNCONFIRMED` or no answer, with the same body) and say "confirming…" meanwhile; a
+ *   503 comes back at once, so the page can say "nothing was saved" and offer a retry;
+ * - settings, the photo and history pages are sent once (the page shows the error);
+ * - the credential ({@link credentials}): signed in, `Authorization: Bearer` with the SDK renewing
+ *   the token once and sending the same request again after `401 CREDENTIAL_EXPIRED`; a final
+ *   `401` of any other code tells the credential it was refused (the page signs in again).
+ *
+ * Answers are turned into {@link ApiResult}s, which the components read.
  */
-import { parseCursor, ReportEvent, type Tenant } from "@nexus/contracts";
+import {
+  type ClientAuth,
+  type CommandParams,
+  type CompliancePatchInput,
+  createClient,
+  isNexusApiError,
+  type NexusClient,
+  type RetryOptions,
+  type HistoryPage as SdkHistoryPage,
+} from "@nexus/client";
+import type { PersonaPatch, ProfilePatch, ReportEvent, SkinPatch, Tenant } from "@nexus/contracts";
 import { credentials } from "./credentials.ts";
-import { readError, type WireError, withExtras } from "./wire.ts";
+import type { WireError } from "./wire.ts";
 
 /** The outcome of a request: the 2xx body, or the error (status 0: the network failed). */
 export type ApiResult =
-  | { ok: true; status: number; body: Record<string, unknown> }
+  | { ok: true; body: Record<string, unknown> }
   | { ok: false; status: number; error: WireError; correlation_id?: string };
 
-/** The pseudo code of a request that never got an answer. */
+/** The code of a request that never got an answer (the SDK's `NETWORK_ERROR`, status 0). */
 export const NETWORK_ERROR = "NETWORK_ERROR";
 
 /**
- * Sends one request with the current credentials ({@link credentials}). When the server says
- * the credential expired (`401 CREDENTIAL_EXPIRED`, recoverable), the credential is renewed and
- * the very same request is sent once more; `401 UNAUTHENTICATED` tells the credential it was refused.
+ * How commands and decisions are repeated: only while the outcome is unknown (504
+ * `ACCEPT_UNCONFIRMED`, or no answer at all), six attempts, waiting 0.5 s, 1 s, 2 s, 4 s, 8 s
+ * (`random: () => 1` takes the top of the SDK's full-jitter range: the console's fixed schedule).
+ * A 503 or 429 is not retried: nothing was stored, the user decides.
  */
-async function send(tenant: Tenant, path: string, init: RequestInit): Promise<ApiResult> {
-  const r = await sendOnce(tenant, path, init);
-  if (r.ok || r.status !== 401) return r;
-  const c = credentials();
-  if (r.error.code === "CREDENTIAL_EXPIRED" && (await c.renew())) {
-    const again = await sendOnce(tenant, path, init);
-    if (!again.ok && again.status === 401 && again.error.code !== "CREDENTIAL_EXPIRED") c.rejected();
-    return again;
-  }
-  if (r.error.code !== "CREDENTIAL_EXPIRED") c.rejected();
-  return r;
-}
+export const CONFIRM_RETRY: RetryOptions = {
+  retryOn: "unconfirmed",
+  maxAttempts: 6,
+  baseDelayMs: 500,
+  maxDelayMs: 8000,
+  random: () => 1,
+};
 
-async function sendOnce(tenant: Tenant, path: string, init: RequestInit): Promise<ApiResult> {
-  let res: Response;
-  try {
-    res = await fetch(path, {
-      ...init,
-      headers: { ...credentials().headers(tenant), ...(init.headers as Record<string, string> | undefined) },
-    });
-  } catch {
-    return { ok: false, status: 0, error: { code: NETWORK_ERROR, message: "", recoverable: true } };
-  }
-  let json: unknown = null;
-  try {
-    json = await res.json();
-  } catch {
-    // Not JSON (a proxy's HTML error page, an empty body).
-  }
-  if (res.ok) return { ok: true, status: res.status, body: (json ?? {}) as Record<string, unknown> };
-  const body = json as { error?: unknown; correlation_id?: unknown } | null;
-  const error = readError(body?.error);
-  if (error) {
-    return {
-      ok: false,
-      status: res.status,
-      error,
-      ...(typeof body?.correlation_id === "string" ? { correlation_id: body.correlation_id } : {}),
-    };
-  }
-  const code = res.status === 504 ? "ACCEPT_UNCONFIRMED" : res.status === 503 ? "DEPENDENCY_UNAVAILABLE" : "INTERNAL";
-  return { ok: false, status: res.status, error: { code, message: "", recoverable: res.status >= 500 } };
+/** The SDK's credentials for `tenant`: signed in, the bearer token (renewed by the session); else the tenant headers. */
+export function clientAuth(tenant: Tenant): ClientAuth {
+  const c = credentials();
+  if (c.kind === "bearer") return { mode: "bearer", token: () => c.token() ?? "", renew: () => c.renew() };
+  return { mode: "headers", tenant };
 }
 
 /**
- * Sends `body` as JSON with the tenant headers.
- * @param method `POST` (commands, decisions) or `PATCH` (settings)
- * @param correlationId sent as `x-correlation-id`
+ * An SDK client of this page's origin for `tenant`, with the current credential. Cheap (no
+ * connection is held): made per request, so a sign-in or sign-out takes effect at once.
  */
-export function sendJson(
-  tenant: Tenant,
-  method: "POST" | "PATCH",
-  path: string,
-  body: unknown,
-  correlationId?: string,
-): Promise<ApiResult> {
-  return send(tenant, path, {
-    method,
-    headers: {
-      "content-type": "application/json",
-      accept: "application/json",
-      ...(correlationId ? { "x-correlation-id": correlationId } : {}),
-    },
-    body: JSON.stringify(body),
-  });
+export function api(tenant: Tenant): NexusClient {
+  return createClient({ baseUrl: globalThis.location?.origin ?? "http://localhost", auth: clientAuth(tenant) });
 }
 
-/** Uploads a profile photo as `multipart/form-data` field `photo` to `POST /profile/photo`. */
-export function uploadPhoto(tenant: Tenant, file: File, correlationId?: string): Promise<ApiResult> {
-  const form = new FormData();
-  form.append("photo", file, file.name);
-  return send(tenant, "/profile/photo", {
-    method: "POST",
-    headers: {
-      accept: "application/json",
-      ...(correlationId ? { "x-correlation-id": correlationId } : {}),
-    },
-    body: form,
-  });
+/** An SDK error as the components show it. */
+function wireError(e: { code: string; message: string; recoverable: boolean; details?: unknown; stage?: string }) {
+  const error: WireError = { code: e.code, message: e.message, recoverable: e.recoverable };
+  if (Array.isArray(e.details) && e.details.length > 0) error.details = e.details as WireError["details"];
+  if (e.stage) error.stage = e.stage;
+  return error;
+}
+
+/** A failed call as an {@link ApiResult}; a final `401` other than `CREDENTIAL_EXPIRED` tells the credential it was refused. */
+function failure(e: unknown): Extract<ApiResult, { ok: false }> {
+  if (!isNexusApiError(e)) {
+    // Not an answer of the server (e.g. the token could not be read): shown as "no answer".
+    return { ok: false, status: 0, error: { code: NETWORK_ERROR, message: String(e), recoverable: true } };
+  }
+  if (e.status === 401 && e.code !== "CREDENTIAL_EXPIRED") credentials().rejected();
+  return {
+    ok: false,
+    status: e.status,
+    error: wireError(e),
+    ...(e.correlation_id ? { correlation_id: e.correlation_id } : {}),
+  };
+}
+
+/** Runs an SDK call and turns its outcome into an {@link ApiResult}. */
+async function result(call: () => Promise<object | undefined>): Promise<ApiResult> {
+  try {
+    return { ok: true, body: ((await call()) ?? {}) as Record<string, unknown> };
+  } catch (e) {
+    return failure(e);
+  }
+}
+
+/** The body the composer sends: the canonical `POST /sidecar/command` body with its `command_id`. */
+export interface CommandBody {
+  command_id: string;
+  type: string;
+  params: Record<string, unknown>;
+  context?: Record<string, unknown>;
+  client_context?: { surface?: string; correlation_id?: string; [key: string]: unknown };
+}
+
+/**
+ * `POST /sidecar/command` with {@link CONFIRM_RETRY}; `onConfirming` is told before each retry
+ * (the same `command_id`, the idempotency key, so a repeat never runs it twice).
+ */
+export function sendCommand(tenant: Tenant, body: CommandBody, onConfirming?: () => void): Promise<ApiResult> {
+  return result(() =>
+    api(tenant).sendCommand(
+      { ...body, params: body.params as CommandParams<string> },
+      {
+        retry: CONFIRM_RETRY,
+        onRetry: () => onConfirming?.(),
+      },
+    ),
+  );
+}
+
+/** The body of `POST /approvals/{ask_id}/decide`. */
+export interface DecisionBody {
+  decision: "approve" | "reject";
+  correlation_id: string;
+  note?: string;
+  action_hash?: string;
+}
+
+/** `POST /approvals/{ask_id}/decide` with {@link CONFIRM_RETRY}, like {@link sendCommand}. */
+export function decide(tenant: Tenant, askId: string, body: DecisionBody, onConfirming?: () => void) {
+  return result(() => api(tenant).decide(askId, body, { retry: CONFIRM_RETRY, onRetry: () => onConfirming?.() }));
+}
+
+/** A settings section and its patch. */
+export type SettingsPatch =
+  | { section: "profile"; patch: ProfilePatch }
+  | { section: "persona"; patch: PersonaPatch }
+  | { section: "skin"; patch: SkinPatch }
+  | { section: "compliance"; patch: CompliancePatchInput };
+
+/**
+ * `PATCH` of one settings section, sent once with `x-correlation-id: correlationId` (the
+ * `settings.updated` report carries it; the page waits for that).
+ */
+export function saveSettings(tenant: Tenant, s: SettingsPatch, correlationId: string): Promise<ApiResult> {
+  const c = api(tenant);
+  const o = { correlationId, retry: false as const };
+  switch (s.section) {
+    case "profile":
+      return result(() => c.updateProfile(s.patch, o));
+    case "persona":
+      return result(() => c.updatePersona(s.patch, o));
+    case "skin":
+      return result(() => c.updateSkin(s.patch, o));
+    case "compliance":
+      return result(() => c.updateCompliance(s.patch, o));
+  }
+}
+
+/** Uploads a profile photo as `multipart/form-data` field `photo` to `POST /profile/photo`, once. */
+export function uploadPhoto(tenant: Tenant, file: File, correlationId: string): Promise<ApiResult> {
+  return result(() => api(tenant).uploadPhoto(file, file.name, { correlationId, retry: false }));
 }
 
 /** The `correlation_id` of a 202 body, if it has one. */
@@ -114,37 +179,6 @@ export function isUnconfirmed(r: ApiResult): boolean {
   return !r.ok && (r.error.code === "ACCEPT_UNCONFIRMED" || r.status === 0 || r.status === 504);
 }
 
-/** Options of {@link sendUntilConfirmed}. */
-export interface RetryOptions {
-  /** Attempts in all, the first included (default 6). */
-  attempts?: number;
-  /** First delay in ms (default 500), doubled per attempt up to {@link RetryOptions.maxDelayMs}. */
-  delayMs?: number;
-  /** Largest delay in ms (default 8000). */
-  maxDelayMs?: number;
-  /** Told before each retry (1-based), e.g. to show "confirming…". */
-  onRetry?(attempt: number, last: ApiResult): void;
-  sleep?(ms: number): Promise<void>;
-}
-
-/**
- * Sends `request` until its outcome is known: retries the same request (same body, same ids)
- * while the answer is "unconfirmed" ({@link isUnconfirmed}), with bounded exponential backoff.
- * Safe only for idempotent requests (a decision, a command with its `command_id`). Returns the
- * last answer, which may still be unconfirmed when every attempt was.
- */
-export async function sendUntilConfirmed(request: () => Promise<ApiResult>, o: RetryOptions = {}): Promise<ApiResult> {
-  const attempts = o.attempts ?? 6;
-  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  let r = await request();
-  for (let i = 1; i < attempts && isUnconfirmed(r); i++) {
-    o.onRetry?.(i, r);
-    await sleep(Math.min(o.maxDelayMs ?? 8000, (o.delayMs ?? 500) * 2 ** (i - 1)));
-    r = await request();
-  }
-  return r;
-}
-
 /** A page of `GET /agent/reports` (docs/contract.md "history"), or why there is none. */
 export type HistoryPage =
   | { kind: "page"; reports: ReportEvent[]; next_before: string | null }
@@ -152,41 +186,25 @@ export type HistoryPage =
   | { kind: "error"; error: WireError };
 
 /**
- * Fetches reports older than `before` (newest first). `unsupported` when the server has no
- * history endpoint (404 without the standard body, or `NOT_FOUND`): the console then hides "load older".
+ * Fetches reports older than `before` (newest first), each validated by the contracts and kept
+ * as received. `unsupported` when the server has no history endpoint (404 or 405): the console
+ * then hides "load older".
  */
 export async function fetchHistory(tenant: Tenant, before: number, limit = 100): Promise<HistoryPage> {
-  const q = new URLSearchParams({ before: String(before), limit: String(limit) });
-  const r = await send(tenant, `/agent/reports?${q}`, { headers: { accept: "application/json" } });
-  if (!r.ok) return r.status === 404 || r.status === 405 ? { kind: "unsupported" } : { kind: "error", error: r.error };
-  const raw = Array.isArray(r.body.reports) ? r.body.reports : [];
-  const reports: ReportEvent[] = [];
-  for (const item of raw) {
-    const p = ReportEvent.safeParse(item);
-    if (p.success) reports.push(withExtras(p.data, item));
+  let page: SdkHistoryPage;
+  try {
+    page = await api(tenant).history({ before: String(before), limit, keepReceived: true }, { retry: false });
+  } catch (e) {
+    if (isNexusApiError(e) && (e.status === 404 || e.status === 405)) return { kind: "unsupported" };
+    return { kind: "error", error: failure(e).error };
   }
-  const next = r.body.next_before;
-  return {
-    kind: "page",
-    reports,
-    next_before: typeof next === "string" && parseCursor(next) !== null ? next : null,
-  };
-}
-
-/**
- * A one-use stream ticket (`POST /agent/reports/ticket`, lives at most 60 s): the stream is
- * opened with `?ticket=` instead of a token in the URL. `null` when none could be had (the
- * stream client then tries again after its backoff).
- */
-export async function fetchTicket(tenant: Tenant): Promise<string | null> {
-  const r = await send(tenant, "/agent/reports/ticket", { method: "POST", headers: { accept: "application/json" } });
-  return r.ok && typeof r.body.ticket === "string" && r.body.ticket !== "" ? r.body.ticket : null;
+  return { kind: "page", reports: page.reports, next_before: page.next_before };
 }
 
 /**
  * Fetches an image that needs the request's credentials (the profile photo in JWT mode, where an
  * `<img src>` cannot send `Authorization`) and returns an object URL for it, or `null`.
- * The caller revokes the URL when done.
+ * The caller revokes the URL when done. (An image is not an API answer: plain `fetch`.)
  */
 export async function fetchImage(tenant: Tenant, url: string): Promise<string | null> {
   try {

@@ -1,6 +1,6 @@
 /**
  * How the console's requests authenticate: one module-level {@link Credentials} that `api.ts`
- * and the stream use, so no component needs to know the mode.
+ * (the SDK's `auth`) and the stream use, so no component needs to know the mode.
  *
  * - **Header mode** (the gateway's `AUTH_MODE=header`, a trusted network): the tenant goes in
  *   `x-org-id` / `x-project-id`; the stream takes it as `?org_id=&project_id=`.
@@ -17,6 +17,8 @@ export interface Credentials {
   readonly kind: "header" | "bearer";
   /** The headers that authenticate a request for `tenant`. */
   headers(tenant: Tenant): Record<string, string>;
+  /** The bearer token in use (signed in), else `null`. Read for every request. */
+  token(): string | null;
   /**
    * Gets a new credential after the server said the current one expired (`401
    * CREDENTIAL_EXPIRED`, or the stream's `CREDENTIAL_EXPIRED` event). Resolves `true` when
@@ -32,6 +34,7 @@ export interface Credentials {
 export const headerCredentials: Credentials = {
   kind: "header",
   headers: tenantHeaders,
+  token: () => null,
   renew: async () => false,
   rejected: () => {},
 };
@@ -63,6 +66,7 @@ export function bearerCredentials(o: {
       const t = o.token();
       return t ? { authorization: `Bearer ${t}` } : {};
     },
+    token: o.token,
     renew: o.renew,
     rejected: o.rejected,
   };

@@ -17,7 +17,7 @@ import {
   worklogOrder,
 } from "./state.ts";
 import { createStore } from "./store.ts";
-import { parseStreamEvent, type SnapshotWire } from "./wire.ts";
+import type { SnapshotWire } from "./wire.ts";
 
 const tenant = { org_id: "acme", project_id: "nexus" };
 const ts = "2026-02-03T09:00:00.000Z";
@@ -354,57 +354,5 @@ describe("store", () => {
     frames.shift()?.();
     expect(calls).toBe(1);
     expect(store.get().applied).toHaveLength(100);
-  });
-});
-
-describe("parseStreamEvent", () => {
-  it("parses snapshot, report, error, progress and ping events and keeps unknown optional fields", () => {
-    const sn = {
-      snapshot: { ...emptySnapshot(), principal: { id: "u", roles: ["admin"] } },
-      report_id: "7",
-      tenant,
-      ts,
-    };
-    const p = parseStreamEvent("snapshot", JSON.stringify(sn));
-    expect(p).toMatchObject({ kind: "snapshot", event: { report_id: "7", snapshot: { principal: { id: "u" } } } });
-    const r = {
-      report: {
-        type: "ask.decided",
-        status: "accepted",
-        title: "x",
-        ask: { ask_id: "a", decision: "approve", decided_by: "k", note: "n", approvals: { have: 1, need: 2 } },
-      },
-      report_id: "8",
-      causality: { correlation_id: "c" },
-      tenant,
-      ts,
-    };
-    expect(parseStreamEvent("report", JSON.stringify(r))).toMatchObject({
-      kind: "report",
-      event: { report: { ask: { note: "n", approvals: { have: 1, need: 2 } } } },
-    });
-    const err = { error: { code: "ACCEPT_UNCONFIRMED", message: "m", recoverable: true }, ts };
-    expect(parseStreamEvent("error", JSON.stringify(err))).toMatchObject({
-      kind: "error",
-      event: { error: { code: "ACCEPT_UNCONFIRMED" } },
-    });
-    expect(
-      parseStreamEvent("progress", JSON.stringify({ progress: { command_id: "x", stage: "s", percent: 140 } })),
-    ).toEqual({
-      kind: "progress",
-      event: { progress: { command_id: "x", stage: "s", percent: 100 } },
-    });
-    expect(parseStreamEvent("ping", JSON.stringify({ ts }))).toEqual({ kind: "ping" });
-  });
-
-  it("refuses bad JSON, bad shapes and unknown names, and says why", () => {
-    const problems: string[] = [];
-    const note = (p: { event: string; reason: string }) => problems.push(`${p.event}: ${p.reason}`);
-    expect(parseStreamEvent("report", "{not json", note)).toBeNull();
-    expect(parseStreamEvent("report", JSON.stringify({ report: { type: "nope" } }), note)).toBeNull();
-    expect(parseStreamEvent("progress", JSON.stringify({ progress: {} }), note)).toBeNull();
-    expect(parseStreamEvent("whatever", "{}", note)).toBeNull();
-    expect(problems).toHaveLength(4);
-    expect(problems[0]).toContain("not JSON");
   });
 });

@@ -1,61 +1,55 @@
 /**
- * The one connection that feeds the console: an EventSource on `GET /agent/reports/stream`.
+ * The one connection that feeds the console: the SDK's report stream (`@nexus/client`
+ * `events()`) on `GET /agent/reports/stream`, turned into the store's actions.
  *
- * The browser reconnects by itself (re-sending `Last-Event-ID`) after a dropped connection.
- * It gives up, though, when a reconnection is answered with an HTTP error (502/503 while the
- * gateway or stream service restarts) or a wrong content type; the EventSource is then
- * CLOSED. This client notices that and opens a new EventSource after a backoff
- * (1 s, 2 s, 4 s … at most 10 s) with `?cursor=<last report_id>`, so replay continues
- * without a gap. Live `progress` events (no id) are passed on like the others.
+ * The SDK reads the stream with `fetch`, so it sends what an EventSource cannot: the tenant
+ * headers (header mode) and a real `Last-Event-ID` on every reconnection, which resumes after
+ * the last snapshot or report with nothing missing and nothing twice (it also drops anything
+ * at or below that cursor the server sends again). The console sets its policy:
+ * - **received objects** (`keepReceived`): each snapshot and report is checked with the
+ *   contracts' schemas but kept as received (no copy per report during a burst, and the
+ *   optional fields the contracts do not name yet survive); `progress` is read leniently;
+ * - **reconnection** after 1 s, 2 s, 4 s … at most 10 s (not the server's 3 s `retry:` floor);
+ * - **signed in** (JWT mode): a fresh one-use ticket (`POST /agent/reports/ticket`, `?ticket=`)
+ *   for every connection, never a token in a URL; after the stream's `CREDENTIAL_EXPIRED` the
+ *   SDK renews the token first (`credentials().renew()`) and reconnects at once from the cursor.
  *
- * Signed in (JWT mode), every connection is opened with a fresh one-use ticket
- * (`?ticket=`, from `POST /agent/reports/ticket`): never a token in the URL. The browser's own
- * reconnection would present the used ticket again, so in that mode this client closes a lost
- * connection at once and opens the next one itself, with a new ticket and `?cursor=` (the
- * contract treats it as `Last-Event-ID`, which a new EventSource cannot send). When the stream
- * ends with `CREDENTIAL_EXPIRED`, the credential is renewed first and the next connection
- * follows at once, resuming after the last report: nothing missing, nothing twice.
+ * A ticket request refused with `401` (not `CREDENTIAL_EXPIRED`) tells the credential it was
+ * refused, as every other request does (the page signs in again).
+ *
+ * When the SDK gives up (a 4xx that retrying cannot fix, e.g. a `403` for a tenant), this client
+ * starts a new stream after the longest backoff, from the state's cursor.
  */
+import { isNexusApiError, type LenientProgressEvent, type NexusClient, type StreamEvent } from "@nexus/client";
 import type { Tenant } from "@nexus/contracts";
+import { api } from "./api.ts";
+import { credentials } from "./credentials.ts";
 import type { StoreAction } from "./store.ts";
-import { streamUrl } from "./tenant.ts";
-import { type ParseProblem, parseStreamEvent } from "./wire.ts";
+import type { ProgressEvent, SnapshotWire } from "./wire.ts";
 
-/** The part of `EventSource` this client uses (so tests can pass a fake). */
-export interface EventSourceLike {
-  readonly readyState: number;
-  onopen: ((ev: Event) => unknown) | null;
-  addEventListener(type: string, listener: (ev: Event) => void): void;
-  close(): void;
+/** Why an event was not passed on. */
+export interface ParseProblem {
+  event: string;
+  reason: string;
 }
-
-/** `EventSource.CLOSED`. */
-const CLOSED = 2;
 
 /** Options of {@link StreamClient}. */
 export interface StreamClientOptions {
   tenant: Tenant;
-  /** The cursor to resume from when this client reconnects by itself (the state's `lastId`). */
+  /** The cursor to resume from when this client starts a new stream (the state's `lastId`). */
   getCursor(): number | null;
   /** Receives every parsed event and the connection's open/lost signals. */
   dispatch(action: StoreAction): void;
-  /**
-   * Ticket mode: returns a fresh one-use ticket for each connection, or `null` when none could be
-   * had (then the client waits its backoff and tries again).
-   */
-  ticket?: () => Promise<string | null>;
-  /** Renews the credential after the stream's `CREDENTIAL_EXPIRED` event (ticket mode). */
-  renew?: () => Promise<unknown>;
-  /** Builds the EventSource; defaults to the browser's. */
-  connect?: (url: string) => EventSourceLike;
+  /** Ticket mode (signed in): a fresh one-use ticket for each connection. */
+  ticket?: boolean;
+  /** The SDK client; by default {@link api} for `tenant` (tests pass one with their own `fetch`). */
+  client?: NexusClient;
   /** First backoff delay in ms (default 1000); doubled per failed attempt. */
   backoffInitialMs?: number;
   /** Largest backoff delay in ms (default 10000). */
   backoffMaxMs?: number;
-  /** Where unparseable events are reported (default `console.warn`). */
+  /** Where events that could not be read are reported (default `console.warn`). */
   onProblem?: (p: ParseProblem) => void;
-  setTimer?: (fn: () => void, ms: number) => unknown;
-  clearTimer?: (handle: unknown) => void;
 }
 
 /** Backoff delay before reconnection attempt `attempt` (0-based): 1 s, 2 s, 4 s … capped. */
@@ -63,112 +57,109 @@ export function backoffDelay(attempt: number, initialMs = 1000, maxMs = 10_000):
   return Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
 }
 
+function wait(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
+
 /** Owns the stream connection of one tenant. Call {@link StreamClient.start} once and {@link StreamClient.stop} to end it. */
 export class StreamClient {
-  private es: EventSourceLike | null = null;
-  private timer: unknown = null;
-  private attempt = 0;
-  private stopped = false;
-  /** The stream said `CREDENTIAL_EXPIRED`: renew before the next connection, and do not wait. */
-  private expired = false;
-  /** Counts connections, so a ticket arriving for a superseded one is dropped. */
-  private generation = 0;
-  private readonly o: Required<Omit<StreamClientOptions, "tenant" | "getCursor" | "dispatch" | "ticket" | "renew">> &
-    Pick<StreamClientOptions, "tenant" | "getCursor" | "dispatch" | "ticket" | "renew">;
+  private ac = new AbortController();
+  private readonly o: StreamClientOptions & Required<Pick<StreamClientOptions, "backoffInitialMs" | "backoffMaxMs">>;
 
   constructor(options: StreamClientOptions) {
-    this.o = {
-      connect: (url) => new EventSource(url) as unknown as EventSourceLike,
-      backoffInitialMs: 1000,
-      backoffMaxMs: 10_000,
-      onProblem: (p) => console.warn(`[nexus] ignored SSE ${p.event} event: ${p.reason}`),
-      setTimer: (fn, ms) => setTimeout(fn, ms),
-      clearTimer: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-      ...options,
-    };
+    this.o = { backoffInitialMs: 1000, backoffMaxMs: 10_000, ...options };
   }
 
   /** Opens the first connection: without a cursor, so the server starts with a snapshot. */
   start(): void {
-    this.stopped = false;
-    this.open(null);
+    this.ac = new AbortController();
+    void this.run(this.ac.signal);
   }
 
   /** Closes the connection and cancels a pending reconnection; no more actions are dispatched. */
   stop(): void {
-    this.stopped = true;
-    this.generation++;
-    if (this.timer !== null) this.o.clearTimer(this.timer);
-    this.timer = null;
-    this.es?.close();
-    this.es = null;
+    this.ac.abort();
   }
 
-  private open(cursor: number | null): void {
-    const gen = ++this.generation;
-    if (!this.o.ticket) {
-      this.attach(this.o.connect(streamUrl(this.o.tenant, cursor)));
-      return;
-    }
-    const getTicket = this.o.ticket;
-    void (async () => {
-      if (this.expired) {
-        this.expired = false;
-        await this.o.renew?.();
-      }
-      const ticket = await getTicket();
-      if (this.stopped || gen !== this.generation) return;
-      if (ticket === null) {
+  private async run(signal: AbortSignal): Promise<void> {
+    const { backoffInitialMs: first, backoffMaxMs: max } = this.o;
+    const client = this.o.client ?? api(this.o.tenant);
+    let cursor: number | null = null;
+    while (!signal.aborted) {
+      const stream = client.events({
+        keepReceived: true,
+        ticket: this.o.ticket ?? false,
+        signal,
+        ...(cursor === null ? {} : { cursor: String(cursor) }),
+        reconnectDelay: (failure) => backoffDelay(failure - 1, first, max),
+      });
+      try {
+        for await (const ev of stream) {
+          if (signal.aborted) return;
+          this.handle(ev);
+        }
+      } catch (err) {
+        if (signal.aborted) return;
         this.o.dispatch({ kind: "disconnected" });
-        this.scheduleReconnect(null);
-        return;
+        this.problem({ event: "stream", reason: err instanceof Error ? err.message : String(err) });
       }
-      this.attach(this.o.connect(streamUrl(this.o.tenant, cursor, ticket)));
-    })();
+      await wait(max, signal);
+      cursor = this.o.getCursor();
+    }
   }
 
-  private attach(es: EventSourceLike): void {
-    this.es = es;
-    const live = () => !this.stopped && this.es === es;
-    es.onopen = () => {
-      if (!live()) return;
-      this.attempt = 0;
-      this.o.dispatch({ kind: "open" });
-    };
-    const onEvent = (ev: Event) => {
-      if (!live()) return;
-      const data = (ev as MessageEvent).data;
-      const action = parseStreamEvent(ev.type, typeof data === "string" ? data : "", this.o.onProblem);
-      if (action) this.o.dispatch(action);
-    };
-    es.addEventListener("snapshot", onEvent);
-    es.addEventListener("report", onEvent);
-    es.addEventListener("ping", onEvent);
-    es.addEventListener("progress", onEvent);
-    es.addEventListener("error", (ev) => {
-      if (!live()) return;
-      // `event: error` from the server arrives as a MessageEvent with data; a lost
-      // connection is a plain Event. Both use the same event name.
-      if (typeof (ev as MessageEvent).data === "string") {
-        if (this.o.ticket && /"CREDENTIAL_EXPIRED"/.test((ev as MessageEvent).data)) this.expired = true;
-        onEvent(ev);
-        return;
-      }
-      this.o.dispatch({ kind: "disconnected" });
-      // A used ticket cannot reconnect: in ticket mode every lost connection is reopened here.
-      if (es.readyState === CLOSED || this.o.ticket) this.scheduleReconnect(es);
-    });
+  private problem(p: ParseProblem): void {
+    (this.o.onProblem ?? ((x: ParseProblem) => console.warn(`[nexus] ignored SSE ${x.event} event: ${x.reason}`)))(p);
   }
 
-  private scheduleReconnect(es: EventSourceLike | null): void {
-    es?.close();
-    if (this.timer !== null) return;
-    // After CREDENTIAL_EXPIRED the server ended the stream on purpose: reconnect at once.
-    const delay = this.expired ? 0 : backoffDelay(this.attempt++, this.o.backoffInitialMs, this.o.backoffMaxMs);
-    this.timer = this.o.setTimer(() => {
-      this.timer = null;
-      if (this.stopped) return;
-      this.open(this.o.getCursor());
-    }, delay);
+  private handle(ev: StreamEvent<LenientProgressEvent>): void {
+    const d = this.o.dispatch;
+    switch (ev.type) {
+      case "open":
+        d({ kind: "open" });
+        return;
+      case "reconnecting":
+        d({ kind: "disconnected" });
+        // The ticket request was refused with the page's own token: sign in again.
+        if (
+          ev.ticketFailed &&
+          isNexusApiError(ev.error) &&
+          ev.error.status === 401 &&
+          ev.error.code !== "CREDENTIAL_EXPIRED"
+        )
+          credentials().rejected();
+        return;
+      case "snapshot":
+        d({ kind: "snapshot", event: ev.data as SnapshotWire });
+        return;
+      case "report":
+        d({ kind: "report", event: ev.data });
+        return;
+      case "progress":
+        d({ kind: "progress", event: ev.data as ProgressEvent });
+        return;
+      case "error": {
+        const e = ev.data.error;
+        const error = { code: e.code, message: e.message, recoverable: e.recoverable };
+        d({ kind: "error", event: { error, ts: ev.data.ts } });
+        return;
+      }
+      case "unrecognized":
+        this.problem({ event: ev.event, reason: ev.issue });
+        return;
+      default:
+        // ping, resynced: the state needs nothing (a snapshot after CURSOR_EXPIRED says it all).
+        return;
+    }
   }
 }

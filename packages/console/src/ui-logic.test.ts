@@ -1,12 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { type ApiResult, isUnconfirmed, sendUntilConfirmed } from "./api.ts";
 import { accentVars, contrastRatio, DEFAULT_ACCENT, relativeLuminance } from "./contrast.ts";
 import { errorText, formatLocale, langOf, loadLang, pickLang, setLang, t, typeLabel } from "./i18n.ts";
 import { en } from "./locales/en.ts";
 import { ko } from "./locales/ko.ts";
 import { permissions } from "./roles.ts";
 import { recentTenants, rememberTenant } from "./tenant.ts";
-import { readError, withExtras } from "./wire.ts";
+import { readError } from "./wire.ts";
 
 function keys(o: object, prefix = ""): string[] {
   return Object.entries(o).flatMap(([k, v]) =>
@@ -82,14 +81,6 @@ describe("roles", () => {
 });
 
 describe("wire", () => {
-  it("puts back keys zod dropped, recursively", () => {
-    expect(withExtras({ a: 1, b: [{ c: 2 }] }, { a: 9, x: 1, b: [{ c: 3, y: 2 }] })).toEqual({
-      a: 1,
-      x: 1,
-      b: [{ c: 2, y: 2 }],
-    });
-  });
-
   it("reads any UPPER_SNAKE error code", () => {
     expect(readError({ code: "ACCEPT_UNCONFIRMED", message: "m", recoverable: true })).toEqual({
       code: "ACCEPT_UNCONFIRMED",
@@ -97,57 +88,6 @@ describe("wire", () => {
       recoverable: true,
     });
     expect(readError({ code: "lower" })).toBeNull();
-  });
-});
-
-describe("sendUntilConfirmed", () => {
-  const unconfirmed: ApiResult = {
-    ok: false,
-    status: 504,
-    error: { code: "ACCEPT_UNCONFIRMED", message: "", recoverable: true },
-  };
-  const accepted: ApiResult = { ok: true, status: 202, body: { accepted: true } };
-  const unavailable: ApiResult = {
-    ok: false,
-    status: 503,
-    error: { code: "DEPENDENCY_UNAVAILABLE", message: "", recoverable: true },
-  };
-
-  it("retries an unconfirmed request with backoff until it is answered", async () => {
-    const answers = [unconfirmed, unconfirmed, accepted];
-    const waits: number[] = [];
-    const retries: number[] = [];
-    const r = await sendUntilConfirmed(async () => answers.shift()!, {
-      sleep: async (ms) => {
-        waits.push(ms);
-      },
-      onRetry: (n) => retries.push(n),
-    });
-    expect(r).toBe(accepted);
-    expect(waits).toEqual([500, 1000]);
-    expect(retries).toEqual([1, 2]);
-  });
-
-  it("stops after the bounded attempts and does not retry a 503", async () => {
-    let calls = 0;
-    const r = await sendUntilConfirmed(
-      async () => {
-        calls++;
-        return unconfirmed;
-      },
-      { attempts: 4, sleep: async () => {} },
-    );
-    expect(calls).toBe(4);
-    expect(isUnconfirmed(r)).toBe(true);
-    calls = 0;
-    await sendUntilConfirmed(
-      async () => {
-        calls++;
-        return unavailable;
-      },
-      { sleep: async () => {} },
-    );
-    expect(calls).toBe(1);
   });
 });
 

@@ -1,7 +1,7 @@
 import type { Tenant } from "@nexus/contracts";
 import type { FunctionComponent } from "preact";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { fetchHistory, fetchTicket } from "../api.ts";
+import { fetchHistory } from "../api.ts";
 import { accentVars } from "../contrast.ts";
 import { credentials } from "../credentials.ts";
 import { effectiveTimeZone } from "../format.ts";
@@ -200,7 +200,7 @@ export function App({ identity, onSignOut }: AppProps) {
       getCursor: () => store.get().lastId,
       dispatch: store.dispatch,
       // Signed in: a fresh one-use ticket for every connection, never a token in the URL.
-      ...(signedIn ? { ticket: () => fetchTicket(tenant), renew: () => credentials().renew() } : {}),
+      ticket: signedIn,
     });
     client.start();
     return () => client.stop();

@@ -1,6 +1,6 @@
 import type { Tenant } from "@nexus/contracts";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { isUnconfirmed, sendJson, sendUntilConfirmed } from "../api.ts";
+import { type DecisionBody, decide, isUnconfirmed } from "../api.ts";
 import { correlationId, formatCountdown, formatInstant } from "../format.ts";
 import { errorText, t, typeLabel } from "../i18n.ts";
 import type { AskView } from "../state.ts";
@@ -278,13 +278,10 @@ export const Asks = memo(function Asks(props: {
     const set = (s: Sent) => setSent((all) => ({ ...all, [id]: s }));
     set({ decision, phase: "sending" });
     focusAfter.current = id;
-    const body: Record<string, unknown> = { decision, correlation_id: correlationId() };
+    const body: DecisionBody = { decision, correlation_id: correlationId() };
     if (note.trim()) body.note = note.trim();
     if (ask.action_hash) body.action_hash = ask.action_hash;
-    const r = await sendUntilConfirmed(
-      () => sendJson(tenant, "POST", `/approvals/${encodeURIComponent(id)}/decide`, body),
-      { onRetry: () => set({ decision, phase: "confirming" }) },
-    );
+    const r = await decide(tenant, id, body, () => set({ decision, phase: "confirming" }));
     // A 202 only means "accepted": the card stays until the stream moves the ask out of `open`.
     if (r.ok) set({ decision, phase: "sent" });
     else if (isUnconfirmed(r)) set({ decision, phase: "unconfirmed" });

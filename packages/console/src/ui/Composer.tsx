@@ -1,7 +1,7 @@
 import { COMMAND_TYPES, type CommandType, type RiskLevel, type Tenant, type WorklogStatus } from "@nexus/contracts";
 import type { JSX } from "preact";
 import { useRef, useState } from "preact/hooks";
-import { type ApiResult, isUnconfirmed, NETWORK_ERROR, sendJson, sendUntilConfirmed } from "../api.ts";
+import { type ApiResult, type CommandBody, isUnconfirmed, NETWORK_ERROR, sendCommand } from "../api.ts";
 import {
   buildParams,
   COMMAND_FORMS,
@@ -163,11 +163,9 @@ export const Composer = memo(function Composer(props: ComposerProps) {
     focusById(first ? `cmd-${first.key}` : "composer-error");
   };
 
-  const send = async (body: Record<string, unknown>, commandId: string) => {
+  const send = async (body: CommandBody, commandId: string) => {
     setPhase({ phase: "sending" });
-    const r: ApiResult = await sendUntilConfirmed(() => sendJson(tenant, "POST", "/sidecar/command", body), {
-      onRetry: () => setPhase({ phase: "confirming" }),
-    });
+    const r: ApiResult = await sendCommand(tenant, body, () => setPhase({ phase: "confirming" }));
     if (r.ok) {
       const id = typeof r.body.command_id === "string" ? r.body.command_id : commandId;
       if (type === "calendar.options.create" && typeof (body.params as { timezone?: unknown }).timezone === "string") {

@@ -1,7 +1,15 @@
 import { COMMAND_TYPES, type CommandType, type RiskLevel, type SettingsSection, type Tenant } from "@nexus/contracts";
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { type ApiResult, acceptedCorrelationId, fetchImage, NETWORK_ERROR, sendJson, uploadPhoto } from "../api.ts";
+import {
+  type ApiResult,
+  acceptedCorrelationId,
+  fetchImage,
+  NETWORK_ERROR,
+  type SettingsPatch,
+  saveSettings,
+  uploadPhoto,
+} from "../api.ts";
 import { TONES } from "../commandForms.ts";
 import { accentVars, contrastRatio, DEFAULT_ACCENT, MIN_CONTRAST, parseHex, SURFACE } from "../contrast.ts";
 import { credentials } from "../credentials.ts";
@@ -232,8 +240,8 @@ export const Settings = memo(function Settings(props: SettingsProps) {
     // Waiting; the effect above completes it at once if the report came before this answer.
     setPending((p) => ({ ...p, [k]: { phase: "waiting", cids: accepted ? [cid, accepted] : [cid], sent } }));
   };
-  const patch = (k: SettingsSection, path: string, body: Record<string, unknown>, sent: Edits) =>
-    run(k, sent, (cid) => sendJson(tenant, "PATCH", path, body, cid));
+  const patch = (k: SettingsSection, body: Record<string, unknown>, sent: Edits) =>
+    run(k, sent, (cid) => saveSettings(tenant, { section: k, patch: body } as SettingsPatch, cid));
 
   if (!props.allowed) {
     return (
@@ -381,7 +389,7 @@ export const Settings = memo(function Settings(props: SettingsProps) {
           data-testid="settings-profile"
           onSubmit={(e) => {
             e.preventDefault();
-            void patch("profile", "/profile", nonEmpty(p), { ...(edits.profile ?? {}) });
+            void patch("profile", nonEmpty(p), { ...(edits.profile ?? {}) });
           }}
         >
           {notice("profile")}
@@ -417,7 +425,7 @@ export const Settings = memo(function Settings(props: SettingsProps) {
             e.preventDefault();
             const body: Record<string, string> = { ...nonEmpty({ name: per.name, tone: per.tone }) };
             body.instructions = per.instructions;
-            void patch("persona", "/assistant/persona", body, { ...(edits.persona ?? {}) });
+            void patch("persona", body, { ...(edits.persona ?? {}) });
           }}
         >
           {notice("persona")}
@@ -454,12 +462,7 @@ export const Settings = memo(function Settings(props: SettingsProps) {
           data-testid="settings-skin"
           onSubmit={(e) => {
             e.preventDefault();
-            void patch(
-              "skin",
-              "/assistant/skin",
-              { theme: sk.theme, accent_color: sk.accent_color },
-              { ...(edits.skin ?? {}) },
-            );
+            void patch("skin", { theme: sk.theme, accent_color: sk.accent_color }, { ...(edits.skin ?? {}) });
           }}
         >
           {notice("skin")}
@@ -524,7 +527,7 @@ export const Settings = memo(function Settings(props: SettingsProps) {
                 ).map((ty) => [ty, Number(c[`need:${ty}`])]),
               );
             }
-            void patch("compliance", "/compliance/settings", body, { ...ed });
+            void patch("compliance", body, { ...ed });
           }}
         >
           {notice("compliance")}
