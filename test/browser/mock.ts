@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 
@@ -15,8 +16,14 @@ export const ROOT = path.resolve(import.meta.dirname, "../..");
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 /** True when Chromium and the built console are both there (tests skip visibly otherwise). */
 export const CAN_RUN = fs.existsSync(CHROMIUM) && fs.existsSync(path.join(ROOT, "packages/console/dist/index.html"));
-/** Where screenshots for the README go. */
-export const DOCS = path.join(ROOT, "docs");
+/**
+ * Where the screenshots go: the README's `docs/` with `UPDATE_SCREENSHOTS=1`, otherwise a
+ * temporary folder (so a test run does not rewrite the committed pictures with pixel noise).
+ */
+export const DOCS =
+  process.env.UPDATE_SCREENSHOTS === "1"
+    ? path.join(ROOT, "docs")
+    : path.join(os.tmpdir(), "nexus-console-screenshots");
 
 /** The flags every test launches Chromium with. */
 export const CHROMIUM_ARGS = [
