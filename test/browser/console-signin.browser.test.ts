@@ -19,7 +19,7 @@ import { uniqueTenant } from "@nexus/testkit";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "../e2e/fixture.ts";
-import { axeSerious, CAN_RUN, DOCS, launch } from "./mock.ts";
+import { axeSerious, CAN_RUN, DOCS, launch, RECORD_CONN_STATES, type W } from "./mock.ts";
 import { type OidcProvider, startOidcProvider } from "./oidc-provider.ts";
 
 const UI_WAIT_MS = 20_000;
@@ -37,31 +37,6 @@ const USERS = {
   hana: { ...H, roles: ["admin"], name: "하나" },
 };
 type User = keyof typeof USERS;
-
-/** Records the page's connection states (see console.browser.test.ts). */
-const RECORD_CONN_STATES = `(() => {
-  let current;
-  const history = [];
-  Object.defineProperty(window, "__connHistory", { value: history, configurable: true });
-  Object.defineProperty(window, "__nexus", {
-    configurable: true,
-    get() { return current; },
-    set(v) {
-      current = v;
-      const s = v && v.connState;
-      if (s && history[history.length - 1] !== s) history.push(s);
-    },
-  });
-})();`;
-
-/** What the console mirrors to `window.__nexus` (packages/console/src/store.ts), as far as these tests read it. */
-interface NexusDebug {
-  applied: string[];
-  state: { asks: { ask_id: string; action: { command_id: string } }[]; worklog: { command_id: string }[] } | null;
-  lastId: number | null;
-  tenant: Tenant | null;
-}
-type W = Window & { __nexus?: NexusDebug; __connHistory?: string[] };
 
 interface Seen {
   url: string;

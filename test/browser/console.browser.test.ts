@@ -13,7 +13,7 @@ import { REPO_ROOT, uniqueTenant } from "@nexus/testkit";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "../e2e/fixture.ts";
-import { axeSerious } from "./mock.ts";
+import { axeSerious, RECORD_CONN_STATES, type W } from "./mock.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.join(REPO_ROOT, "test-artifacts");
@@ -21,36 +21,6 @@ const CONSOLE_BUILT = fs.existsSync(path.join(REPO_ROOT, "packages/console/dist/
 
 /** How long the UI may take to show what the stream reported (the stack runs real processes). */
 const UI_WAIT_MS = 20_000;
-
-/**
- * Records every `connState` the page's store mirrors to `window.__nexus` (the store assigns a
- * new object on each change), so a test can see `live → reconnecting → live`.
- * A string, so nothing the test transpiler adds ends up in the page.
- */
-const RECORD_CONN_STATES = `(() => {
-  let current;
-  const history = [];
-  Object.defineProperty(window, "__connHistory", { value: history, configurable: true });
-  Object.defineProperty(window, "__nexus", {
-    configurable: true,
-    get() { return current; },
-    set(v) {
-      current = v;
-      const s = v && v.connState;
-      if (s && history[history.length - 1] !== s) history.push(s);
-    },
-  });
-})();`;
-
-/** What the console mirrors to `window.__nexus` (packages/console/src/store.ts), as far as these tests read it. */
-interface NexusDebug {
-  applied: string[];
-  state: { asks: { ask_id: string; action: { command_id: string } }[] } | null;
-  connState: string;
-  lastId: number | null;
-  tenant: Tenant | null;
-}
-type W = Window & { __nexus?: NexusDebug; __connHistory?: string[] };
 
 describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack", () => {
   let e: E2E;

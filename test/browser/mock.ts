@@ -161,3 +161,34 @@ function require_resolve(spec: string): string {
   if (!found) throw new Error(`${spec} is not installed (pnpm install)`);
   return found;
 }
+
+/**
+ * Records every `connState` the page's store mirrors to `window.__nexus` (the store assigns a
+ * new object on each change) into `window.__connHistory`, so a test can see
+ * `live → reconnecting → live`. A string, so nothing the test transpiler adds ends up in the page.
+ */
+export const RECORD_CONN_STATES = `(() => {
+  let current;
+  const history = [];
+  Object.defineProperty(window, "__connHistory", { value: history, configurable: true });
+  Object.defineProperty(window, "__nexus", {
+    configurable: true,
+    get() { return current; },
+    set(v) {
+      current = v;
+      const s = v && v.connState;
+      if (s && history[history.length - 1] !== s) history.push(s);
+    },
+  });
+})();`;
+
+/** What the console mirrors to `window.__nexus` (packages/console/src/store.ts), as far as the tests read it. */
+export interface NexusDebug {
+  applied: string[];
+  state: { asks: { ask_id: string; action: { command_id: string } }[]; worklog: { command_id: string }[] } | null;
+  connState: string;
+  lastId: number | null;
+  tenant: { org_id: string; project_id: string } | null;
+}
+/** The page's window with the console's debug mirror and {@link RECORD_CONN_STATES}' history. */
+export type W = Window & { __nexus?: NexusDebug; __connHistory?: string[] };
