@@ -35,7 +35,6 @@ export type Db = Kysely<Database> | Transaction<Database>;
 /** A commands row. */
 export type CommandRow = Selectable<CommandsTable>;
 
-const keyOf = (t: Tenant, commandId: string) => ({ org_id: t.org_id, project_id: t.project_id, command_id: commandId });
 const tenantOfRow = (r: Pick<CommandRow, "org_id" | "project_id">): Tenant => ({
   org_id: r.org_id,
   project_id: r.project_id,
@@ -117,6 +116,16 @@ export type Received =
    */
   | { kind: "conflict"; row: CommandRow };
 
+/** One command message to record, as {@link receiveCommands} takes it. */
+export interface ReceiveItem {
+  m: CommandMessage;
+  /** The tenant's policy for the command's type (`policyFor`). */
+  policy: CommandPolicy;
+  now: Date;
+  /** Set when the message is a requeued dead letter that claims the command. */
+  requeue?: RequeueClaim;
+}
+
 /**
  * Records a command message (first step of the command-worker). One statement: insert the row
  * in its first state under `policy` (`running` with `started_at` and `attempts = 1` for GREEN
@@ -132,50 +141,82 @@ export async function receiveCommand(
   now: Date,
   requeue?: RequeueClaim,
 ): Promise<Received> {
-  const runs = policy.risk !== "RED";
+  const [r] = await receiveCommands(db, [{ m, policy, now, ...(requeue ? { requeue } : {}) }]);
+  return r as Received;
+}
+
+/**
+ * {@link receiveCommand} for many messages in one statement (`insert … select from
+ * jsonb_to_recordset(…) on conflict do nothing`): each row is inserted or found exactly as it
+ * would be alone, so a group commit (`groupCommit`) may batch the messages of concurrent jobs.
+ * Messages whose command already exists (a redelivery, or the same id twice in the batch) are
+ * then read one by one.
+ * @returns one {@link Received} per item, in order.
+ */
+export async function receiveCommands(db: Db, items: readonly ReceiveItem[]): Promise<Received[]> {
+  if (items.length === 0) return [];
+  const records = items.map(({ m, policy, now, requeue }) => {
+    const runs = policy.risk !== "RED";
+    return {
+      org_id: m.tenant.org_id,
+      project_id: m.tenant.project_id,
+      command_id: m.command_id,
+      type: m.type,
+      body_hash: m.body_hash,
+      correlation_id: m.correlation_id,
+      surface: m.surface ?? null,
+      principal: m.principal,
+      params: m.params,
+      context: m.context,
+      risk_level: policy.risk,
+      policy_version: policy.policyVersion,
+      status: runs ? "running" : "accepted",
+      attempts: runs ? 1 : 0,
+      accepted_at: m.accepted_at,
+      started_at: runs ? now.toISOString() : null,
+      updated_at: now.toISOString(),
+      requeued_from: requeue?.dlqSeq ?? null,
+      requeue_msg_seq: requeue?.msgSeq ?? null,
+    };
+  });
   const rows = await preparedQuery<Omit<CommandRow, "params" | "context" | "result" | "error">>(
     db,
-    "nexus_receive_command",
+    "nexus_receive_commands",
     `insert into commands (org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal,
        params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, updated_at,
        requeued_from, requeue_msg_seq)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+     select org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal,
+       params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, updated_at,
+       requeued_from, requeue_msg_seq
+     from jsonb_to_recordset($1::jsonb) as x(org_id text, project_id text, command_id text, type text,
+       body_hash text, correlation_id text, surface text, principal text, params jsonb, context jsonb,
+       risk_level text, policy_version integer, status text, attempts integer, accepted_at timestamptz,
+       started_at timestamptz, updated_at timestamptz, requeued_from bigint, requeue_msg_seq bigint)
      on conflict (org_id, project_id, command_id) do nothing
      returning ${LEAN_COLUMNS}`,
-    [
-      m.tenant.org_id,
-      m.tenant.project_id,
-      m.command_id,
-      m.type,
-      m.body_hash,
-      m.correlation_id,
-      m.surface ?? null,
-      m.principal,
-      JSON.stringify(m.params),
-      JSON.stringify(m.context),
-      policy.risk,
-      policy.policyVersion,
-      runs ? "running" : "accepted",
-      runs ? 1 : 0,
-      m.accepted_at,
-      runs ? now : null,
-      now,
-      requeue?.dlqSeq ?? null,
-      requeue?.msgSeq ?? null,
-    ],
+    [JSON.stringify(records)],
   );
-  const lean = rows[0];
-  if (lean) {
-    const inserted: CommandRow = { ...lean, params: m.params, context: m.context, result: null, error: null };
-    const effects = noEffects();
-    effects.reports.push(acceptedPending(m));
-    if (runs) effects.reports.push(...startedEffects(inserted));
-    return { kind: "inserted", row: inserted, effects };
-  }
-  const row = await getCommand(db, m.tenant, m.command_id);
-  if (!row) throw new Error(`command ${m.command_id} vanished after a conflicting insert`);
-  return row.body_hash === m.body_hash ? { kind: "existing", row } : { kind: "conflict", row };
+  const inserted = new Map(rows.map((r) => [rowKey(r.org_id, r.project_id, r.command_id), r]));
+  return Promise.all(
+    items.map(async ({ m, policy }): Promise<Received> => {
+      const key = rowKey(m.tenant.org_id, m.tenant.project_id, m.command_id);
+      const lean = inserted.get(key);
+      if (lean) {
+        inserted.delete(key); // the same id twice in one batch: the second one finds it below
+        const row: CommandRow = { ...lean, params: m.params, context: m.context, result: null, error: null };
+        const effects = noEffects();
+        effects.reports.push(acceptedPending(m));
+        if (policy.risk !== "RED") effects.reports.push(...startedEffects(row));
+        return { kind: "inserted", row, effects };
+      }
+      const row = await getCommand(db, m.tenant, m.command_id);
+      if (!row) throw new Error(`command ${m.command_id} vanished after a conflicting insert`);
+      return row.body_hash === m.body_hash ? { kind: "existing", row } : { kind: "conflict", row };
+    }),
+  );
 }
+
+const rowKey = (org: string, project: string, commandId: string) => `${org}\u0000${project}\u0000${commandId}`;
 
 /** Every column but the JSON payloads (params, context, result, error), which the caller already has. */
 const LEAN_COLUMNS =
@@ -236,17 +277,59 @@ export async function completeCommand(
   result: unknown,
   now: Date,
 ): Promise<{ row: CommandRow | undefined; effects: Effects }> {
+  const [r] = await completeCommands(db, [{ tenant: t, commandId, result, now }]);
+  return r as { row: CommandRow | undefined; effects: Effects };
+}
+
+/** One finished command, as {@link completeCommands} takes it. */
+export interface CompleteItem {
+  tenant: Tenant;
+  commandId: string;
+  /** The handler's result (any JSON). */
+  result: unknown;
+  now: Date;
+}
+
+/**
+ * {@link completeCommand} for many commands in one statement (`update … from
+ * jsonb_to_recordset(…)`, each row under its own `status = 'running'` condition), so a group
+ * commit may batch the completions of concurrent jobs. Commands that had left `running` are
+ * then read one by one.
+ * @returns one result per item, in order.
+ */
+export async function completeCommands(
+  db: Db,
+  items: readonly CompleteItem[],
+): Promise<{ row: CommandRow | undefined; effects: Effects }[]> {
+  if (items.length === 0) return [];
+  const records = items.map((i) => ({
+    org_id: i.tenant.org_id,
+    project_id: i.tenant.project_id,
+    command_id: i.commandId,
+    // undefined (no result) is stored as SQL null, as `$n::jsonb` with an undefined value was
+    result: i.result === undefined ? null : i.result,
+    now: i.now.toISOString(),
+  }));
   const rows = await preparedQuery<Omit<CommandRow, "params" | "context" | "result" | "error">>(
     db,
-    "nexus_complete_command",
-    `update commands set status = 'done', result = $4::jsonb, finished_at = $5, updated_at = $5
-     where org_id = $1 and project_id = $2 and command_id = $3 and status = 'running' and ask_id is null
-     returning ${LEAN_COLUMNS}`,
-    [t.org_id, t.project_id, commandId, JSON.stringify(result), now],
+    "nexus_complete_commands",
+    `update commands c set status = 'done', result = x.result, finished_at = x.now, updated_at = x.now
+     from jsonb_to_recordset($1::jsonb) as x(org_id text, project_id text, command_id text, result jsonb, now timestamptz)
+     where c.org_id = x.org_id and c.project_id = x.project_id and c.command_id = x.command_id
+       and c.status = 'running' and c.ask_id is null
+     returning ${LEAN_COLUMNS.split(", ")
+       .map((col) => `c.${col}`)
+       .join(", ")}`,
+    [JSON.stringify(records)],
   );
-  const lean = rows[0];
-  const row = lean ? { ...lean, params: {}, context: {}, result, error: null } : undefined;
-  return settled(db, t, commandId, row);
+  const done = new Map(rows.map((r) => [rowKey(r.org_id, r.project_id, r.command_id), r]));
+  return Promise.all(
+    items.map((i) => {
+      const lean = done.get(rowKey(i.tenant.org_id, i.tenant.project_id, i.commandId));
+      const row = lean ? { ...lean, params: {}, context: {}, result: i.result, error: null } : undefined;
+      return settled(db, i.tenant, i.commandId, row);
+    }),
+  );
 }
 
 /**

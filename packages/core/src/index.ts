@@ -8,6 +8,7 @@ export * from "./asks.ts";
 export * from "./commands.ts";
 export * from "./credentials.ts";
 export * from "./db/database.ts";
+export * from "./db/group-commit.ts";
 export type * from "./db/schema.ts";
 export * from "./effects.ts";
 export * from "./errors.ts";

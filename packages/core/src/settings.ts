@@ -79,23 +79,31 @@ export async function readSettings(db: Db, t: Tenant, lock?: "update"): Promise<
 }
 
 /**
- * The part of a tenant's settings the command-worker needs for every command (its compliance
- * and policy version), read with a prepared statement; defaults when the tenant has no row.
+ * {@link readSettings} for many tenants in one statement (the same tenant may appear more than
+ * once), so a group commit may batch the reads of concurrent jobs; tenants without a row read as
+ * defaults.
+ * @returns one {@link TenantSettings} per tenant, in order.
  */
-export async function readPolicySettings(
-  db: Db,
-  t: Tenant,
-): Promise<{ compliance: Compliance; policy_version: number }> {
-  const rows = await preparedQuery<{ compliance: Record<string, unknown>; policy_version: number }>(
+export async function readSettingsMany(db: Db, tenants: readonly Tenant[]): Promise<TenantSettings[]> {
+  if (tenants.length === 0) return [];
+  const keys = [...new Set(tenants.map((t) => tenantKey(t)))].map((k) => {
+    const [org_id, project_id] = k.split("\u0000") as [string, string];
+    return { org_id, project_id };
+  });
+  const rows = await preparedQuery<SettingsRow & { org_id: string; project_id: string }>(
     db,
-    "nexus_read_policy",
-    "select compliance, policy_version from tenant_settings where org_id = $1 and project_id = $2",
-    [t.org_id, t.project_id],
+    "nexus_read_settings_many",
+    `select s.org_id, s.project_id, s.profile, s.persona, s.skin, s.compliance, s.policy_version, s.settings_version
+     from tenant_settings s
+     join jsonb_to_recordset($1::jsonb) as x(org_id text, project_id text)
+       on s.org_id = x.org_id and s.project_id = x.project_id`,
+    [JSON.stringify(keys)],
   );
-  const row = rows[0];
-  const s = toSettings({ ...DEFAULTS, ...(row ?? {}) });
-  return { compliance: s.compliance, policy_version: s.policy_version };
+  const found = new Map(rows.map((r) => [tenantKey(r), r]));
+  return tenants.map((t) => toSettings(found.get(tenantKey(t)) ?? DEFAULTS));
 }
+
+const tenantKey = (t: Tenant) => `${t.org_id}\u0000${t.project_id}`;
 
 /** The values of a section as `settings.updated` carries them (compliance includes its policy_version). */
 export function sectionValues(s: TenantSettings, section: SettingsSection): Record<string, unknown> {

@@ -146,6 +146,7 @@ export const e2eScenario = registerScenario<E2eResult>({
           "cmd-worker|worker",
           "stream|sse",
           "approval-w",
+          "archiver",
           "nats",
           "postgres",
           "all servers",

@@ -38,25 +38,30 @@ import {
   askProgressPending,
   budgetWarningPending,
   type CommandRow,
+  type CompleteItem,
   claimedBy,
-  completeCommand,
+  completeCommands,
   completeExecution,
   type Database,
   type Effects,
   failCommand,
   failExecution,
+  groupCommit,
   holdForApproval,
   policyFor,
   progressPending,
+  type Received,
+  type ReceiveItem,
   type RequeueClaim,
-  readPolicySettings,
   readSettings,
-  receiveCommand,
+  readSettingsMany,
+  receiveCommands,
   requeueCommand,
   requeuedEffects,
   restateCommand,
   resumeCommand,
   startExecution,
+  type TenantSettings,
 } from "@nexus/core";
 import {
   type CommandHandler,
@@ -99,6 +104,8 @@ export interface CommandJobDeps {
   now: () => Date;
   /** The handler registry (default: every handler of `@nexus/handlers`). */
   handlers?: readonly CommandHandler[];
+  /** The hot statements of a command (default: {@link groupCommitWrites} of `db`). */
+  writes?: CommandWrites;
   config: {
     ASK_TTL_SECONDS: number;
     PUBLISH_TIMEOUT_MS: number;
@@ -246,6 +253,42 @@ async function publish(deps: CommandJobDeps, effects: Effects, ctx: Pick<JobCont
   });
 }
 
+/**
+ * The three statements every GREEN command pays — read its tenant's settings, record it,
+ * complete it — each a core transition over many items.
+ */
+export interface CommandWrites {
+  /** `readSettingsMany` for one tenant. */
+  settings(t: Tenant): Promise<TenantSettings>;
+  /** `receiveCommands` for one message. */
+  receive(item: ReceiveItem): Promise<Received>;
+  /** `completeCommands` for one command. */
+  complete(item: CompleteItem): Promise<{ row: CommandRow | undefined; effects: Effects }>;
+}
+
+const sharedWrites = new WeakMap<Kysely<Database>, CommandWrites>();
+
+/**
+ * The {@link CommandWrites} of a database with group commit (`groupCommit` of `@nexus/core`):
+ * the statements of the jobs running at once go out as one multi-row statement each, one
+ * round trip and one commit per batch instead of per command. One set per `db`, shared by every
+ * worker spec built on it.
+ */
+export function groupCommitWrites(db: Kysely<Database>): CommandWrites {
+  let w = sharedWrites.get(db);
+  if (!w) {
+    w = {
+      settings: groupCommit((tenants: readonly Tenant[]) => readSettingsMany(db, tenants)),
+      receive: groupCommit((items: readonly ReceiveItem[]) => receiveCommands(db, items)),
+      complete: groupCommit((items: readonly CompleteItem[]) => completeCommands(db, items)),
+    };
+    sharedWrites.set(db, w);
+  }
+  return w;
+}
+
+const writesOf = (deps: CommandJobDeps): CommandWrites => deps.writes ?? groupCommitWrites(deps.db);
+
 /** A handler's failure that will not get better by retrying, as the command's error; `undefined` when it may. */
 function permanentError(err: unknown): ApiError | undefined {
   if (isHandlerError(err) && !err.retryable) return apiError(err.code, err.message);
@@ -292,10 +335,10 @@ async function handleCommand(
   requeue?: RequeueClaim,
 ): Promise<undefined | DeadLetterRequest> {
   const t = m.tenant;
-  const full = ASSISTANT_TYPES.has(m.type) ? await readSettings(deps.db, t) : undefined;
-  const settings = full ?? (await readPolicySettings(deps.db, t));
+  const settings = await writesOf(deps).settings(t);
+  const full = ASSISTANT_TYPES.has(m.type) ? settings : undefined;
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
-  const received = await receiveCommand(deps.db, m, policy, deps.now(), requeue);
+  const received = await writesOf(deps).receive({ m, policy, now: deps.now(), ...(requeue ? { requeue } : {}) });
   if (received.kind === "conflict")
     return {
       reason: "idempotency_conflict",
@@ -343,8 +386,8 @@ async function handleRequeue(
     return;
   }
   ctx.logger.info({ dlq_seq: r.dlq_seq, requeues: rq.row.requeues, by: r.requested_by }, "requeue:running");
-  const full = ASSISTANT_TYPES.has(m.type) ? await readSettings(deps.db, t) : undefined;
-  const settings = full ?? (await readPolicySettings(deps.db, t));
+  const settings = await writesOf(deps).settings(t);
+  const full = ASSISTANT_TYPES.has(m.type) ? settings : undefined;
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
   return proceed(deps, m, rq.row, requeuedEffects(rq.row), policy, ctx, full);
 }
@@ -409,7 +452,7 @@ async function proceed(
   }
   live.close();
   ctx.signal.throwIfAborted();
-  const done = await completeCommand(deps.db, t, m.command_id, result, deps.now());
+  const done = await writesOf(deps).complete({ tenant: t, commandId: m.command_id, result, now: deps.now() });
   await publish(deps, done.effects, ctx);
 }
 

@@ -1,0 +1,221 @@
+/**
+ * Group commit: natural batching (no batch while idle, batches while a statement is out),
+ * results per item in order, one bad item failing alone, an outage failing all at once — and the
+ * batched command transitions on a real Postgres doing exactly what each would do alone.
+ */
+import { randomUUID } from "node:crypto";
+import type { CommandMessage, Tenant } from "@nexus/contracts";
+import { createTestDatabase, type TestDatabase, uniqueTenant } from "@nexus/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { completeCommands, getCommand, type ReceiveItem, receiveCommands } from "../commands.ts";
+import { hashCanonical } from "../hash.ts";
+import { policyFor } from "../risk.ts";
+import { readSettingsMany } from "../settings.ts";
+import { groupCommit } from "./group-commit.ts";
+
+/** A statement stand-in that records its batches and answers after `ms`. */
+function recorder(ms = 5, fail?: (items: readonly number[]) => unknown) {
+  const batches: number[][] = [];
+  const run = async (items: readonly number[]) => {
+    batches.push([...items]);
+    await new Promise((r) => setTimeout(r, ms));
+    const err = fail?.(items);
+    if (err) throw err;
+    return items.map((i) => i * 10);
+  };
+  return { batches, run };
+}
+
+describe("groupCommit", () => {
+  it("sends a lone item at once, and batches the items that arrive while statements are out", async () => {
+    const { batches, run } = recorder(20);
+    const call = groupCommit(run, { maxInFlight: 1 });
+    expect(await call(1)).toBe(10);
+    expect(batches).toEqual([[1]]);
+
+    const first = call(2); // goes out alone
+    await new Promise((r) => setTimeout(r, 5));
+    const rest = [3, 4, 5, 6].map((i) => call(i)); // arrive while it is out: one batch after it
+    expect(await Promise.all([first, ...rest])).toEqual([20, 30, 40, 50, 60]);
+    expect(batches).toEqual([[1], [2], [3, 4, 5, 6]]);
+    expect(call.stats).toMatchObject({ statements: 3, items: 6, largestBatch: 4, splits: 0 });
+  });
+
+  it("keeps at most maxInFlight statements out and at most maxBatch items in one", async () => {
+    let out = 0;
+    let most = 0;
+    const call = groupCommit(
+      async (items: readonly number[]) => {
+        most = Math.max(most, ++out);
+        await new Promise((r) => setTimeout(r, 5));
+        out--;
+        return items.map((i) => -i);
+      },
+      { maxInFlight: 2, maxBatch: 7 },
+    );
+    const items = Array.from({ length: 100 }, (_, i) => i);
+    expect(await Promise.all(items.map((i) => call(i)))).toEqual(items.map((i) => -i));
+    expect(most).toBe(2);
+    expect(call.stats.largestBatch).toBe(7);
+    expect(call.stats.statements).toBeGreaterThanOrEqual(Math.ceil(100 / 7));
+  });
+
+  it("runs a failed batch again item by item, so only the bad item fails", async () => {
+    const { batches, run } = recorder(1, (items) => (items.includes(13) ? new Error("bad item 13") : undefined));
+    const call = groupCommit(run, { maxInFlight: 1 });
+    const results = await Promise.allSettled([12, 13, 14].map((i) => call(i)));
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect((results[1] as PromiseRejectedResult).reason).toHaveProperty("message", "bad item 13");
+    // Handed in during one turn: one batch; it fails, so each item runs alone.
+    expect(batches).toEqual([[12, 13, 14], [12], [13], [14]]);
+    expect(call.stats.splits).toBe(1);
+  });
+
+  it("fails every item of a batch at once when Postgres is unreachable (no retry one by one)", async () => {
+    const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" });
+    const { batches, run } = recorder(1, () => down);
+    const call = groupCommit(run, { maxInFlight: 1 });
+    const results = await Promise.allSettled([1, 2, 3, 4].map((i) => call(i)));
+    expect(results.every((r) => r.status === "rejected" && r.reason === down)).toBe(true);
+    expect(batches).toEqual([[1, 2, 3, 4]]);
+    expect(call.stats.splits).toBe(0);
+  });
+
+  it("rejects when the statement answers for the wrong number of items", async () => {
+    const call = groupCommit(async (items: readonly number[]) => items.slice(1));
+    await expect(call(1)).rejects.toThrow(/0 results for 1 items/);
+  });
+});
+
+describe("batched command transitions (real Postgres)", () => {
+  let tdb: TestDatabase;
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+  });
+  afterAll(async () => tdb?.drop());
+
+  const green = policyFor("prep_pack.create", { risk_overrides: {}, policy_version: 0 }, 0, 3600);
+  const red = policyFor("external_share.prepare", { risk_overrides: {}, policy_version: 0 }, 0, 3600);
+
+  function message(
+    t: Tenant,
+    params: Record<string, unknown> = { n: 1 },
+    commandId: string = randomUUID(),
+  ): CommandMessage {
+    return {
+      v: 1,
+      kind: "command",
+      tenant: t,
+      command_id: commandId,
+      type: "prep_pack.create",
+      context: {},
+      params,
+      correlation_id: `c-${commandId}`,
+      accepted_at: new Date().toISOString(),
+      principal: "user-1",
+      body_hash: hashCanonical({ type: "prep_pack.create", context: {}, params }),
+    };
+  }
+
+  it("records many commands in one statement, each as it would be alone (new, redelivered, reused id)", async () => {
+    const t = uniqueTenant();
+    const now = new Date();
+    const seen = message(t);
+    await receiveCommands(tdb.db, [{ m: seen, policy: green, now }]);
+    const fresh = message(t);
+    const held = { ...message(t), type: "external_share.prepare" };
+    const reused = message(t, { n: 2 }, seen.command_id); // same id, another body
+    const items: ReceiveItem[] = [
+      { m: fresh, policy: green, now },
+      { m: seen, policy: green, now },
+      { m: held, policy: red, now },
+      { m: reused, policy: green, now },
+      { m: fresh, policy: green, now }, // the same message twice in one batch
+    ];
+    const r = await receiveCommands(tdb.db, items);
+    expect(r.map((x) => x.kind)).toEqual(["inserted", "existing", "inserted", "conflict", "existing"]);
+    expect(r[0]?.row).toMatchObject({ command_id: fresh.command_id, status: "running", attempts: 1 });
+    expect(r[0]?.kind === "inserted" && r[0].effects.reports.map((p) => p.report.type)).toEqual([
+      "command.accepted",
+      "command.started",
+    ]);
+    expect(r[2]?.row).toMatchObject({ command_id: held.command_id, status: "accepted", attempts: 0 });
+    expect(r[3]?.row.body_hash).toBe(seen.body_hash); // the first command stands
+    const stored = await getCommand(tdb.db, t, fresh.command_id);
+    expect(stored).toMatchObject({ status: "running", params: fresh.params, principal: "user-1" });
+    expect(stored?.started_at?.getTime()).toBe(now.getTime());
+  });
+
+  it("completes many commands in one statement; one that left running keeps its state", async () => {
+    const t = uniqueTenant();
+    const now = new Date();
+    const a = message(t);
+    const b = message(t);
+    const c = { ...message(t), type: "external_share.prepare" }; // RED: accepted, never running
+    await receiveCommands(tdb.db, [
+      { m: a, policy: green, now },
+      { m: b, policy: green, now },
+      { m: c, policy: red, now },
+    ]);
+    const first = await completeCommands(tdb.db, [{ tenant: t, commandId: a.command_id, result: { ok: 1 }, now }]);
+    expect(first[0]?.row?.status).toBe("done");
+    const r = await completeCommands(tdb.db, [
+      { tenant: t, commandId: a.command_id, result: { ok: 2 }, now }, // already done: unchanged
+      { tenant: t, commandId: b.command_id, result: { ok: 3 }, now },
+      { tenant: t, commandId: c.command_id, result: { ok: 4 }, now },
+    ]);
+    expect(r.map((x) => x.row?.status)).toEqual(["done", "done", "accepted"]);
+    expect(r.map((x) => x.effects.reports.map((p) => p.report.type))).toEqual([
+      ["command.completed"],
+      ["command.completed"],
+      [],
+    ]);
+    expect((await getCommand(tdb.db, t, a.command_id))?.result).toEqual({ ok: 1 });
+    expect((await getCommand(tdb.db, t, b.command_id))?.result).toEqual({ ok: 3 });
+  });
+
+  it("a group commit over receiveCommands batches concurrent jobs and isolates a row Postgres refuses", async () => {
+    const t = uniqueTenant();
+    const now = new Date();
+    const receive = groupCommit((items: readonly ReceiveItem[]) => receiveCommands(tdb.db, items), {
+      maxInFlight: 1,
+    });
+    const good = Array.from({ length: 40 }, () => message(t));
+    // jsonb refuses \u0000 in strings: this row fails its statement, alone after the split.
+    const bad = message(t, { text: "nul \u0000 here" });
+    const results = await Promise.allSettled([...good, bad].map((m) => receive({ m, policy: green, now })));
+    expect(results.slice(0, 40).every((x) => x.status === "fulfilled" && x.value.kind === "inserted")).toBe(true);
+    expect(results[40]?.status).toBe("rejected");
+    expect(receive.stats.statements).toBeLessThan(41 + 2);
+    expect(receive.stats.largestBatch).toBeGreaterThan(1);
+    const n = await tdb.db
+      .selectFrom("commands")
+      .select((eb) => eb.fn.countAll<string>().as("n"))
+      .where("org_id", "=", t.org_id)
+      .where("project_id", "=", t.project_id)
+      .executeTakeFirstOrThrow();
+    expect(Number(n.n)).toBe(40);
+  });
+
+  it("reads the settings of many tenants in one statement (defaults for a tenant without a row)", async () => {
+    const a = uniqueTenant();
+    const b = uniqueTenant();
+    await tdb.db
+      .insertInto("tenant_settings")
+      .values({
+        org_id: a.org_id,
+        project_id: a.project_id,
+        profile: JSON.stringify({ display_name: "Ada" }),
+        persona: "{}",
+        skin: "{}",
+        compliance: JSON.stringify({ risk_overrides: { "prep_pack.create": "RED" } }),
+        policy_version: 4,
+      })
+      .execute();
+    const [sa, sb, sa2] = await readSettingsMany(tdb.db, [a, b, a]);
+    expect(sa).toMatchObject({ profile: { display_name: "Ada" }, policy_version: 4 });
+    expect(sa?.compliance.risk_overrides).toEqual({ "prep_pack.create": "RED" });
+    expect(sb).toMatchObject({ profile: {}, policy_version: 0 });
+    expect(sa2).toEqual(sa);
+  });
+});
