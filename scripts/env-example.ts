@@ -107,13 +107,15 @@ export function renderEnvExample(): string {
       .filter(([, s]) => key in shape(s))
       .map(([n]) => n)
       .join(", ");
+  // A service's own comment wins: two services may give one variable different meanings.
+  const ownDocs = Object.fromEntries(Object.keys(SERVICES).map((s) => [s, docComments([`services/${s}/src/config.ts`])]));
   const entries = (schema: Schema, except: Set<string>, who?: string): Entry[] =>
     Object.entries(shape(schema))
       .filter(([k]) => !except.has(k))
       .map(([k, field]) => ({
         name: k,
         default: defaultOf(field),
-        meaning: docs.get(k) ?? "",
+        meaning: (who ? ownDocs[who]?.get(k) : undefined) ?? docs.get(k) ?? "",
         usedBy: who ?? usedBy(k),
       }));
   const base = new Set(Object.keys(shape(BaseConfig)));

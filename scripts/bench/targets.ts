@@ -6,6 +6,7 @@
  * |------------|------------------------------------------------------------------|
  * | `plain`    | `fastify`                                                         |
  * | `pubAck`   | `fastify`, `nats-server`                                          |
+ * | `pubAck2`  | `fastify`, `nats-server` (two PubAcks in series per request)      |
  * | `pipeline` | `fastify`, `worker`, `sse`, `nats-server`                         |
  * | `ours`     | `gateway`, `command-worker`, `approval-worker`, `stream`, `nats-server`, `postgres` |
  *
@@ -23,7 +24,7 @@ import { openSseFeed, type SseFeed } from "./sse-feed.ts";
 import { createLogger, type NatsServerProcess, OUR_SERVICES, spawnNatsServer, startOurStack } from "./stack.ts";
 
 /** Names of the targets. */
-export type TargetId = "plain" | "pubAck" | "pipeline" | "ours";
+export type TargetId = "plain" | "pubAck" | "pubAck2" | "pipeline" | "ours";
 
 /** The command every request carries (type and params are a CLI flag). */
 export interface CommandSpec {
@@ -191,6 +192,20 @@ export class TargetPool {
       return {
         id,
         description: "Fastify POST → JetStream publish → 202 after PubAck",
+        origin: `http://127.0.0.1:${fastify.port}`,
+        request,
+        pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),
+      };
+    }
+    if (id === "pubAck2") {
+      const fastify = await this.spawn("baseline-pub-ack2", "pub-ack.ts", {
+        NATS_URL: nats.url,
+        SUBJECT_PREFIX: "bench.ack",
+        REPORT_PREFIX: "bench.ack.report",
+      });
+      return {
+        id,
+        description: "Fastify POST → publish command, then publish report → 202 after both PubAcks",
         origin: `http://127.0.0.1:${fastify.port}`,
         request,
         pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),

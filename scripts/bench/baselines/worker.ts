@@ -2,7 +2,7 @@
  * Baseline "pipeline" worker: a durable pull consumer on the command stream. For each message:
  * parse the JSON, publish `{"report":{"type":"command.completed"},"causality":{"command_id":…}}`
  * to `<REPORT_PREFIX>.<org>.<project>` (awaiting the PubAck), then ack. Up to `CONCURRENCY`
- * messages at once (default 16, the command-worker's default `WORKER_CONCURRENCY`).
+ * messages at once (default 64, the command-worker's default `WORKER_CONCURRENCY`).
  *
  * Environment: `NATS_URL`, `STREAM`, `CONSUMER` (durable, already created), `REPORT_PREFIX`,
  * `CONCURRENCY`. Prints `{"ready":true}` on stdout once it consumes.
@@ -11,7 +11,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 
 const reportPrefix = process.env.REPORT_PREFIX ?? "bench.rep";
-const concurrency = Number(process.env.CONCURRENCY ?? 16);
+const concurrency = Number(process.env.CONCURRENCY ?? 64);
 const nc = await connect({ servers: process.env.NATS_URL, noAsyncTraces: true, name: "bench-worker" });
 const js = jetstream(nc);
 const consumer = await js.consumers.get(process.env.STREAM ?? "BENCH_CMD", process.env.CONSUMER ?? "bench-worker");

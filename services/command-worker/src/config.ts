@@ -80,8 +80,11 @@ export const CommandWorkerConfig = BaseConfig.extend(WorkerTriageConfig.shape)
     /** Retry schedule: cap of the first delay and largest delay, ms (exponential with full jitter). */
     RETRY_BASE_MS: z.coerce.number().int().min(1).default(500),
     RETRY_MAX_MS: z.coerce.number().int().min(1).default(30_000),
-    /** Commands handled at once by one process. */
-    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
+    /**
+     * Commands handled at once by one process. The jobs running at once share their Postgres
+     * statements (group commit), so more of them means fewer statements per command.
+     */
+    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(64),
     /** Default lifetime of an ask, seconds (a tenant may set its own in compliance settings). */
     ASK_TTL_SECONDS: z.coerce.number().int().min(1).default(86_400),
     /** PubAck timeout of report and dispatch publishes, ms. */
