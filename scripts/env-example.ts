@@ -108,7 +108,9 @@ export function renderEnvExample(): string {
       .map(([n]) => n)
       .join(", ");
   // A service's own comment wins: two services may give one variable different meanings.
-  const ownDocs = Object.fromEntries(Object.keys(SERVICES).map((s) => [s, docComments([`services/${s}/src/config.ts`])]));
+  const ownDocs = Object.fromEntries(
+    Object.keys(SERVICES).map((s) => [s, docComments([`services/${s}/src/config.ts`])]),
+  );
   const entries = (schema: Schema, except: Set<string>, who?: string): Entry[] =>
     Object.entries(shape(schema))
       .filter(([k]) => !except.has(k))

@@ -124,6 +124,12 @@ export interface ReceiveItem {
   now: Date;
   /** Set when the message is a requeued dead letter that claims the command. */
   requeue?: RequeueClaim;
+  /**
+   * The command already ran (a quick handler run before it was recorded, see the command-worker):
+   * record it as `done` with this result, started at `startedAt` and finished at `now`, in the
+   * same single statement. Ignored for RED (a held command never runs before its approval).
+   */
+  done?: { result: unknown; startedAt: Date };
 }
 
 /**
@@ -155,8 +161,9 @@ export async function receiveCommand(
  */
 export async function receiveCommands(db: Db, items: readonly ReceiveItem[]): Promise<Received[]> {
   if (items.length === 0) return [];
-  const records = items.map(({ m, policy, now, requeue }) => {
+  const records = items.map(({ m, policy, now, requeue, done: ran }) => {
     const runs = policy.risk !== "RED";
+    const done = runs ? ran : undefined;
     return {
       org_id: m.tenant.org_id,
       project_id: m.tenant.project_id,
@@ -170,10 +177,12 @@ export async function receiveCommands(db: Db, items: readonly ReceiveItem[]): Pr
       context: m.context,
       risk_level: policy.risk,
       policy_version: policy.policyVersion,
-      status: runs ? "running" : "accepted",
+      status: done ? "done" : runs ? "running" : "accepted",
       attempts: runs ? 1 : 0,
       accepted_at: m.accepted_at,
-      started_at: runs ? now.toISOString() : null,
+      started_at: done ? done.startedAt.toISOString() : runs ? now.toISOString() : null,
+      finished_at: done ? now.toISOString() : null,
+      result: done ? (done.result === undefined ? null : done.result) : null,
       updated_at: now.toISOString(),
       requeued_from: requeue?.dlqSeq ?? null,
       requeue_msg_seq: requeue?.msgSeq ?? null,
@@ -183,30 +192,33 @@ export async function receiveCommands(db: Db, items: readonly ReceiveItem[]): Pr
     db,
     "nexus_receive_commands",
     `insert into commands (org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal,
-       params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, updated_at,
-       requeued_from, requeue_msg_seq)
+       params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, finished_at,
+       result, updated_at, requeued_from, requeue_msg_seq)
      select org_id, project_id, command_id, type, body_hash, correlation_id, surface, principal,
-       params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, updated_at,
-       requeued_from, requeue_msg_seq
+       params, context, risk_level, policy_version, status, attempts, accepted_at, started_at, finished_at,
+       result, updated_at, requeued_from, requeue_msg_seq
      from jsonb_to_recordset($1::jsonb) as x(org_id text, project_id text, command_id text, type text,
        body_hash text, correlation_id text, surface text, principal text, params jsonb, context jsonb,
        risk_level text, policy_version integer, status text, attempts integer, accepted_at timestamptz,
-       started_at timestamptz, updated_at timestamptz, requeued_from bigint, requeue_msg_seq bigint)
+       started_at timestamptz, finished_at timestamptz, result jsonb, updated_at timestamptz,
+       requeued_from bigint, requeue_msg_seq bigint)
      on conflict (org_id, project_id, command_id) do nothing
      returning ${LEAN_COLUMNS}`,
     [JSON.stringify(records)],
   );
   const inserted = new Map(rows.map((r) => [rowKey(r.org_id, r.project_id, r.command_id), r]));
   return Promise.all(
-    items.map(async ({ m, policy }): Promise<Received> => {
+    items.map(async ({ m, policy, done }): Promise<Received> => {
       const key = rowKey(m.tenant.org_id, m.tenant.project_id, m.command_id);
       const lean = inserted.get(key);
       if (lean) {
         inserted.delete(key); // the same id twice in one batch: the second one finds it below
-        const row: CommandRow = { ...lean, params: m.params, context: m.context, result: null, error: null };
+        const result = lean.status === "done" ? (done?.result ?? null) : null;
+        const row: CommandRow = { ...lean, params: m.params, context: m.context, result, error: null };
         const effects = noEffects();
         effects.reports.push(acceptedPending(m));
         if (policy.risk !== "RED") effects.reports.push(...startedEffects(row));
+        effects.reports.push(...finalEffects(row));
         return { kind: "inserted", row, effects };
       }
       const row = await getCommand(db, m.tenant, m.command_id);
@@ -227,14 +239,35 @@ const LEAN_COLUMNS =
  * earlier delivery may have died between commit and publish: `accepted` (+ `started` while it
  * runs), or its final report. A command held for approval is restated by its ask
  * (`holdForApproval` returns `ask.created` again).
+ *
+ * A finished command may have been recorded as done in one statement (a quick handler), so its
+ * `accepted` and `started` may be lost with that delivery too. With `window` they are restated
+ * before the final report while they are younger than the JetStream duplicate window (less a
+ * 5 s margin, the gateway's rule): a copy that was stored is then dropped by its
+ * `Nats-Msg-Id`, and a lost one comes back in its place, before the final report. Older ones are
+ * not restated: past the window a copy would be stored again, after the outcome.
+ * @param window `now` and the reports stream's duplicate window, ms.
  */
-export function restateCommand(m: CommandMessage, row: CommandRow): Effects {
+export function restateCommand(
+  m: CommandMessage,
+  row: CommandRow,
+  window?: { now: Date; duplicateWindowMs: number },
+): Effects {
   const effects = noEffects();
-  if (row.status === "accepted" || row.status === "running") effects.reports.push(acceptedPending(m));
-  if (row.status === "running") effects.reports.push(...startedEffects(row));
+  const young = (at: Date | string | null) =>
+    window !== undefined &&
+    at !== null &&
+    window.now.getTime() - new Date(at).getTime() < window.duplicateWindowMs - DUPLICATE_WINDOW_MARGIN_MS;
+  const live = row.status === "accepted" || row.status === "running";
+  const finished = FINAL_COMMAND_STATUSES.has(row.status) && !row.ask_id;
+  if (live || (finished && young(row.accepted_at))) effects.reports.push(acceptedPending(m));
+  if (row.status === "running" || (finished && young(row.started_at))) effects.reports.push(...startedEffects(row));
   effects.reports.push(...finalEffects(row));
   return effects;
 }
+
+/** What {@link restateCommand} leaves of the duplicate window for the time a publish takes, ms. */
+const DUPLICATE_WINDOW_MARGIN_MS = 5000;
 
 /** Reads one command of a tenant; `undefined` when absent (or another tenant's). */
 export async function getCommand(db: Db, t: Tenant, commandId: string): Promise<CommandRow | undefined> {

@@ -78,32 +78,61 @@ export async function readSettings(db: Db, t: Tenant, lock?: "update"): Promise<
   return toSettings(row ?? DEFAULTS);
 }
 
-/**
- * {@link readSettings} for many tenants in one statement (the same tenant may appear more than
- * once), so a group commit may batch the reads of concurrent jobs; tenants without a row read as
- * defaults.
- * @returns one {@link TenantSettings} per tenant, in order.
- */
-export async function readSettingsMany(db: Db, tenants: readonly Tenant[]): Promise<TenantSettings[]> {
-  if (tenants.length === 0) return [];
-  const keys = [...new Set(tenants.map((t) => tenantKey(t)))].map((k) => {
-    const [org_id, project_id] = k.split("\u0000") as [string, string];
-    return { org_id, project_id };
-  });
-  const rows = await preparedQuery<SettingsRow & { org_id: string; project_id: string }>(
-    db,
-    "nexus_read_settings_many",
-    `select s.org_id, s.project_id, s.profile, s.persona, s.skin, s.compliance, s.policy_version, s.settings_version
-     from tenant_settings s
-     join jsonb_to_recordset($1::jsonb) as x(org_id text, project_id text)
-       on s.org_id = x.org_id and s.project_id = x.project_id`,
-    [JSON.stringify(keys)],
-  );
-  const found = new Map(rows.map((r) => [tenantKey(r), r]));
-  return tenants.map((t) => toSettings(found.get(tenantKey(t)) ?? DEFAULTS));
+/** What the command-worker reads before it runs a command (see {@link readCommandContexts}). */
+export interface CommandContext {
+  /** The tenant's settings (defaults when it has no row). */
+  settings: TenantSettings;
+  /** Whether the command already has its row (it was received before). */
+  recorded: boolean;
 }
 
-const tenantKey = (t: Tenant) => `${t.org_id}\u0000${t.project_id}`;
+/**
+ * For many commands in one statement: their tenant's settings and whether each command is
+ * already recorded — what decides its policy and whether it may run before it is recorded (a
+ * command seen before never runs again without its row saying so). A group commit batches the
+ * reads of concurrent jobs through it.
+ * @returns one {@link CommandContext} per item, in order.
+ */
+export async function readCommandContexts(
+  db: Db,
+  items: readonly { tenant: Tenant; commandId: string }[],
+): Promise<CommandContext[]> {
+  if (items.length === 0) return [];
+  const rows = await preparedQuery<
+    { i: number; recorded: boolean } & { [K in keyof SettingsRow]: SettingsRow[K] | null }
+  >(
+    db,
+    "nexus_read_command_contexts",
+    `select x.i, s.profile, s.persona, s.skin, s.compliance, s.policy_version, s.settings_version,
+       c.command_id is not null as recorded
+     from jsonb_to_recordset($1::jsonb) as x(i integer, org_id text, project_id text, command_id text)
+     left join tenant_settings s on s.org_id = x.org_id and s.project_id = x.project_id
+     left join commands c on c.org_id = x.org_id and c.project_id = x.project_id and c.command_id = x.command_id`,
+    [
+      JSON.stringify(
+        items.map((it, i) => ({
+          i,
+          org_id: it.tenant.org_id,
+          project_id: it.tenant.project_id,
+          command_id: it.commandId,
+        })),
+      ),
+    ],
+  );
+  const out: CommandContext[] = [];
+  for (const r of rows) {
+    const { i, recorded, ...settings } = r;
+    out[i] = {
+      settings: toSettings(settings.policy_version === null ? DEFAULTS : (settings as SettingsRow)),
+      recorded,
+    };
+  }
+  return items.map((_, i) => {
+    const c = out[i];
+    if (!c) throw new Error(`readCommandContexts: no row for item ${i}`);
+    return c;
+  });
+}
 
 /** The values of a section as `settings.updated` carries them (compliance includes its policy_version). */
 export function sectionValues(s: TenantSettings, section: SettingsSection): Record<string, unknown> {

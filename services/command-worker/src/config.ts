@@ -85,6 +85,13 @@ export const CommandWorkerConfig = BaseConfig.extend(WorkerTriageConfig.shape)
      * statements (group commit), so more of them means fewer statements per command.
      */
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(64),
+    /**
+     * A new GREEN/YELLOW command whose handler finishes within this many ms is recorded as done
+     * in one statement, with accepted, started and completed published together; a slower one
+     * is recorded as running (and reported started) when this time is up. 0: every command is
+     * recorded as running before its handler starts.
+     */
+    QUICK_COMMAND_MS: z.coerce.number().int().min(0).max(1000).default(25),
     /** Default lifetime of an ask, seconds (a tenant may set its own in compliance settings). */
     ASK_TTL_SECONDS: z.coerce.number().int().min(1).default(86_400),
     /** PubAck timeout of report and dispatch publishes, ms. */

@@ -37,6 +37,7 @@ import {
 import {
   askProgressPending,
   budgetWarningPending,
+  type CommandContext,
   type CommandRow,
   type CompleteItem,
   claimedBy,
@@ -48,13 +49,14 @@ import {
   failExecution,
   groupCommit,
   holdForApproval,
+  type PendingReport,
   policyFor,
   progressPending,
   type Received,
   type ReceiveItem,
   type RequeueClaim,
+  readCommandContexts,
   readSettings,
-  readSettingsMany,
   receiveCommands,
   requeueCommand,
   requeuedEffects,
@@ -112,6 +114,14 @@ export interface CommandJobDeps {
     FAULT_INJECT_HANDLER_DELAY_MS: number;
     /** Command types whose handler fails transiently on every attempt (tests and drills). */
     FAULT_INJECT_FAIL_TYPES?: readonly string[];
+    /**
+     * A new GREEN/YELLOW command whose handler finishes within this many ms is recorded as done
+     * in one statement, its accepted, started and completed reports published together (the
+     * quick path, see `runQuick`); 0 records every command as running first. Default 25.
+     */
+    QUICK_COMMAND_MS?: number;
+    /** The reports stream's duplicate window, ms (`restateCommand`). Default 120,000. */
+    DUPLICATE_WINDOW_MS?: number;
   };
 }
 
@@ -254,12 +264,12 @@ async function publish(deps: CommandJobDeps, effects: Effects, ctx: Pick<JobCont
 }
 
 /**
- * The three statements every GREEN command pays — read its tenant's settings, record it,
- * complete it — each a core transition over many items.
+ * The statements every GREEN command pays — read its tenant's settings (and whether it is
+ * recorded), record it, complete it — each a core transition over many items.
  */
 export interface CommandWrites {
-  /** `readSettingsMany` for one tenant. */
-  settings(t: Tenant): Promise<TenantSettings>;
+  /** `readCommandContexts` for one command. */
+  context(item: { tenant: Tenant; commandId: string }): Promise<CommandContext>;
   /** `receiveCommands` for one message. */
   receive(item: ReceiveItem): Promise<Received>;
   /** `completeCommands` for one command. */
@@ -278,7 +288,7 @@ export function groupCommitWrites(db: Kysely<Database>): CommandWrites {
   let w = sharedWrites.get(db);
   if (!w) {
     w = {
-      settings: groupCommit((tenants: readonly Tenant[]) => readSettingsMany(db, tenants)),
+      context: groupCommit((items: readonly { tenant: Tenant; commandId: string }[]) => readCommandContexts(db, items)),
       receive: groupCommit((items: readonly ReceiveItem[]) => receiveCommands(db, items)),
       complete: groupCommit((items: readonly CompleteItem[]) => completeCommands(db, items)),
     };
@@ -335,9 +345,13 @@ async function handleCommand(
   requeue?: RequeueClaim,
 ): Promise<undefined | DeadLetterRequest> {
   const t = m.tenant;
-  const settings = await writesOf(deps).settings(t);
+  const { settings, recorded } = await writesOf(deps).context({ tenant: t, commandId: m.command_id });
   const full = ASSISTANT_TYPES.has(m.type) ? settings : undefined;
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
+  if (!recorded && !requeue && policy.risk !== "RED" && (deps.config.QUICK_COMMAND_MS ?? 25) > 0) {
+    const quick = await runQuick(deps, m, policy, ctx, full);
+    if (quick !== RECORDED_BEFORE) return quick;
+  }
   const received = await writesOf(deps).receive({ m, policy, now: deps.now(), ...(requeue ? { requeue } : {}) });
   if (received.kind === "conflict")
     return {
@@ -350,7 +364,7 @@ async function handleCommand(
   if (received.kind === "inserted") effects = received.effects;
   else if (requeue && !claimedBy(row, requeue)) {
     // Another copy of this requeue inserted it and runs it: restate only.
-    await publish(deps, restateCommand(m, row), ctx);
+    await publish(deps, restate(deps, m, row), ctx);
     return;
   } else if (row.status === "running") {
     // Its worker died or the handler failed: run it again (attempts + 1).
@@ -358,7 +372,7 @@ async function handleCommand(
     if (!resumed) return handleCommand(deps, m, ctx, requeue); // finished meanwhile: restate that
     row = resumed;
     effects = restateCommand(m, row);
-  } else effects = restateCommand(m, row);
+  } else effects = restate(deps, m, row);
   return proceed(deps, m, row, effects, policy, ctx, full);
 }
 
@@ -382,11 +396,11 @@ async function handleRequeue(
   if (rq.kind === "absent" || rq.kind === "applied") return handleCommand(deps, m, ctx, claim);
   if (rq.kind === "stale") {
     ctx.logger.info({ dlq_seq: r.dlq_seq, status: rq.row.status }, "requeue:stale");
-    await publish(deps, restateCommand(m, rq.row), ctx);
+    await publish(deps, restate(deps, m, rq.row), ctx);
     return;
   }
   ctx.logger.info({ dlq_seq: r.dlq_seq, requeues: rq.row.requeues, by: r.requested_by }, "requeue:running");
-  const settings = await writesOf(deps).settings(t);
+  const { settings } = await writesOf(deps).context({ tenant: t, commandId: m.command_id });
   const full = ASSISTANT_TYPES.has(m.type) ? settings : undefined;
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
   return proceed(deps, m, rq.row, requeuedEffects(rq.row), policy, ctx, full);
@@ -416,44 +430,149 @@ async function proceed(
   }
   await publish(deps, effects, ctx);
   if (row.status !== "running") return; // finished before: restated, nothing runs again
-
-  let result: unknown;
   const live = liveOf(deps, t, m.command_id, { correlation_id: m.correlation_id });
-  try {
-    result = await runHandler(deps, row.type, row.params, ctx, {
-      tenant: t,
-      commandId: m.command_id,
-      correlationId: m.correlation_id,
-      ...assistantSettings(full),
-      progress: async (stage, percent) => {
-        await publish(
-          deps,
-          { reports: [progressPending(row, stage, percent, deps.now())], notifications: [], messages: [] },
-          ctx,
-        );
-      },
-      live: (p) => live.push(p),
-      budgetWarning: async (w) => {
-        await publish(
-          deps,
-          { reports: [budgetWarningPending(row, w, deps.now())], notifications: [], messages: [] },
-          ctx,
-        );
-      },
-    });
-  } catch (err) {
+  const outcome = await settled(
+    runHandler(deps, row.type, row.params, ctx, {
+      ...handlerContext(m, full, live),
+      progress: (stage, percent) => publishReports(deps, ctx, progressPending(row, stage, percent, deps.now())),
+      budgetWarning: (w) => publishReports(deps, ctx, budgetWarningPending(row, w, deps.now())),
+    }),
+  );
+  live.close();
+  await finish(deps, m, outcome, ctx);
+}
+
+/** What {@link runQuick} returns when the command turned out to be recorded before: handle it as such. */
+const RECORDED_BEFORE = Symbol("recorded-before");
+
+/**
+ * The quick path of a command seen for the first time (GREEN or YELLOW): its handler starts at
+ * once, before the command is recorded. When it finishes within `QUICK_COMMAND_MS` without
+ * reporting anything, the command is recorded as done in one statement and `command.accepted`,
+ * `command.started` and `command.completed` are published together — one write and one
+ * publish round instead of two of each, and no second row version. Otherwise (the window
+ * closes first, or the handler reports progress, a budget warning or a failure) the command is
+ * recorded as running at the time it started and its accepted/started reports are published
+ * before anything else; then it ends as any command does ({@link finish}). Either way the
+ * reports keep their order and ids, and a redelivery finds the row (`restateCommand`).
+ * @returns {@link RECORDED_BEFORE} when the command's row appeared meanwhile (another copy):
+ *   the caller handles the message as a recorded command and this run's result is dropped.
+ */
+async function runQuick(
+  deps: CommandJobDeps,
+  m: CommandMessage,
+  policy: ReturnType<typeof policyFor>,
+  ctx: JobContext,
+  full: TenantSettings | undefined,
+): Promise<undefined | DeadLetterRequest | typeof RECORDED_BEFORE> {
+  const startedAt = deps.now();
+  let opened: Promise<Received> | undefined;
+  /** Records the command as running and publishes its accepted/started reports, once. */
+  const open = () => {
+    opened ??= (async () => {
+      const received = await writesOf(deps).receive({ m, policy, now: startedAt });
+      if (received.kind === "inserted") await publish(deps, received.effects, ctx);
+      return received;
+    })();
+    return opened;
+  };
+  /** Publishes a report of the running command, after its accepted/started. */
+  const report = async (build: (row: CommandRow) => PendingReport) => {
+    const r = await open();
+    if (r.kind === "inserted") await publishReports(deps, ctx, build(r.row));
+  };
+  const live = liveOf(deps, m.tenant, m.command_id, { correlation_id: m.correlation_id });
+  const run = settled(
+    runHandler(deps, m.type, m.params, ctx, {
+      ...handlerContext(m, full, live),
+      progress: (stage, percent) => report((row) => progressPending(row, stage, percent, deps.now())),
+      budgetWarning: (w) => report((row) => budgetWarningPending(row, w, deps.now())),
+    }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const first = await Promise.race([
+    run,
+    new Promise<"slow">((resolve) => {
+      timer = setTimeout(() => resolve("slow"), deps.config.QUICK_COMMAND_MS ?? 25);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (first !== "slow" && first.ok && !opened) {
     live.close();
-    const permanent = permanentError(err);
-    if (!permanent || ctx.signal.aborted) throw err;
+    ctx.signal.throwIfAborted();
+    const received = await writesOf(deps).receive({
+      m,
+      policy,
+      now: deps.now(),
+      done: { result: first.result, startedAt },
+    });
+    if (received.kind !== "inserted") return RECORDED_BEFORE;
+    await publish(deps, received.effects, ctx);
+    return;
+  }
+  if (first !== "slow" && !first.ok && ctx.signal.aborted) throw first.err; // shutting down: nothing recorded
+  const received = await open();
+  if (received.kind !== "inserted") return RECORDED_BEFORE;
+  const outcome = await run;
+  live.close();
+  await finish(deps, m, outcome, ctx);
+  return;
+}
+
+/** A handler's outcome, caught. */
+type Outcome = { ok: true; result: unknown } | { ok: false; err: unknown };
+const settled = (p: Promise<unknown>): Promise<Outcome> =>
+  p.then(
+    (result) => ({ ok: true, result }),
+    (err: unknown) => ({ ok: false, err }),
+  );
+
+/**
+ * Ends a running command with its handler's outcome: done with the result, failed at once
+ * with a permanent error, or thrown for a retry (a transient error, or shutdown).
+ */
+async function finish(deps: CommandJobDeps, m: CommandMessage, outcome: Outcome, ctx: JobContext): Promise<void> {
+  const t = m.tenant;
+  if (!outcome.ok) {
+    const permanent = permanentError(outcome.err);
+    if (!permanent || ctx.signal.aborted) throw outcome.err;
     const failed = await failCommand(deps.db, t, m.command_id, permanent, deps.now());
     await publish(deps, failed.effects, ctx);
     ctx.logger.info({ code: permanent.code }, "command:failed");
     return;
   }
-  live.close();
   ctx.signal.throwIfAborted();
-  const done = await writesOf(deps).complete({ tenant: t, commandId: m.command_id, result, now: deps.now() });
+  const done = await writesOf(deps).complete({
+    tenant: t,
+    commandId: m.command_id,
+    result: outcome.result,
+    now: deps.now(),
+  });
   await publish(deps, done.effects, ctx);
+}
+
+/** The handler context of a command but for its report callbacks. */
+function handlerContext(m: CommandMessage, full: TenantSettings | undefined, live: LiveProgress) {
+  return {
+    tenant: m.tenant,
+    commandId: m.command_id,
+    correlationId: m.correlation_id,
+    ...assistantSettings(full),
+    live: (p: Parameters<LiveProgress["push"]>[0]) => live.push(p),
+  };
+}
+
+/** Publishes reports only (no notifications, no messages). */
+function publishReports(deps: CommandJobDeps, ctx: JobContext, ...reports: PendingReport[]): Promise<void> {
+  return publish(deps, { reports, notifications: [], messages: [] }, ctx);
+}
+
+/** {@link restateCommand} with this worker's duplicate window. */
+function restate(deps: CommandJobDeps, m: CommandMessage, row: CommandRow): Effects {
+  return restateCommand(m, row, {
+    now: deps.now(),
+    duplicateWindowMs: deps.config.DUPLICATE_WINDOW_MS ?? 120_000,
+  });
 }
 
 /** An approved ask's action: verify, run, record (module doc). */

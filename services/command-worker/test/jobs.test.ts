@@ -8,11 +8,20 @@ import { randomUUID } from "node:crypto";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type CommandMessage, DeadLetter, type ReportEvent, STREAMS, subjects, type Tenant } from "@nexus/contracts";
-import { applyAskEvent, commandBodyHash, commandMsgId, planDecision, updateSettings } from "@nexus/core";
+import {
+  applyAskEvent,
+  commandBodyHash,
+  commandMsgId,
+  planDecision,
+  policyFor,
+  receiveCommands,
+  updateSettings,
+} from "@nexus/core";
 import {
   type CommandHandler,
   defineHandler,
   HANDLERS,
+  type HandlerContext,
   HandlerError,
   OFFLINE_LLM,
   OutboxShareConnector,
@@ -30,7 +39,7 @@ import {
 } from "@nexus/testkit";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { commandWorkerSpec } from "../src/jobs.ts";
+import { commandWorkerSpec, groupCommitWrites } from "../src/jobs.ts";
 
 let nats: TestNats;
 let tdb: TestDatabase;
@@ -41,14 +50,16 @@ const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 
 /** What the test handler of a command does on its n-th call (1-based). */
-const behaviours = new Map<string, (n: number) => void>();
+const behaviours = new Map<string, (n: number, ctx: HandlerContext) => void | Promise<void>>();
 const calls = new Map<string, number>();
+/** Command ids completed by an update of a running row (not recorded as done at once). */
+const completedByUpdate = new Set<string>();
 
 /** `prep_pack.create` replaced by a handler whose behaviour each test sets per command id. */
 const scripted = defineHandler("prep_pack.create", async (_params, ctx) => {
   const n = (calls.get(ctx.commandId) ?? 0) + 1;
   calls.set(ctx.commandId, n);
-  behaviours.get(ctx.commandId)?.(n);
+  await behaviours.get(ctx.commandId)?.(n, ctx);
   return { checklist: ["ok"], summary: `call ${n}` };
 });
 const handlers: readonly CommandHandler[] = [
@@ -59,8 +70,16 @@ const handlers: readonly CommandHandler[] = [
 beforeAll(async () => {
   rig = await startWorkerRig("command-worker-test");
   ({ nats, tdb, nc } = rig);
+  const writes = groupCommitWrites(tdb.db);
   worker = await rig.run({
     spec: commandWorkerSpec({
+      writes: {
+        ...writes,
+        complete: (item) => {
+          completedByUpdate.add(item.commandId);
+          return writes.complete(item);
+        },
+      },
       db: tdb.db,
       js: js(),
       llm: OFFLINE_LLM,
@@ -217,6 +236,78 @@ describe("retries", () => {
     expect(calls.get(m.command_id)).toBe(1);
     expect(await deadLetters(t)).toHaveLength(0);
     expect(await row(m.command_id)).toMatchObject({ status: "failed", attempts: 1 });
+  });
+});
+
+describe("the quick path", () => {
+  it("a handler done within QUICK_COMMAND_MS: one insert as done, accepted/started/completed in order", async () => {
+    const t = uniqueTenant();
+    const m = commandOf(t, "prep_pack.create", PREP);
+    await publishCommand(m);
+    await until(t, "completed", (rs) => reportTypesOf(rs, m.command_id).includes("command.completed"));
+    await sleep(100);
+    expect(reportTypesOf(await reports(t), m.command_id)).toEqual([
+      "command.accepted",
+      "command.started",
+      "command.completed",
+    ]);
+    expect(completedByUpdate.has(m.command_id)).toBe(false);
+    const r = await row(m.command_id);
+    expect(r).toMatchObject({ status: "done", attempts: 1, result: { summary: "call 1" } });
+    expect(r.started_at!.getTime()).toBeLessThanOrEqual(r.finished_at!.getTime());
+  });
+
+  it("a slower handler is recorded as running and reported started while it still runs", async () => {
+    const t = uniqueTenant();
+    const m = commandOf(t, "prep_pack.create", PREP);
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    behaviours.set(m.command_id, () => held);
+    await publishCommand(m);
+    await until(t, "started", (rs) => reportTypesOf(rs, m.command_id).includes("command.started"));
+    expect(await row(m.command_id)).toMatchObject({ status: "running", attempts: 1 });
+    expect(reportTypesOf(await reports(t), m.command_id)).toEqual(["command.accepted", "command.started"]);
+    release();
+    await until(t, "completed", (rs) => reportTypesOf(rs, m.command_id).includes("command.completed"));
+    expect(completedByUpdate.has(m.command_id)).toBe(true);
+    expect(calls.get(m.command_id)).toBe(1);
+    expect(await row(m.command_id)).toMatchObject({ status: "done", attempts: 1 });
+  });
+
+  it("a quick handler that reports progress gets its accepted/started before the progress report", async () => {
+    const t = uniqueTenant();
+    const m = commandOf(t, "prep_pack.create", PREP);
+    behaviours.set(m.command_id, async (_n, ctx) => {
+      await ctx.progress("half", 50);
+    });
+    await publishCommand(m);
+    await until(t, "completed", (rs) => reportTypesOf(rs, m.command_id).includes("command.completed"));
+    expect(reportTypesOf(await reports(t), m.command_id)).toEqual([
+      "command.accepted",
+      "command.started",
+      "command.progress",
+      "command.completed",
+    ]);
+    expect(completedByUpdate.has(m.command_id)).toBe(true);
+  });
+
+  it("recorded as done but its reports lost (the worker died before publishing): a redelivery restates all three, nothing runs", async () => {
+    const t = uniqueTenant();
+    const m = commandOf(t, "prep_pack.create", PREP);
+    const green = policyFor("prep_pack.create", { risk_overrides: {}, policy_version: 0 }, 0, 3600);
+    await receiveCommands(tdb.db, [
+      { m, policy: green, now: new Date(), done: { result: { checklist: [], summary: "ran" }, startedAt: new Date() } },
+    ]);
+    await publishCommand(m);
+    await until(t, "completed", (rs) => reportTypesOf(rs, m.command_id).includes("command.completed"));
+    expect(reportTypesOf(await reports(t), m.command_id)).toEqual([
+      "command.accepted",
+      "command.started",
+      "command.completed",
+    ]);
+    expect(calls.get(m.command_id)).toBeUndefined();
   });
 });
 

@@ -7,10 +7,10 @@ import { randomUUID } from "node:crypto";
 import type { CommandMessage, Tenant } from "@nexus/contracts";
 import { createTestDatabase, type TestDatabase, uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { completeCommands, getCommand, type ReceiveItem, receiveCommands } from "../commands.ts";
+import { completeCommands, getCommand, type ReceiveItem, receiveCommands, restateCommand } from "../commands.ts";
 import { hashCanonical } from "../hash.ts";
 import { policyFor } from "../risk.ts";
-import { readSettingsMany } from "../settings.ts";
+import { readCommandContexts } from "../settings.ts";
 import { groupCommit } from "./group-commit.ts";
 
 /** A statement stand-in that records its batches and answers after `ms`. */
@@ -87,7 +87,7 @@ describe("groupCommit", () => {
   });
 });
 
-describe("batched command transitions (real Postgres)", () => {
+describe("command transitions, batched (real Postgres)", () => {
   let tdb: TestDatabase;
   beforeAll(async () => {
     tdb = await createTestDatabase();
@@ -146,6 +146,57 @@ describe("batched command transitions (real Postgres)", () => {
     expect(stored?.started_at?.getTime()).toBe(now.getTime());
   });
 
+  it("records a command that already ran as done in one statement, with accepted, started and completed", async () => {
+    const t = uniqueTenant();
+    const startedAt = new Date(Date.now() - 20);
+    const now = new Date();
+    const quick = message(t);
+    const held = { ...message(t), type: "external_share.prepare" };
+    const [r, h] = await receiveCommands(tdb.db, [
+      { m: quick, policy: green, now, done: { result: { summary: "ok" }, startedAt } },
+      { m: held, policy: red, now, done: { result: { sent: true }, startedAt } }, // RED: never recorded as run
+    ]);
+    expect(r?.kind).toBe("inserted");
+    expect(r?.kind === "inserted" && r.effects.reports.map((p) => p.report.type)).toEqual([
+      "command.accepted",
+      "command.started",
+      "command.completed",
+    ]);
+    expect(h?.row).toMatchObject({ status: "accepted", result: null, started_at: null });
+    const stored = await getCommand(tdb.db, t, quick.command_id);
+    expect(stored).toMatchObject({ status: "done", attempts: 1, result: { summary: "ok" } });
+    expect(stored?.started_at?.getTime()).toBe(startedAt.getTime());
+    expect(stored?.finished_at?.getTime()).toBe(now.getTime());
+  });
+
+  it("restates accepted and started of a finished command only while they are inside the duplicate window", async () => {
+    const t = uniqueTenant();
+    const startedAt = new Date();
+    const m = message(t);
+    await receiveCommands(tdb.db, [{ m, policy: green, now: new Date(), done: { result: {}, startedAt } }]);
+    const row = await getCommand(tdb.db, t, m.command_id);
+    if (!row) throw new Error("no row");
+    const types = (now?: Date) =>
+      restateCommand(m, row, now ? { now, duplicateWindowMs: 120_000 } : undefined).reports.map((p) => p.report.type);
+    // A redelivery soon after (the first delivery died between commit and publish): all three,
+    // in order; whatever was stored already is dropped by its Nats-Msg-Id.
+    expect(types(new Date(startedAt.getTime() + 30_000))).toEqual([
+      "command.accepted",
+      "command.started",
+      "command.completed",
+    ]);
+    // Past the window a copy would be stored again after the outcome: the outcome only.
+    expect(types(new Date(startedAt.getTime() + 116_000))).toEqual(["command.completed"]);
+    expect(types()).toEqual(["command.completed"]);
+    // A command that ran for minutes and just finished: its accepted and started left long ago.
+    const ago = new Date(Date.now() - 200_000);
+    const long = { ...row, accepted_at: ago, started_at: ago, finished_at: new Date() };
+    const now = new Date();
+    expect(restateCommand(m, long, { now, duplicateWindowMs: 120_000 }).reports.map((p) => p.report.type)).toEqual([
+      "command.completed",
+    ]);
+  });
+
   it("completes many commands in one statement; one that left running keeps its state", async () => {
     const t = uniqueTenant();
     const now = new Date();
@@ -197,7 +248,7 @@ describe("batched command transitions (real Postgres)", () => {
     expect(Number(n.n)).toBe(40);
   });
 
-  it("reads the settings of many tenants in one statement (defaults for a tenant without a row)", async () => {
+  it("reads many commands' tenant settings and whether each is recorded in one statement", async () => {
     const a = uniqueTenant();
     const b = uniqueTenant();
     await tdb.db
@@ -212,10 +263,17 @@ describe("batched command transitions (real Postgres)", () => {
         policy_version: 4,
       })
       .execute();
-    const [sa, sb, sa2] = await readSettingsMany(tdb.db, [a, b, a]);
-    expect(sa).toMatchObject({ profile: { display_name: "Ada" }, policy_version: 4 });
-    expect(sa?.compliance.risk_overrides).toEqual({ "prep_pack.create": "RED" });
-    expect(sb).toMatchObject({ profile: {}, policy_version: 0 });
-    expect(sa2).toEqual(sa);
+    const seen = message(a);
+    await receiveCommands(tdb.db, [{ m: seen, policy: green, now: new Date() }]);
+    const [ra, rb, ra2] = await readCommandContexts(tdb.db, [
+      { tenant: a, commandId: seen.command_id },
+      { tenant: b, commandId: seen.command_id }, // another tenant: not its command
+      { tenant: a, commandId: randomUUID() },
+    ]);
+    expect(ra).toMatchObject({ recorded: true, settings: { profile: { display_name: "Ada" }, policy_version: 4 } });
+    expect(ra?.settings.compliance.risk_overrides).toEqual({ "prep_pack.create": "RED" });
+    expect(rb).toMatchObject({ recorded: false, settings: { profile: {}, policy_version: 0 } });
+    expect(ra2?.recorded).toBe(false);
+    expect(ra2?.settings).toEqual(ra?.settings);
   });
 });
