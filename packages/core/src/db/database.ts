@@ -7,6 +7,7 @@ import * as m0003 from "./migrations/0003_auth.ts";
 import * as m0004 from "./migrations/0004_llm.ts";
 import * as m0005 from "./migrations/0005_archive.ts";
 import * as m0006 from "./migrations/0006_requeue.ts";
+import * as m0007 from "./migrations/0007_unchained_idx.ts";
 import type { Database } from "./schema.ts";
 
 // bigint (int8) as string: report ids and history ids exceed 2^53 only in theory, but never lose digits.
@@ -118,6 +119,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0004_llm": m0004,
   "0005_archive": m0005,
   "0006_requeue": m0006,
+  "0007_unchained_idx": m0007,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
