@@ -62,6 +62,8 @@ export class SseConnection {
   closeReason: CloseReason | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly cleanups: (() => void)[] = [];
+  /** True while writes are corked until the end of the current tick (see {@link put}). */
+  private corked = false;
   private readonly now: () => Date;
 
   readonly res: ServerResponse;
@@ -155,7 +157,7 @@ export class SseConnection {
   sendProgress(frame: string): boolean {
     if (this.closed || !this.live || this.res.writableEnded) return false;
     if (this.res.writableLength > this.opts.maxBufferedBytes / 2) return false;
-    this.res.write(frame);
+    this.put(frame);
     return true;
   }
 
@@ -225,7 +227,24 @@ export class SseConnection {
       this.close("slow");
       return false;
     }
-    this.res.write(chunk);
+    this.put(chunk);
     return true;
+  }
+
+  /**
+   * Writes a chunk, corked until the end of the current tick: the frames written in one turn
+   * (the reports of one NATS read, a report and its progress) leave in one socket write instead
+   * of one each, which saves a system call per frame here and a read at every hop after this.
+   */
+  private put(chunk: string): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.res.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.res.uncork();
+      });
+    }
+    this.res.write(chunk);
   }
 }
