@@ -64,6 +64,8 @@ export class SseConnection {
   private readonly cleanups: (() => void)[] = [];
   /** True while writes are corked until the end of the current tick (see {@link put}). */
   private corked = false;
+  /** `res.writableLength` when this tick's writes were corked: the backlog of earlier ticks. */
+  private backlogAtCork = 0;
   private readonly now: () => Date;
 
   readonly res: ServerResponse;
@@ -156,7 +158,7 @@ export class SseConnection {
    */
   sendProgress(frame: string): boolean {
     if (this.closed || !this.live || this.res.writableEnded) return false;
-    if (this.res.writableLength > this.opts.maxBufferedBytes / 2) return false;
+    if (this.backlog() > this.opts.maxBufferedBytes / 2) return false;
     this.put(frame);
     return true;
   }
@@ -221,9 +223,9 @@ export class SseConnection {
   /** @returns false when nothing was written (closed, or just ended as slow). */
   private write(chunk: string): boolean {
     if (this.closed || this.res.writableEnded) return false;
-    // Judge the backlog left by earlier writes, not this one: a single frame larger than the
-    // limit is fine for a client that keeps reading.
-    if (this.live && isTooSlow(this.res.writableLength, this.opts.maxBufferedBytes)) {
+    // Judge the backlog left by earlier turns, not this one: a frame larger than the limit, or
+    // a burst of frames in one turn, is fine for a client that keeps reading.
+    if (this.live && isTooSlow(this.backlog(), this.opts.maxBufferedBytes)) {
       this.close("slow");
       return false;
     }
@@ -232,12 +234,22 @@ export class SseConnection {
   }
 
   /**
-   * Writes a chunk, corked until the end of the current tick: the frames written in one turn
-   * (the reports of one NATS read, a report and its progress) leave in one socket write instead
-   * of one each, which saves a system call per frame here and a read at every hop after this.
+   * Bytes the client has not taken yet from earlier ticks. The frames of the current tick are
+   * corked, not a backlog: a burst written in one turn must not count as a slow client.
+   */
+  private backlog(): number {
+    return this.corked ? this.backlogAtCork : this.res.writableLength;
+  }
+
+  /**
+   * Writes a chunk, corked until the end of the current tick. Node's http layer already sends
+   * the chunks of one tick in one socket write; corking here marks where the turn began, so
+   * that {@link backlog} can tell this turn's frames (about to leave) from a backlog that
+   * earlier turns left behind.
    */
   private put(chunk: string): void {
     if (!this.corked) {
+      this.backlogAtCork = this.res.writableLength;
       this.corked = true;
       this.res.cork();
       process.nextTick(() => {
