@@ -186,28 +186,19 @@ export class TargetPool {
       };
     }
     const nats = await this.natsForBaselines();
-    if (id === "pubAck") {
-      const fastify = await this.spawn("baseline-pub-ack", "pub-ack.ts", {
+    if (id === "pubAck" || id === "pubAck2") {
+      // pubAck2 publishes a report after the command, as the gateway does, and answers after both.
+      const two = id === "pubAck2";
+      const fastify = await this.spawn(two ? "baseline-pub-ack2" : "baseline-pub-ack", "pub-ack.ts", {
         NATS_URL: nats.url,
         SUBJECT_PREFIX: "bench.ack",
+        ...(two ? { REPORT_PREFIX: "bench.ack.report" } : {}),
       });
       return {
         id,
-        description: "Fastify POST → JetStream publish → 202 after PubAck",
-        origin: `http://127.0.0.1:${fastify.port}`,
-        request,
-        pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),
-      };
-    }
-    if (id === "pubAck2") {
-      const fastify = await this.spawn("baseline-pub-ack2", "pub-ack.ts", {
-        NATS_URL: nats.url,
-        SUBJECT_PREFIX: "bench.ack",
-        REPORT_PREFIX: "bench.ack.report",
-      });
-      return {
-        id,
-        description: "Fastify POST → publish command, then publish report → 202 after both PubAcks",
+        description: two
+          ? "Fastify POST → publish command, then publish report → 202 after both PubAcks"
+          : "Fastify POST → JetStream publish → 202 after PubAck",
         origin: `http://127.0.0.1:${fastify.port}`,
         request,
         pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),
