@@ -284,13 +284,25 @@ const sharedWrites = new WeakMap<Kysely<Database>, CommandWrites>();
  * round trip and one commit per batch instead of per command. One set per `db`, shared by every
  * worker spec built on it.
  */
-export function groupCommitWrites(db: Kysely<Database>): CommandWrites {
+export function groupCommitWrites(
+  db: Kysely<Database>,
+  o: {
+    /** See `GroupCommitOptions.onStatement`; `statement` names which of the three. */
+    onStatement?: (statement: keyof CommandWrites, items: number, outcome: "ok" | "failed" | "split") => void;
+  } = {},
+): CommandWrites {
   let w = sharedWrites.get(db);
   if (!w) {
+    const on = o.onStatement;
+    const opts = (statement: keyof CommandWrites) =>
+      on ? { onStatement: (n: number, outcome: "ok" | "failed" | "split") => on(statement, n, outcome) } : {};
     w = {
-      context: groupCommit((items: readonly { tenant: Tenant; commandId: string }[]) => readCommandContexts(db, items)),
-      receive: groupCommit((items: readonly ReceiveItem[]) => receiveCommands(db, items)),
-      complete: groupCommit((items: readonly CompleteItem[]) => completeCommands(db, items)),
+      context: groupCommit(
+        (items: readonly { tenant: Tenant; commandId: string }[]) => readCommandContexts(db, items),
+        opts("context"),
+      ),
+      receive: groupCommit((items: readonly ReceiveItem[]) => receiveCommands(db, items), opts("receive")),
+      complete: groupCommit((items: readonly CompleteItem[]) => completeCommands(db, items), opts("complete")),
     };
     sharedWrites.set(db, w);
   }

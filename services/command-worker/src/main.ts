@@ -16,7 +16,8 @@ import {
   triageOf,
 } from "@nexus/runtime";
 import { CommandWorkerConfig } from "./config.ts";
-import { commandWorkerSpec } from "./jobs.ts";
+import { meterGroupCommit } from "./db-metrics.ts";
+import { commandWorkerSpec, groupCommitWrites } from "./jobs.ts";
 import { createLlm, planLlmChain } from "./llm.ts";
 import { meterLlmEvents } from "./llm-metrics.ts";
 import { tracing } from "./tracing.ts";
@@ -45,6 +46,7 @@ const worker = await runWorker({
   logger,
   spec: commandWorkerSpec({
     db,
+    writes: groupCommitWrites(db, { onStatement: meterGroupCommit(metrics) }),
     js,
     llm,
     live: { nc, intervalMs: config.LLM_PROGRESS_INTERVAL_MS, logger },

@@ -62,13 +62,15 @@ describe("groupCommit", () => {
 
   it("runs a failed batch again item by item, so only the bad item fails", async () => {
     const { batches, run } = recorder(1, (items) => (items.includes(13) ? new Error("bad item 13") : undefined));
-    const call = groupCommit(run, { maxInFlight: 1 });
+    const reported: string[] = [];
+    const call = groupCommit(run, { maxInFlight: 1, onStatement: (n, outcome) => reported.push(`${n} ${outcome}`) });
     const results = await Promise.allSettled([12, 13, 14].map((i) => call(i)));
     expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     expect((results[1] as PromiseRejectedResult).reason).toHaveProperty("message", "bad item 13");
     // Handed in during one turn: one batch; it fails, so each item runs alone.
     expect(batches).toEqual([[12, 13, 14], [12], [13], [14]]);
     expect(call.stats.splits).toBe(1);
+    expect(reported.sort()).toEqual(["1 failed", "1 ok", "1 ok", "3 split"]);
   });
 
   it("fails every item of a batch at once when Postgres is unreachable (no retry one by one)", async () => {

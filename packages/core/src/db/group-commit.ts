@@ -26,6 +26,12 @@ export interface GroupCommitOptions {
   maxBatch?: number;
   /** Most statements running at once (default 2): one may be sent while another is out. */
   maxInFlight?: number;
+  /**
+   * Called after every statement with its item count and outcome: `ok`; `failed` (its items
+   * got the error); `split` (it failed and its items run again one by one, each of those
+   * statements reported too). For metrics.
+   */
+  onStatement?: (items: number, outcome: "ok" | "failed" | "split") => void;
 }
 
 /** Counters of a {@link GroupCommit}, for tests and metrics. */
@@ -79,6 +85,19 @@ export function groupCommit<I, O>(
     return out;
   };
 
+  /** Runs one item alone (after a split), reporting its statement. */
+  const runAlone = (w: Waiter<I, O>): Promise<void> =>
+    runChecked([w.item]).then(
+      (o) => {
+        options.onStatement?.(1, "ok");
+        w.resolve(o[0] as O);
+      },
+      (e: unknown) => {
+        options.onStatement?.(1, "failed");
+        w.reject(e);
+      },
+    );
+
   const execute = async (batch: Waiter<I, O>[]): Promise<void> => {
     stats.largestBatch = Math.max(stats.largestBatch, batch.length);
     let out: readonly O[];
@@ -86,20 +105,16 @@ export function groupCommit<I, O>(
       out = await runChecked(batch.map((w) => w.item));
     } catch (err) {
       if (batch.length === 1 || isPgUnavailable(err)) {
+        options.onStatement?.(batch.length, "failed");
         for (const w of batch) w.reject(err);
         return;
       }
       stats.splits++;
-      await Promise.all(
-        batch.map((w) =>
-          runChecked([w.item]).then(
-            (o) => w.resolve(o[0] as O),
-            (e: unknown) => w.reject(e),
-          ),
-        ),
-      );
+      options.onStatement?.(batch.length, "split");
+      await Promise.all(batch.map(runAlone));
       return;
     }
+    options.onStatement?.(batch.length, "ok");
     batch.forEach((w, i) => {
       w.resolve(out[i] as O);
     });
