@@ -501,34 +501,42 @@ async function runQuick(
       budgetWarning: (w) => report((row) => budgetWarningPending(row, w, deps.now())),
     }),
   );
-  let timer: NodeJS.Timeout | undefined;
-  const first = await Promise.race([
-    run,
-    new Promise<"slow">((resolve) => {
-      timer = setTimeout(() => resolve("slow"), deps.config.QUICK_COMMAND_MS ?? 25);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (first !== "slow" && first.ok && !opened) {
+  try {
+    return await quickOrRecorded();
+  } finally {
+    live.close(); // on every way out, errors included (closing twice is harmless)
+  }
+
+  async function quickOrRecorded(): Promise<undefined | typeof RECORDED_BEFORE> {
+    let timer: NodeJS.Timeout | undefined;
+    const first = await Promise.race([
+      run,
+      new Promise<"slow">((resolve) => {
+        timer = setTimeout(() => resolve("slow"), deps.config.QUICK_COMMAND_MS ?? 25);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (first !== "slow" && first.ok && !opened) {
+      live.close();
+      ctx.signal.throwIfAborted();
+      const received = await writesOf(deps).receive({
+        m,
+        policy,
+        now: deps.now(),
+        done: { result: first.result, startedAt },
+      });
+      if (received.kind !== "inserted") return RECORDED_BEFORE;
+      await publish(deps, received.effects, ctx);
+      return;
+    }
+    if (first !== "slow" && !first.ok && ctx.signal.aborted) throw first.err; // shutting down: nothing recorded
+    const received = await open();
+    if (received.kind !== "inserted") return RECORDED_BEFORE; // the handler may still run; its result is dropped
+    const outcome = await run;
     live.close();
-    ctx.signal.throwIfAborted();
-    const received = await writesOf(deps).receive({
-      m,
-      policy,
-      now: deps.now(),
-      done: { result: first.result, startedAt },
-    });
-    if (received.kind !== "inserted") return RECORDED_BEFORE;
-    await publish(deps, received.effects, ctx);
+    await finish(deps, m, outcome, ctx);
     return;
   }
-  if (first !== "slow" && !first.ok && ctx.signal.aborted) throw first.err; // shutting down: nothing recorded
-  const received = await open();
-  if (received.kind !== "inserted") return RECORDED_BEFORE;
-  const outcome = await run;
-  live.close();
-  await finish(deps, m, outcome, ctx);
-  return;
 }
 
 /** A handler's outcome, caught. */
