@@ -19,7 +19,7 @@ import { uniqueTenant } from "@nexus/testkit";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "../e2e/fixture.ts";
-import { axeSerious, CAN_RUN, DOCS, launch, RECORD_CONN_STATES, type W } from "./mock.ts";
+import { axeSerious, CAN_RUN, DOCS, launch, RECORD_CONN_STATES, submitComposer, type W } from "./mock.ts";
 import { type OidcProvider, startOidcProvider } from "./oidc-provider.ts";
 
 const UI_WAIT_MS = 20_000;
@@ -146,23 +146,6 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     return opened;
   }
 
-  async function submitCommand(page: Page, type: string, fill: Record<string, string>): Promise<string> {
-    await page.getByTestId("command-type").selectOption(type);
-    await page.getByTestId(`form-${type}`).waitFor();
-    for (const [key, value] of Object.entries(fill)) {
-      const field = page.getByTestId(`field-${key}`);
-      if ((await field.evaluate((el) => el.tagName)) === "SELECT") await field.selectOption(value);
-      else await field.fill(value);
-    }
-    const [response] = await Promise.all([
-      page.waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname === "/sidecar/command"),
-      page.getByTestId("submit-command").click(),
-    ]);
-    const body = (await response.json()) as { command_id?: string };
-    expect(response.status(), JSON.stringify(body)).toBe(202);
-    return body.command_id as string;
-  }
-
   async function askOf(page: Page, commandId: string): Promise<string> {
     const handle = await page.waitForFunction(
       (cid) => (window as W).__nexus?.state?.asks.find((a) => a.action.command_id === cid)?.ask_id ?? null,
@@ -228,7 +211,7 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     expect(await ap.getByTestId("nav-settings").count()).toBe(0); // settings only for admins
     expect(await ap.evaluate(() => (window as W).__nexus?.tenant)).toEqual(T);
 
-    const share = await submitCommand(ap, "external_share.prepare", {
+    const share = await submitComposer(ap, "external_share.prepare", {
       recipient: "partner@example.org",
       resource_ref: "drive:file/7",
       resource_title: "Board deck",
@@ -336,7 +319,7 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     for (const r of streams) expect([...new URL(r.url).searchParams.keys()]).toEqual(["ticket"]);
 
     // A command from the page after the expiry goes out with the refreshed token.
-    const id = await submitCommand(page, "doc.summary.create", {
+    const id = await submitComposer(page, "doc.summary.create", {
       text: "Renewed. The token was refreshed.",
       max_sentences: "1",
     });

@@ -13,7 +13,7 @@ import { REPO_ROOT, uniqueTenant } from "@nexus/testkit";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "../e2e/fixture.ts";
-import { axeSerious, RECORD_CONN_STATES, type W } from "./mock.ts";
+import { axeSerious, RECORD_CONN_STATES, submitComposer, type W } from "./mock.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.join(REPO_ROOT, "test-artifacts");
@@ -82,25 +82,9 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("console in Chromium against the stack
     return { page, errors, snapshotId };
   }
 
-  /**
-   * Fills the composer for `type` (selects by option, the rest by text), submits it and returns
-   * the command id the gateway accepted (202).
-   */
+  /** {@link submitComposer}, then waits until the composer says the command was sent. */
   async function submitCommand(page: Page, type: string, fill: Record<string, string>): Promise<string> {
-    await page.getByTestId("command-type").selectOption(type);
-    await page.getByTestId(`form-${type}`).waitFor();
-    for (const [key, value] of Object.entries(fill)) {
-      const field = page.getByTestId(`field-${key}`);
-      if ((await field.evaluate((el) => el.tagName)) === "SELECT") await field.selectOption(value);
-      else await field.fill(value);
-    }
-    const [response] = await Promise.all([
-      page.waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname === "/sidecar/command"),
-      page.getByTestId("submit-command").click(),
-    ]);
-    const body = (await response.json()) as { command_id?: string; error?: unknown };
-    expect(response.status(), JSON.stringify(body)).toBe(202);
-    const id = body.command_id as string;
+    const id = await submitComposer(page, type, fill);
     await expect
       .poll(() => page.locator(`[data-testid="composer-status"][data-command-id="${id}"]`).textContent(), {
         timeout: UI_WAIT_MS,

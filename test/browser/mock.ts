@@ -9,6 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { expect } from "vitest";
 
 /** The repository root (this file is test/browser/mock.ts). */
 export const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -192,3 +193,24 @@ export interface NexusDebug {
 }
 /** The page's window with the console's debug mirror and {@link RECORD_CONN_STATES}' history. */
 export type W = Window & { __nexus?: NexusDebug; __connHistory?: string[] };
+
+/**
+ * Fills the console's composer for `type` (a `<select>` by option, the rest by text), submits
+ * it and returns the command id of the gateway's 202 (asserted).
+ */
+export async function submitComposer(page: Page, type: string, fill: Record<string, string>): Promise<string> {
+  await page.getByTestId("command-type").selectOption(type);
+  await page.getByTestId(`form-${type}`).waitFor();
+  for (const [key, value] of Object.entries(fill)) {
+    const field = page.getByTestId(`field-${key}`);
+    if ((await field.evaluate((el) => el.tagName)) === "SELECT") await field.selectOption(value);
+    else await field.fill(value);
+  }
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname === "/sidecar/command"),
+    page.getByTestId("submit-command").click(),
+  ]);
+  const body = (await response.json()) as { command_id?: string; error?: unknown };
+  expect(response.status(), JSON.stringify(body)).toBe(202);
+  return body.command_id as string;
+}

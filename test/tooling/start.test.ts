@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { childPids, freePort, hasNatsBinary, REPO_ROOT, waitFor } from "@nexus/testkit";
+import { alive, childPids, freePort, hasNatsBinary, REPO_ROOT, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { restartDelayMs } from "../../scripts/supervisor.ts";
 
@@ -18,15 +18,6 @@ function cmdline(pid: number): string {
     return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
   } catch {
     return "";
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -6,11 +6,10 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { NATS_MAX_PAYLOAD_BYTES } from "@nexus/messaging";
-import { freePort, waitFor } from "./infra.ts";
+import { alive, freePort, portOpen, waitFor } from "./infra.ts";
 
 /** Process ids whose parent is `pid` (read from /proc; Linux only, empty elsewhere). */
 export function childPids(pid: number): number[] {
@@ -31,15 +30,6 @@ export function childPids(pid: number): number[] {
     } catch {}
   }
   return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
@@ -250,16 +240,4 @@ export async function spawnNatsCluster(o: { size?: number; authorization?: strin
       fs.rmSync(base, { recursive: true, force: true });
     },
   };
-}
-
-/** True once something accepts TCP connections on `port`. */
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1");
-    s.on("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on("error", () => resolve(false));
-  });
 }

@@ -36,7 +36,8 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
   }
 }
 
-async function portOpen(port: number): Promise<boolean> {
+/** True once something accepts TCP connections on 127.0.0.1:`port`. */
+export function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(port, "127.0.0.1");
     s.on("connect", () => {
@@ -45,6 +46,16 @@ async function portOpen(port: number): Promise<boolean> {
     });
     s.on("error", () => resolve(false));
   });
+}
+
+/** True while a process with `pid` exists (signal 0). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** True when a `nats-server` binary is on PATH. */

@@ -106,7 +106,7 @@ export interface CommandJobDeps {
   now: () => Date;
   /** The handler registry (default: every handler of `@nexus/handlers`). */
   handlers?: readonly CommandHandler[];
-  /** The hot statements of a command (default: {@link groupCommitWrites} of `db`). */
+  /** The hot statements of a command (default: a new {@link groupCommitWrites} of `db`). */
   writes?: CommandWrites;
   config: {
     ASK_TTL_SECONDS: number;
@@ -223,7 +223,8 @@ function logFields(t: Tenant, commandId: string, correlationId: string, askId?: 
  * The runner spec of the command-worker (see `runWorker`): the durable consumer
  * `command-worker` on NEXUS_COMMANDS, dead letters with source `cmd`.
  */
-export function commandWorkerSpec(deps: CommandJobDeps): WorkerSpec<CommandJob> {
+export function commandWorkerSpec(given: CommandJobDeps): WorkerSpec<CommandJob> {
+  const deps: Deps = { ...given, writes: given.writes ?? groupCommitWrites(given.db) };
   return {
     name: "command-worker",
     stream: STREAMS.commands,
@@ -276,13 +277,11 @@ export interface CommandWrites {
   complete(item: CompleteItem): Promise<{ row: CommandRow | undefined; effects: Effects }>;
 }
 
-const sharedWrites = new WeakMap<Kysely<Database>, CommandWrites>();
-
 /**
  * The {@link CommandWrites} of a database with group commit (`groupCommit` of `@nexus/core`):
  * the statements of the jobs running at once go out as one multi-row statement each, one
- * round trip and one commit per batch instead of per command. One set per `db`, shared by every
- * worker spec built on it.
+ * round trip and one commit per batch instead of per command. `commandWorkerSpec` makes one
+ * set when it is given none.
  */
 export function groupCommitWrites(
   db: Kysely<Database>,
@@ -291,25 +290,21 @@ export function groupCommitWrites(
     onStatement?: (statement: keyof CommandWrites, items: number, outcome: "ok" | "failed" | "split") => void;
   } = {},
 ): CommandWrites {
-  let w = sharedWrites.get(db);
-  if (!w) {
-    const on = o.onStatement;
-    const opts = (statement: keyof CommandWrites) =>
-      on ? { onStatement: (n: number, outcome: "ok" | "failed" | "split") => on(statement, n, outcome) } : {};
-    w = {
-      context: groupCommit(
-        (items: readonly { tenant: Tenant; commandId: string }[]) => readCommandContexts(db, items),
-        opts("context"),
-      ),
-      receive: groupCommit((items: readonly ReceiveItem[]) => receiveCommands(db, items), opts("receive")),
-      complete: groupCommit((items: readonly CompleteItem[]) => completeCommands(db, items), opts("complete")),
-    };
-    sharedWrites.set(db, w);
-  }
-  return w;
+  const on = o.onStatement;
+  const opts = (statement: keyof CommandWrites) =>
+    on ? { onStatement: (n: number, outcome: "ok" | "failed" | "split") => on(statement, n, outcome) } : {};
+  return {
+    context: groupCommit(
+      (items: readonly { tenant: Tenant; commandId: string }[]) => readCommandContexts(db, items),
+      opts("context"),
+    ),
+    receive: groupCommit((items: readonly ReceiveItem[]) => receiveCommands(db, items), opts("receive")),
+    complete: groupCommit((items: readonly CompleteItem[]) => completeCommands(db, items), opts("complete")),
+  };
 }
 
-const writesOf = (deps: CommandJobDeps): CommandWrites => deps.writes ?? groupCommitWrites(deps.db);
+/** The jobs' dependencies with their group-commit writes settled (see {@link commandWorkerSpec}). */
+type Deps = CommandJobDeps & { writes: CommandWrites };
 
 /** A handler's failure that will not get better by retrying, as the command's error; `undefined` when it may. */
 function permanentError(err: unknown): ApiError | undefined {
@@ -340,7 +335,7 @@ function assistantSettings(s: { profile: unknown; persona: unknown } | undefined
 
 /** Live progress of one handler run (a no-op without `deps.live`). */
 function liveOf(
-  deps: CommandJobDeps,
+  deps: Deps,
   t: Tenant,
   commandId: string,
   causality: { correlation_id: string; ask_id?: string },
@@ -351,20 +346,20 @@ function liveOf(
 
 /** A command message: record it, then run it or hold it (module doc). */
 async function handleCommand(
-  deps: CommandJobDeps,
+  deps: Deps,
   m: CommandMessage,
   ctx: JobContext,
   requeue?: RequeueClaim,
 ): Promise<undefined | DeadLetterRequest> {
   const t = m.tenant;
-  const { settings, recorded } = await writesOf(deps).context({ tenant: t, commandId: m.command_id });
+  const { settings, recorded } = await deps.writes.context({ tenant: t, commandId: m.command_id });
   const full = ASSISTANT_TYPES.has(m.type) ? settings : undefined;
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
   if (!recorded && !requeue && policy.risk !== "RED" && (deps.config.QUICK_COMMAND_MS ?? 25) > 0) {
     const quick = await runQuick(deps, m, policy, ctx, full);
     if (quick !== RECORDED_BEFORE) return quick;
   }
-  const received = await writesOf(deps).receive({ m, policy, now: deps.now(), ...(requeue ? { requeue } : {}) });
+  const received = await deps.writes.receive({ m, policy, now: deps.now(), ...(requeue ? { requeue } : {}) });
   if (received.kind === "conflict")
     return {
       reason: "idempotency_conflict",
@@ -395,7 +390,7 @@ async function handleCommand(
  * was requeued) only restates where the command stands.
  */
 async function handleRequeue(
-  deps: CommandJobDeps,
+  deps: Deps,
   r: RequeueMessage,
   m: CommandMessage,
   ctx: JobContext,
@@ -412,7 +407,7 @@ async function handleRequeue(
     return;
   }
   ctx.logger.info({ dlq_seq: r.dlq_seq, requeues: rq.row.requeues, by: r.requested_by }, "requeue:running");
-  const { settings } = await writesOf(deps).context({ tenant: t, commandId: m.command_id });
+  const { settings } = await deps.writes.context({ tenant: t, commandId: m.command_id });
   const full = ASSISTANT_TYPES.has(m.type) ? settings : undefined;
   const policy = policyFor(m.type, settings.compliance, settings.policy_version, deps.config.ASK_TTL_SECONDS);
   return proceed(deps, m, rq.row, requeuedEffects(rq.row), policy, ctx, full);
@@ -420,7 +415,7 @@ async function handleRequeue(
 
 /** Holds a received RED command for approval, or runs a running one (after `effects` are published). */
 async function proceed(
-  deps: CommandJobDeps,
+  deps: Deps,
   m: CommandMessage,
   row: CommandRow,
   effects: Effects,
@@ -471,7 +466,7 @@ const RECORDED_BEFORE = Symbol("recorded-before");
  *   the caller handles the message as a recorded command and this run's result is dropped.
  */
 async function runQuick(
-  deps: CommandJobDeps,
+  deps: Deps,
   m: CommandMessage,
   policy: ReturnType<typeof policyFor>,
   ctx: JobContext,
@@ -482,7 +477,7 @@ async function runQuick(
   /** Records the command as running and publishes its accepted/started reports, once. */
   const open = () => {
     opened ??= (async () => {
-      const received = await writesOf(deps).receive({ m, policy, now: startedAt });
+      const received = await deps.writes.receive({ m, policy, now: startedAt });
       if (received.kind === "inserted") await publish(deps, received.effects, ctx);
       return received;
     })();
@@ -519,7 +514,7 @@ async function runQuick(
     if (first !== "slow" && first.ok && !opened) {
       live.close();
       ctx.signal.throwIfAborted();
-      const received = await writesOf(deps).receive({
+      const received = await deps.writes.receive({
         m,
         policy,
         now: deps.now(),
@@ -551,7 +546,7 @@ const settled = (p: Promise<unknown>): Promise<Outcome> =>
  * Ends a running command with its handler's outcome: done with the result, failed at once
  * with a permanent error, or thrown for a retry (a transient error, or shutdown).
  */
-async function finish(deps: CommandJobDeps, m: CommandMessage, outcome: Outcome, ctx: JobContext): Promise<void> {
+async function finish(deps: Deps, m: CommandMessage, outcome: Outcome, ctx: JobContext): Promise<void> {
   const t = m.tenant;
   if (!outcome.ok) {
     const permanent = permanentError(outcome.err);
@@ -562,7 +557,7 @@ async function finish(deps: CommandJobDeps, m: CommandMessage, outcome: Outcome,
     return;
   }
   ctx.signal.throwIfAborted();
-  const done = await writesOf(deps).complete({
+  const done = await deps.writes.complete({
     tenant: t,
     commandId: m.command_id,
     result: outcome.result,
@@ -588,7 +583,7 @@ function publishReports(deps: CommandJobDeps, ctx: JobContext, ...reports: Pendi
 }
 
 /** {@link restateCommand} with this worker's duplicate window. */
-function restate(deps: CommandJobDeps, m: CommandMessage, row: CommandRow): Effects {
+function restate(deps: Deps, m: CommandMessage, row: CommandRow): Effects {
   return restateCommand(m, row, {
     now: deps.now(),
     duplicateWindowMs: deps.config.DUPLICATE_WINDOW_MS ?? 120_000,
@@ -596,7 +591,7 @@ function restate(deps: CommandJobDeps, m: CommandMessage, row: CommandRow): Effe
 }
 
 /** An approved ask's action: verify, run, record (module doc). */
-async function handleApproved(deps: CommandJobDeps, m: ApprovedActionMessage, ctx: JobContext): Promise<void> {
+async function handleApproved(deps: Deps, m: ApprovedActionMessage, ctx: JobContext): Promise<void> {
   const t = m.tenant;
   const start = await deps.db.transaction().execute((tx) => startExecution(tx, t, m.ask_id, deps.now()));
   if (start.kind === "settled") {
@@ -655,7 +650,7 @@ async function handleApproved(deps: CommandJobDeps, m: ApprovedActionMessage, ct
  *   (they cannot get better), and whatever the handler throws.
  */
 async function runHandler(
-  deps: CommandJobDeps,
+  deps: Deps,
   type: string,
   rawParams: unknown,
   ctx: JobContext,

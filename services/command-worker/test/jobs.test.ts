@@ -17,15 +17,7 @@ import {
   receiveCommands,
   updateSettings,
 } from "@nexus/core";
-import {
-  type CommandHandler,
-  defineHandler,
-  HANDLERS,
-  type HandlerContext,
-  HandlerError,
-  OFFLINE_LLM,
-  OutboxShareConnector,
-} from "@nexus/handlers";
+import { type CommandHandler, defineHandler, HANDLERS, type HandlerContext, HandlerError } from "@nexus/handlers";
 import { buildHeaders, publishEffects, type Worker } from "@nexus/messaging";
 import {
   reportTypesOf,
@@ -40,6 +32,7 @@ import {
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commandWorkerSpec, groupCommitWrites } from "../src/jobs.ts";
+import { testDeps } from "./helpers.ts";
 
 let nats: TestNats;
 let tdb: TestDatabase;
@@ -72,22 +65,17 @@ beforeAll(async () => {
   ({ nats, tdb, nc } = rig);
   const writes = groupCommitWrites(tdb.db);
   worker = await rig.run({
-    spec: commandWorkerSpec({
-      writes: {
-        ...writes,
-        complete: (item) => {
-          completedByUpdate.add(item.commandId);
-          return writes.complete(item);
+    spec: commandWorkerSpec(
+      testDeps(tdb.db, js(), handlers, {
+        writes: {
+          ...writes,
+          complete: (item) => {
+            completedByUpdate.add(item.commandId);
+            return writes.complete(item);
+          },
         },
-      },
-      db: tdb.db,
-      js: js(),
-      llm: OFFLINE_LLM,
-      share: new OutboxShareConnector(tdb.db),
-      now: () => new Date(),
-      handlers,
-      config: { ASK_TTL_SECONDS: 3600, PUBLISH_TIMEOUT_MS: 5000, FAULT_INJECT_HANDLER_DELAY_MS: 0 },
-    }),
+      }),
+    ),
     maxAttempts: 4,
     retry: { baseMs: 20, maxMs: 60 },
   });

@@ -9,14 +9,7 @@ import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type CommandMessage, HEADERS, type RequeueMessage, STREAMS, subjects, type Tenant } from "@nexus/contracts";
 import { commandBodyHash, commandMsgId } from "@nexus/core";
-import {
-  type CommandHandler,
-  defineHandler,
-  HANDLERS,
-  HandlerError,
-  OFFLINE_LLM,
-  OutboxShareConnector,
-} from "@nexus/handlers";
+import { type CommandHandler, defineHandler, HANDLERS, HandlerError } from "@nexus/handlers";
 import {
   buildHeaders,
   type DeadLetterTriage,
@@ -38,6 +31,7 @@ import {
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commandWorkerSpec } from "../src/jobs.ts";
+import { testDeps } from "./helpers.ts";
 
 let nats: TestNats;
 let tdb: TestDatabase;
@@ -76,15 +70,7 @@ beforeAll(async () => {
   rig = await startWorkerRig("command-worker-requeue-test");
   ({ nats, tdb, nc } = rig);
   worker = await rig.run({
-    spec: commandWorkerSpec({
-      db: tdb.db,
-      js: js(),
-      llm: OFFLINE_LLM,
-      share: new OutboxShareConnector(tdb.db),
-      now: () => new Date(),
-      handlers,
-      config: { ASK_TTL_SECONDS: 3600, PUBLISH_TIMEOUT_MS: 5000, FAULT_INJECT_HANDLER_DELAY_MS: 0 },
-    }),
+    spec: commandWorkerSpec(testDeps(tdb.db, js(), handlers)),
     maxAttempts: MAX_ATTEMPTS,
     retry: { baseMs: 10, maxMs: 20 },
     triage: TRIAGE,
