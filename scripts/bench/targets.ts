@@ -6,7 +6,6 @@
  * |------------|------------------------------------------------------------------|
  * | `plain`    | `fastify`                                                         |
  * | `pubAck`   | `fastify`, `nats-server`                                          |
- * | `pubAck2`  | `fastify`, `nats-server` (two PubAcks in series per request)      |
  * | `pipeline` | `fastify`, `worker`, `sse`, `nats-server`                         |
  * | `ours`     | `gateway`, `command-worker`, `approval-worker`, `stream`, `nats-server`, `postgres` |
  *
@@ -24,7 +23,7 @@ import { openSseFeed, type SseFeed } from "./sse-feed.ts";
 import { createLogger, type NatsServerProcess, OUR_SERVICES, spawnNatsServer, startOurStack } from "./stack.ts";
 
 /** Names of the targets. */
-export type TargetId = "plain" | "pubAck" | "pubAck2" | "pipeline" | "ours";
+export type TargetId = "plain" | "pubAck" | "pipeline" | "ours";
 
 /** The command every request carries (type and params are a CLI flag). */
 export interface CommandSpec {
@@ -186,19 +185,11 @@ export class TargetPool {
       };
     }
     const nats = await this.natsForBaselines();
-    if (id === "pubAck" || id === "pubAck2") {
-      // pubAck2 publishes a report after the command, as the gateway does, and answers after both.
-      const two = id === "pubAck2";
-      const fastify = await this.spawn(two ? "baseline-pub-ack2" : "baseline-pub-ack", "pub-ack.ts", {
-        NATS_URL: nats.url,
-        SUBJECT_PREFIX: "bench.ack",
-        ...(two ? { REPORT_PREFIX: "bench.ack.report" } : {}),
-      });
+    if (id === "pubAck") {
+      const fastify = await this.spawn("baseline-pub-ack", "pub-ack.ts", { NATS_URL: nats.url, SUBJECT_PREFIX: "bench.ack" });
       return {
         id,
-        description: two
-          ? "Fastify POST → publish command, then publish report → 202 after both PubAcks"
-          : "Fastify POST → JetStream publish → 202 after PubAck",
+        description: "Fastify POST → JetStream publish → 202 after PubAck",
         origin: `http://127.0.0.1:${fastify.port}`,
         request,
         pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),

@@ -34,7 +34,7 @@ const GREEN = {
 } as const;
 
 describe("POST /sidecar/command end to end (through the SDK)", () => {
-  it("answers 202 with the accepted body and the first follow-up report id", async () => {
+  it("answers 202 with the accepted body; command.accepted follows on the stream with the same ids", async () => {
     const t = uniqueTenant();
     const w = await e.watch(t);
     const body = command("draft_email.create", GREEN["draft_email.create"]);
@@ -43,11 +43,10 @@ describe("POST /sidecar/command end to end (through the SDK)", () => {
       accepted: true,
       status: "accepted",
       command_id: body.command_id,
-      first_followup_report_id: expect.stringMatching(/^[1-9][0-9]*$/),
       correlation_id: body.client_context.correlation_id,
     });
     const report = await w.waitForReport("command.accepted", { command_id: body.command_id });
-    expect(report.report_id).toBe(accepted.first_followup_report_id);
+    expect(report.causality).toMatchObject({ command_id: body.command_id, correlation_id: accepted.correlation_id });
   });
 
   it("runs every GREEN type to a real result, with the correlation id in every follow-up report", async () => {

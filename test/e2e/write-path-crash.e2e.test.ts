@@ -28,7 +28,7 @@ async function crashingAt(step: string, request: () => Promise<unknown>): Promis
 }
 
 describe("the gateway killed mid-request", () => {
-  for (const step of ["accept:before-command-publish", "accept:after-command-publish", "accept:after-report-publish"]) {
+  for (const step of ["accept:before-command-publish", "accept:after-command-publish"]) {
     it(`${step}: the repeated request answers 202 and the command runs exactly once`, async () => {
       const t = uniqueTenant();
       const body = command("prep_pack.create", { meeting_title: "Sync", attendees: ["Kim"], agenda: ["News"] });

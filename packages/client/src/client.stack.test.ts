@@ -91,7 +91,7 @@ describe("SDK against the real stack", () => {
       correlation_id: expect.any(String),
     });
     const first = await f.waitForReport(about(accepted.command_id, "command.accepted"));
-    expect(first.report_id).toBe(accepted.first_followup_report_id);
+    expect(first.causality.correlation_id).toBe(accepted.correlation_id);
     const done = await f.waitForReport(about(accepted.command_id, "command.completed"));
     expect(done.causality.correlation_id).toBe(accepted.correlation_id);
     expect(done.report.type === "command.completed" && done.report.result).toMatchObject({

@@ -72,8 +72,8 @@ export function commandReport(
 }
 
 /**
- * The `command.accepted` report of a command message: the same bytes whoever builds it (the
- * gateway after the command's PubAck, the worker when it first sees the message).
+ * The `command.accepted` report of a command message: the same bytes every time it is built (the
+ * command-worker's first sight of the message, and each restatement).
  */
 export function acceptedPending(
   m: Pick<CommandMessage, "tenant" | "command_id" | "type" | "correlation_id" | "accepted_at">,

@@ -35,9 +35,9 @@ function riskOf(row: Pick<CommandRow, "risk_level">): RiskLevel | undefined {
 }
 
 /**
- * `command.accepted`, built from the command message alone (the gateway publishes it right
- * after the command's PubAck; the worker publishes the same bytes when it first sees the
- * command). It carries no risk level: the worker resolves that under the tenant's policy.
+ * `command.accepted`, built from the command message alone (the command-worker publishes it when
+ * it first sees the command, and the same bytes again when it restates the command). It carries
+ * no risk level: the worker resolves that under the tenant's policy.
  */
 export function acceptedReport(c: CommandRef): AgentReport {
   return {

@@ -4,13 +4,8 @@
  * PubAck. The tenant comes from `x-org-id` / `x-project-id`, as in the gateway. Nothing else: no
  * validation, no database, no idempotency, no report.
  *
- * Baseline "pubAck2" is the same with `REPORT_PREFIX` set: after the first PubAck it publishes a
- * small report to `<REPORT_PREFIX>.<org>.<project>` and answers after that PubAck too, with its
- * sequence as `first_followup_report_id` — the two durable writes in series that the contract
- * asks of an accept (the command, then its `command.accepted` report), and nothing else.
- *
- * Environment: `NATS_URL`, `SUBJECT_PREFIX` and `REPORT_PREFIX` (a stream must already cover
- * `<prefix>.>`), `PORT` (0 = any). Prints `{"ready":true,"port":N}` on stdout once it listens.
+ * Environment: `NATS_URL`, `SUBJECT_PREFIX` (a stream must already cover `<prefix>.>`), `PORT`
+ * (0 = any). Prints `{"ready":true,"port":N}` on stdout once it listens.
  */
 import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
@@ -18,7 +13,6 @@ import { connect } from "@nats-io/transport-node";
 import Fastify from "fastify";
 
 const prefix = process.env.SUBJECT_PREFIX ?? "bench.ack";
-const reportPrefix = process.env.REPORT_PREFIX;
 const nc = await connect({ servers: process.env.NATS_URL, noAsyncTraces: true, name: "bench-pub-ack" });
 const js = jetstream(nc);
 
@@ -27,9 +21,7 @@ app.post("/cmd", async (req, reply) => {
   const org = String(req.headers["x-org-id"] ?? "t");
   const project = String(req.headers["x-project-id"] ?? "p");
   await js.publish(`${prefix}.${org}.${project}`, JSON.stringify(req.body));
-  if (!reportPrefix) return reply.code(202).send({ accepted: true });
-  const ack = await js.publish(`${reportPrefix}.${org}.${project}`, '{"type":"command.accepted"}');
-  return reply.code(202).send({ accepted: true, first_followup_report_id: String(ack.seq) });
+  return reply.code(202).send({ accepted: true });
 });
 await app.listen({ host: "127.0.0.1", port: Number(process.env.PORT ?? 0) });
 process.stdout.write(`${JSON.stringify({ ready: true, port: (app.server.address() as AddressInfo).port })}\n`);

@@ -9,7 +9,7 @@ import { type ClosedLoopResult, runClosedLoop } from "../load/closed-loop.ts";
 import { registerScenario } from "../scenario.ts";
 import type { TargetId } from "../targets.ts";
 
-const TARGETS = ["plain", "pubAck", "pubAck2", "ours"] as const satisfies readonly TargetId[];
+const TARGETS = ["plain", "pubAck", "ours"] as const satisfies readonly TargetId[];
 
 /** Per target: the closed-loop result. */
 export type AcceptResult = Partial<Record<(typeof TARGETS)[number], ClosedLoopResult>>;
@@ -71,7 +71,7 @@ export const acceptScenario = registerScenario<AcceptResult>({
       ]);
     }
     const ours = res.ours;
-    for (const base of ["plain", "pubAck", "pubAck2"] as const) {
+    for (const base of ["plain", "pubAck"] as const) {
       const b = res[base];
       if (!ours || !b) continue;
       rows.push([
@@ -107,11 +107,6 @@ export const acceptScenario = registerScenario<AcceptResult>({
       ),
       "",
       "http = gateway (ours) or fastify (baselines); all servers = every process of the target; ours ran with its command-worker stopped.",
-      ...(res.pubAck2 && res.pubAck
-        ? [
-            `pubAck2 / pubAck = ${ratio(res.pubAck2.acceptedPerSec, res.pubAck.acceptedPerSec)}: what two PubAcks in series (the command, then its command.accepted report) allow at best.`,
-          ]
-        : []),
     ].join("\n");
   },
   checks(res) {

@@ -14,7 +14,6 @@ import type { GatewayConfig } from "./config.ts";
 export type FaultStep =
   | "accept:before-command-publish"
   | "accept:after-command-publish"
-  | "accept:after-report-publish"
   | "decide:before-register-write"
   | "decide:after-register-write"
   | "decide:after-report-publish"

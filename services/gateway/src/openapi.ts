@@ -320,13 +320,12 @@ const NAMED: [z.ZodType, string, Json?][] = [
     "CommandAccepted",
     {
       description:
-        "202: durably accepted (JetStream PubAck), nothing more; the result comes as reports on the stream. `first_followup_report_id` is the report_id of `command.accepted` when known.",
+        "202: durably accepted (JetStream PubAck), nothing more; every report about the command, `command.accepted` first, comes on the stream from the command-worker (follow it by `command_id`). `first_followup_report_id` is optional in the contract and not sent for commands.",
       examples: [
         {
           accepted: true,
           status: "accepted",
           command_id: "5b2f6c1e-8f0a-4c55-9d0e-2a1c3e4f5a6b",
-          first_followup_report_id: "4711",
           correlation_id: "c-001",
         },
       ],

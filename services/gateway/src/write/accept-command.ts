@@ -4,12 +4,16 @@
  * The command is published to `nexus.cmd.<org>.<project>.<command_id>` with
  * `Nats-Expected-Last-Subject-Sequence: 0` and `Nats-Msg-Id` `<org>.<project>.<command_id>`:
  * JetStream stores at most one message per command id, atomically, so the publish itself is the
- * idempotency check (docs/architecture.md invariant 1: 202 only after the PubAck). No database is
- * touched: the command-worker owns the command's row.
+ * idempotency check (docs/architecture.md invariant 1: 202 only after the PubAck). That one
+ * PubAck is the whole durable work of an accept: no database is touched and no report is
+ * published here. The command-worker owns the command's row and every report about it,
+ * `command.accepted` included (docs/architecture.md, "The write path"), so the 202 carries no
+ * `first_followup_report_id` (the contract makes it optional); clients follow the command on the
+ * stream by its `command_id`.
  *
  * | what happened to the publish                       | answer                                  |
  * |----------------------------------------------------|-----------------------------------------|
- * | PubAck                                             | 202 (then `command.accepted` is published; its seq is `first_followup_report_id`) |
+ * | PubAck                                             | 202                                     |
  * | refused by the server, or NATS disconnected        | 503 DEPENDENCY_UNAVAILABLE: nothing stored, never runs |
  * | no PubAck in time / connection lost meanwhile      | 504 ACCEPT_UNCONFIRMED: may run; a retry learns the outcome |
  * | the command id is taken (sequence check, or dedup) | read the stored command: same body → the same 202; another body → 409 |
@@ -30,12 +34,11 @@ import {
 import {
   AcceptUnconfirmed,
   AppError,
-  acceptedPending,
   commandBodyHash,
   commandMsgId,
   DependencyUnavailable,
 } from "@nexus/core";
-import { newTraceparent, publishGuarded, publishReport, traceIdOf } from "@nexus/messaging";
+import { newTraceparent, publishGuarded } from "@nexus/messaging";
 import { faultAt, type GatewayDeps } from "../deps.ts";
 
 /** A validated command ready for acceptance. */
@@ -91,7 +94,7 @@ export async function acceptCommand(
   incomingTraceparent?: string,
 ): Promise<CommandAccepted> {
   const bodyHash = commandBodyHash(cmd);
-  // One trace for the request: the command, its accepted report and all that follows.
+  // One trace for the request: the command and all that follows from it.
   const traceparent = incomingTraceparent ?? newTraceparent();
   const message: CommandMessage = {
     v: 1,
@@ -129,46 +132,17 @@ export async function acceptCommand(
   // the command id is taken; the stored command decides between "the same 202" and 409.
   if (out.kind === "conflict" || out.duplicate) return existingCommand(deps, tenant, cmd, bodyHash);
   await faultAt(deps, "accept:after-command-publish");
-  const reportId = await publishAccepted(deps, message);
-  await faultAt(deps, "accept:after-report-publish");
-  return {
-    accepted: true,
-    status: "accepted",
-    command_id: message.command_id,
-    correlation_id: message.correlation_id,
-    ...(reportId ? { first_followup_report_id: reportId } : {}),
-  };
+  return accepted(message);
 }
 
-/**
- * Publishes `command.accepted` for a stored command. The command is durably accepted whatever
- * happens here: a failure only means the 202 carries no `first_followup_report_id` (the
- * command-worker publishes the same report, same `Nats-Msg-Id`, when it picks the command up).
- */
-async function publishAccepted(deps: GatewayDeps, m: CommandMessage): Promise<string | undefined> {
-  try {
-    const ack = await publishReport(deps.js, acceptedPending(m), deps.config.PUBLISH_TIMEOUT_MS, m.traceparent);
-    return String(ack.seq);
-  } catch (err) {
-    deps.logger.warn(
-      {
-        err,
-        org_id: m.tenant.org_id,
-        project_id: m.tenant.project_id,
-        command_id: m.command_id,
-        correlation_id: m.correlation_id,
-        trace_id: traceIdOf(m.traceparent),
-      },
-      "accept:accepted-report-not-published",
-    );
-    return undefined;
-  }
+/** The 202 body for a stored command (the same for every acceptance of it). */
+function accepted(m: CommandMessage): CommandAccepted {
+  return { accepted: true, status: "accepted", command_id: m.command_id, correlation_id: m.correlation_id };
 }
 
 /**
  * The command id is taken: compare the stored command's body with this one.
- * - same body → the same 202 (its correlation id); `first_followup_report_id` when the
- *   stored command is young enough for the duplicate window to return the original report's id;
+ * - same body → the same 202 (the stored command's correlation id);
  * - another body → 409 `IDEMPOTENCY_CONFLICT`;
  * - the stored command cannot be read → 504 (it exists, but whether it is this one is unknown).
  */
@@ -191,13 +165,5 @@ async function existingCommand(
   if (!stored) throw new AcceptUnconfirmed("nats", new Error("the stored command could not be read"), "publish");
   if (stored.body_hash !== bodyHash)
     throw new AppError("IDEMPOTENCY_CONFLICT", undefined, undefined, { stage: "validate" });
-  const age = deps.now().getTime() - Date.parse(stored.accepted_at);
-  const reportId = age < deps.config.DUPLICATE_WINDOW_MS - 5000 ? await publishAccepted(deps, stored) : undefined;
-  return {
-    accepted: true,
-    status: "accepted",
-    command_id: stored.command_id,
-    correlation_id: stored.correlation_id,
-    ...(reportId ? { first_followup_report_id: reportId } : {}),
-  };
+  return accepted(stored);
 }
