@@ -13,8 +13,14 @@ export interface BenchOptions {
   connections: number;
   /** Accept: unmeasured warm-up (2000; quick 1000). */
   acceptWarmupMs: number;
-  /** Accept: measured run per target (10000; quick 3000). */
+  /** Accept: measured run per target, over all rounds (10000; quick 3000). */
   acceptDurationMs: number;
+  /**
+   * Accept: rounds (10; quick 3). The targets take turns, one round each, so that a change in the
+   * machine's speed during the run (shared hosts) moves every target alike; the ratio printed is
+   * the median of the rounds' ratios.
+   */
+  acceptRounds: number;
   /** End-to-end: fixed rates, commands per second (200, 500, 1000). */
   rates: number[];
   /** End-to-end: measured run per rate and target (10000; quick 3000). */
@@ -53,7 +59,8 @@ export const USAGE = `pnpm bench [options]
   --only <list>           scenarios to run, comma-separated: accept, e2e, max, archive (default all)
   --json <file>           also write every result as JSON to <file>
   --connections <n>       accept: concurrent connections (32)
-  --accept-seconds <s>    accept: measured seconds per target (10; quick 3)
+  --accept-seconds <s>    accept: measured seconds per target, all rounds together (10; quick 3)
+  --accept-rounds <n>     accept: rounds in which the targets take turns (10; quick 3)
   --rates <list>          e2e: fixed rates in commands/s (200,500,1000)
   --e2e-seconds <s>       e2e: seconds per rate and target (10; quick 3)
   --timeout-seconds <s>   a command not completed this long after its send is lost (10; quick 5)
@@ -93,6 +100,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
       only: { type: "string" },
       connections: { type: "string" },
       "accept-seconds": { type: "string" },
+      "accept-rounds": { type: "string" },
       rates: { type: "string" },
       "e2e-seconds": { type: "string" },
       "timeout-seconds": { type: "string" },
@@ -127,6 +135,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | "help" {
     connections: Math.round(positive("connections", v.connections, 32)),
     acceptWarmupMs: q ? 1000 : 2000,
     acceptDurationMs: positive("accept-seconds", v["accept-seconds"], q ? 3 : 10) * 1000,
+    acceptRounds: Math.round(positive("accept-rounds", v["accept-rounds"], q ? 3 : 10)),
     rates,
     e2eDurationMs: positive("e2e-seconds", v["e2e-seconds"], q ? 3 : 10) * 1000,
     e2eWarmupMs: q ? 1000 : 2000,

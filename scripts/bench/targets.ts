@@ -186,7 +186,10 @@ export class TargetPool {
     }
     const nats = await this.natsForBaselines();
     if (id === "pubAck") {
-      const fastify = await this.spawn("baseline-pub-ack", "pub-ack.ts", { NATS_URL: nats.url, SUBJECT_PREFIX: "bench.ack" });
+      const fastify = await this.spawn("baseline-pub-ack", "pub-ack.ts", {
+        NATS_URL: nats.url,
+        SUBJECT_PREFIX: "bench.ack",
+      });
       return {
         id,
         description: "Fastify POST → JetStream publish → 202 after PubAck",

@@ -2,6 +2,8 @@
 // The bench itself is not part of `pnpm test`; `pnpm bench --quick` exercises the rest.
 import { describe, expect, it } from "vitest";
 import { cpuDelta, sampleCpu } from "../../scripts/bench/cpu.ts";
+import { type ClosedLoopResult, median, mergeRounds } from "../../scripts/bench/load/closed-loop.ts";
+import { acceptRatio } from "../../scripts/bench/scenarios/accept.ts";
 import { nextRate } from "../../scripts/bench/scenarios/max.ts";
 import { percentile, summarise } from "../../scripts/bench/stats.ts";
 
@@ -19,6 +21,60 @@ describe("bench statistics", () => {
     expect(s.p50).toBe(5);
     expect(s.p99).toBe(Number.POSITIVE_INFINITY);
     expect(s.mean).toBe(5);
+  });
+});
+
+/** A closed-loop round: `accepted` 202s in `seconds`, `cpu` ms of the gateway. */
+function round(accepted: number, seconds: number, p99: number, cpu: number): ClosedLoopResult {
+  return {
+    acceptedPerSec: accepted / seconds,
+    accepted,
+    seconds,
+    rejected: 1,
+    latency: { p50: p99 / 4, p99, max: p99 * 2, mean: p99 / 3 },
+    wallMs: seconds * 1000,
+    cpuMs: { gateway: cpu },
+    cpuMsPer202: { gateway: cpu / accepted },
+    statusCodes: { "503": 1 },
+  };
+}
+
+describe("accept rounds", () => {
+  it("merging rounds adds counts, time and CPU; p99 is the median of the rounds'", () => {
+    const m = mergeRounds([round(1000, 1, 10, 400), round(3000, 1, 30, 900), round(2000, 2, 20, 700)]);
+    expect(m.accepted).toBe(6000);
+    expect(m.seconds).toBe(4);
+    expect(m.acceptedPerSec).toBe(1500);
+    expect(m.cpuMsPer202.gateway).toBeCloseTo(2000 / 6000);
+    expect(m.latency.p99).toBe(20);
+    expect(m.latency.max).toBe(60);
+    expect(m.rejected).toBe(3);
+    expect(m.statusCodes).toEqual({ "503": 3 });
+    expect(() => mergeRounds([])).toThrow();
+  });
+
+  it("the ratio is the median of the rounds' ratios, so a drift of the machine between rounds cancels", () => {
+    // The machine is twice as fast in the last round: totals would mix rounds, per round it is 0.5 each time.
+    const rounds = [
+      { pubAck: 4000, ours: 2000 },
+      { pubAck: 4000, ours: 2000 },
+      { pubAck: 8000, ours: 4000 },
+    ];
+    expect(acceptRatio({ rounds }, "pubAck")).toBe(0.5);
+    expect(
+      acceptRatio(
+        {
+          rounds: [
+            { pubAck: 1000, ours: 300 },
+            { pubAck: 1000, ours: 900 },
+            { pubAck: 1000, ours: 400 },
+          ],
+        },
+        "pubAck",
+      ),
+    ).toBe(0.4);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
   });
 });
 
