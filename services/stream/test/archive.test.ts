@@ -213,3 +213,71 @@ describe("cursor rule with the archive", () => {
     expect(await h.metric('nexus_sse_disconnects_total{reason="replay_gap"}')).toBe(gapsBefore + 1);
   });
 });
+
+describe("the archiver behind JetStream's retention (ARCHIVE_WAIT_MS)", () => {
+  /**
+   * Archives `first` (60 reports), stops the archiver, publishes `more` (30) and shrinks
+   * retention to those 30: `first` is now only in the archive and `more` only in JetStream, so a
+   * replay from inside `first` reaches a position that JetStream no longer holds and after which
+   * the archive holds nothing yet.
+   */
+  async function archiverBehind(t: Tenant): Promise<{ first: number[]; more: number[] }> {
+    await keep(100_000);
+    const first = await publishMany(h.pub, t, 60);
+    await archivedThrough(t, first.at(-1) as number);
+    await archiver.stop("archiver");
+    const more = await publishMany(h.pub, t, 30, "lag");
+    await keep(30);
+    expect(await evicted(first.at(-1) as number)).toBe(true);
+    expect(await evicted(more[0] as number)).toBe(false);
+    return { first, more };
+  }
+
+  it("a replay that gets ahead of the archiver waits for it, then goes on without a gap or a duplicate", async () => {
+    const t = uniqueTenant("lag");
+    let stopped = false;
+    try {
+      const { first, more } = await archiverBehind(t);
+      stopped = true;
+      const c = await h.open(t, { headers: { "last-event-id": String(first[9]) } });
+      await c.waitFor(() => c.named("report").length >= 50, 10_000, "the archived reports");
+      // Nothing more can come while the archiver is down; the connection waits (ARCHIVE_WAIT_MS
+      // is 15 s in this harness) instead of ending.
+      await new Promise((r) => setTimeout(r, 700));
+      expect(reportIds(c)).toEqual(first.slice(10));
+      expect(c.closed).toBe(false);
+      await archiver.start("archiver");
+      stopped = false;
+      await c.waitFor(() => c.named("report").length >= 80, 20_000, "the rest, once archived");
+      const live = await publishMany(h.pub, t, 2, "live");
+      await c.waitFor(() => c.named("report").length >= 82, 5000, "live");
+      expect(reportIds(c)).toEqual([...first.slice(10), ...more, ...live]);
+      expect(c.named("error")).toHaveLength(0);
+      c.close();
+    } finally {
+      if (stopped) await archiver.start("archiver");
+    }
+  });
+
+  it("ends the connection with replay_gap when the archiver does not catch up within ARCHIVE_WAIT_MS", async () => {
+    const t = uniqueTenant("lag-gap");
+    const quick = await startHarness({ nats, db: tdb, env: { ARCHIVE_WAIT_MS: "1000", SSE_HEARTBEAT_MS: "60000" } });
+    let stopped = false;
+    try {
+      const { first } = await archiverBehind(t);
+      stopped = true;
+      const gapsBefore = await quick.metric('nexus_sse_disconnects_total{reason="replay_gap"}');
+      const c = await quick.open(t, { headers: { "last-event-id": String(first[9]) } });
+      await c.waitFor(() => c.named("report").length >= 50, 10_000, "the archived reports");
+      const reached = Date.now();
+      await c.waitFor(() => c.closed, 10_000, "closed");
+      expect(Date.now() - reached).toBeGreaterThanOrEqual(700);
+      // Everything the archive held, nothing after the gap; the client resumes from its last id.
+      expect(reportIds(c)).toEqual(first.slice(10));
+      expect(await quick.metric('nexus_sse_disconnects_total{reason="replay_gap"}')).toBe(gapsBefore + 1);
+    } finally {
+      await quick.close();
+      if (stopped) await archiver.start("archiver");
+    }
+  });
+});
