@@ -194,6 +194,7 @@ describe("random fuzz", () => {
       "a".repeat(100_000),
       "<script>alert(1)</script>",
       "'; drop table commands; --",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a log4shell probe, sent as a literal string
       "${jndi:ldap://x}",
       "{{7*7}}",
       "../../etc/passwd",

@@ -7,7 +7,6 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
-  type FastifyRequest,
   LogController,
   type RawServerDefault,
 } from "fastify";

@@ -61,7 +61,7 @@ export function addHealthRoutes(app: App, o: HealthOptions): void {
     const infoNames = Object.keys(o.informational ?? {});
     const results = await Promise.all([
       ...names.map((n) => run(o.checks[n] as ReadinessCheck, timeoutMs)),
-      ...infoNames.map((n) => run((o.informational ?? {})[n] as ReadinessCheck, timeoutMs)),
+      ...infoNames.map((n) => run(o.informational?.[n] as ReadinessCheck, timeoutMs)),
     ]);
     const checks = Object.fromEntries([...names, ...infoNames].map((n, i) => [n, results[i]]));
     const details = o.details

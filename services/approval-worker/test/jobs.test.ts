@@ -8,11 +8,10 @@ import { randomUUID } from "node:crypto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { AskEventMessage, DeadLetter, STREAMS, subjects, type Tenant } from "@nexus/contracts";
-import { lastMessageReader, type Worker } from "@nexus/messaging";
+import { lastMessageReader } from "@nexus/messaging";
 import {
   startWorkerRig,
   type TestDatabase,
-  type TestNats,
   tenantReports,
   uniqueTenant,
   type WorkerRig,
@@ -24,18 +23,16 @@ import { createExpirySweeper } from "../src/expiry.ts";
 import { askEventSpec } from "../src/jobs.ts";
 import { appendEntry, nextEntry, notifications, seedAsk } from "./helpers.ts";
 
-let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
-let worker: Worker;
 let rig: WorkerRig;
 const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 
 beforeAll(async () => {
   rig = await startWorkerRig("approval-worker-test");
-  ({ nats, tdb, nc } = rig);
-  worker = await rig.run({
+  ({ tdb, nc } = rig);
+  await rig.run({
     spec: askEventSpec({ db: tdb.db, js: js(), now: () => new Date(), publishTimeoutMs: 5000 }),
     retry: { baseMs: 20, maxMs: 50 },
   });

@@ -7,7 +7,7 @@
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type CaseActionNotification, STREAMS, subjects } from "@nexus/contracts";
-import { connectNats, type Worker } from "@nexus/messaging";
+import { connectNats } from "@nexus/messaging";
 import {
   startWorkerRig,
   type TestDatabase,
@@ -24,14 +24,13 @@ import { appendEntry, nextEntry, seedAsk } from "./helpers.ts";
 let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
-let worker: Worker;
 let rig: WorkerRig;
 const logger = pino({ level: "silent" });
 
 beforeAll(async () => {
   rig = await startWorkerRig("approval-worker-test");
   ({ nats, tdb, nc } = rig);
-  worker = await rig.run({
+  await rig.run({
     spec: askEventSpec({ db: tdb.db, js: jetstream(nc), now: () => new Date(), publishTimeoutMs: 5000 }),
     retry: { baseMs: 20, maxMs: 50 },
   });

@@ -6,32 +6,21 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { type RequeueMessage, STREAMS, subjects } from "@nexus/contracts";
-import { buildHeaders, listDeadLetters, publishRequeue, requeueTarget, type Worker } from "@nexus/messaging";
-import {
-  startWorkerRig,
-  type TestDatabase,
-  type TestNats,
-  uniqueTenant,
-  type WorkerRig,
-  waitFor,
-} from "@nexus/testkit";
-import { pino } from "pino";
+import { buildHeaders, listDeadLetters, publishRequeue, requeueTarget } from "@nexus/messaging";
+import { startWorkerRig, type TestDatabase, uniqueTenant, type WorkerRig, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { askEventSpec } from "../src/jobs.ts";
 import { appendEntry, nextEntry, seedAsk } from "./helpers.ts";
 
-let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
-let worker: Worker;
 let rig: WorkerRig;
-const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 
 beforeAll(async () => {
   rig = await startWorkerRig("approval-worker-requeue-test");
-  ({ nats, tdb, nc } = rig);
-  worker = await rig.run({
+  ({ tdb, nc } = rig);
+  await rig.run({
     spec: askEventSpec({ db: tdb.db, js: js(), now: () => new Date(), publishTimeoutMs: 5000 }),
     retry: { baseMs: 20, maxMs: 50 },
   });

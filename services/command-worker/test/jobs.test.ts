@@ -18,28 +18,23 @@ import {
   updateSettings,
 } from "@nexus/core";
 import { type CommandHandler, defineHandler, HANDLERS, type HandlerContext, HandlerError } from "@nexus/handlers";
-import { buildHeaders, publishEffects, type Worker } from "@nexus/messaging";
+import { buildHeaders, publishEffects } from "@nexus/messaging";
 import {
   reportTypesOf,
   startWorkerRig,
   type TestDatabase,
-  type TestNats,
   tenantReports,
   uniqueTenant,
   type WorkerRig,
   waitFor,
 } from "@nexus/testkit";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commandWorkerSpec, groupCommitWrites } from "../src/jobs.ts";
 import { testDeps } from "./helpers.ts";
 
-let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
-let worker: Worker;
 let rig: WorkerRig;
-const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 
 /** What the test handler of a command does on its n-th call (1-based). */
@@ -62,9 +57,9 @@ const handlers: readonly CommandHandler[] = [
 
 beforeAll(async () => {
   rig = await startWorkerRig("command-worker-test");
-  ({ nats, tdb, nc } = rig);
+  ({ tdb, nc } = rig);
   const writes = groupCommitWrites(tdb.db);
-  worker = await rig.run({
+  await rig.run({
     spec: commandWorkerSpec(
       testDeps(tdb.db, js(), handlers, {
         writes: {

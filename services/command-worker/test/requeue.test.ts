@@ -20,25 +20,15 @@ import {
   type Worker,
   type WorkerEventMap,
 } from "@nexus/messaging";
-import {
-  startWorkerRig,
-  type TestDatabase,
-  type TestNats,
-  uniqueTenant,
-  type WorkerRig,
-  waitFor,
-} from "@nexus/testkit";
-import { pino } from "pino";
+import { startWorkerRig, type TestDatabase, uniqueTenant, type WorkerRig, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commandWorkerSpec } from "../src/jobs.ts";
 import { testDeps } from "./helpers.ts";
 
-let nats: TestNats;
 let tdb: TestDatabase;
 let nc: NatsConnection;
 let worker: Worker;
 let rig: WorkerRig;
-const logger = pino({ level: "silent" });
 const js = () => jetstream(nc);
 const failed: WorkerEventMap["job:failed"][0][] = [];
 
@@ -68,7 +58,7 @@ const MAX_ATTEMPTS = 2;
 
 beforeAll(async () => {
   rig = await startWorkerRig("command-worker-requeue-test");
-  ({ nats, tdb, nc } = rig);
+  ({ tdb, nc } = rig);
   worker = await rig.run({
     spec: commandWorkerSpec(testDeps(tdb.db, js(), handlers)),
     maxAttempts: MAX_ATTEMPTS,

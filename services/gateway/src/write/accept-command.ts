@@ -31,13 +31,7 @@ import {
   type Tenant,
   zodDetails,
 } from "@nexus/contracts";
-import {
-  AcceptUnconfirmed,
-  AppError,
-  commandBodyHash,
-  commandMsgId,
-  DependencyUnavailable,
-} from "@nexus/core";
+import { AcceptUnconfirmed, AppError, commandBodyHash, commandMsgId, DependencyUnavailable } from "@nexus/core";
 import { newTraceparent, publishGuarded } from "@nexus/messaging";
 import { faultAt, type GatewayDeps } from "../deps.ts";
 
