@@ -30,8 +30,8 @@ import {
   type Tenant,
 } from "@nexus/contracts";
 import type { Selectable, Transaction } from "kysely";
-import { type CommandRow, commandReport, type Db, getCommand } from "./commands.ts";
-import type { AsksTable, Database } from "./db/schema.ts";
+import { commandReport, getCommand } from "./commands.ts";
+import type { AskRow, AsksTable, CommandRow, Database, Db } from "./db/schema.ts";
 import { type Effects, noEffects, type Outcome, type PendingReport } from "./effects.ts";
 import { hashCanonical } from "./hash.ts";
 import { appendHistory } from "./history.ts";
@@ -49,8 +49,7 @@ import {
 import type { CommandPolicy } from "./risk.ts";
 import { readSettings } from "./settings.ts";
 
-/** An asks row. */
-export type AskRow = Selectable<AsksTable>;
+export type { AskRow } from "./db/schema.ts";
 
 /** The tenant of a row. */
 export const tenantOf = (row: { org_id: string; project_id: string }): Tenant => ({

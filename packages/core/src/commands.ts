@@ -17,7 +17,7 @@
 import { type ApiError, type CommandMessage, subjects, type Tenant } from "@nexus/contracts";
 import { type Kysely, type Selectable, sql, type Transaction } from "kysely";
 import { preparedQuery } from "./db/database.ts";
-import type { CommandsTable, Database } from "./db/schema.ts";
+import type { CommandRow, CommandsTable, Database, Db } from "./db/schema.ts";
 import { type Effects, noEffects, type PendingReport } from "./effects.ts";
 import { type ReportStep, reportMsgId } from "./ids.ts";
 import {
@@ -30,10 +30,7 @@ import {
 } from "./reports.ts";
 import type { CommandPolicy } from "./risk.ts";
 
-/** A query executor: the pool or an open transaction. */
-export type Db = Kysely<Database> | Transaction<Database>;
-/** A commands row. */
-export type CommandRow = Selectable<CommandsTable>;
+export type { CommandRow, Db } from "./db/schema.ts";
 
 const tenantOfRow = (r: Pick<CommandRow, "org_id" | "project_id">): Tenant => ({
   org_id: r.org_id,

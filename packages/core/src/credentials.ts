@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Tenant } from "@nexus/contracts";
-import type { Db } from "./commands.ts";
+import type { Db } from "./db/schema.ts";
 
 /** SHA-256 (hex) of a secret. */
 export function secretHash(secret: string): string {

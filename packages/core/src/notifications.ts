@@ -6,7 +6,7 @@
  * `notification_id`.
  */
 import type { CaseActionNotification, ErrorCode } from "@nexus/contracts";
-import type { AskRow } from "./asks.ts";
+import type { AskRow } from "./db/schema.ts";
 import type { PendingNotification } from "./effects.ts";
 import { entityMsgId } from "./ids.ts";
 

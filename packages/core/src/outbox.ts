@@ -8,8 +8,7 @@
  */
 import type { Tenant } from "@nexus/contracts";
 import type { Selectable, Transaction } from "kysely";
-import type { Db } from "./commands.ts";
-import type { Database, ReportOutboxTable } from "./db/schema.ts";
+import type { Database, Db, ReportOutboxTable } from "./db/schema.ts";
 
 /** An outbox row. */
 export type OutboxRow = Selectable<ReportOutboxTable>;

@@ -13,8 +13,7 @@ import {
   RiskLevel,
   type SettingsSection,
 } from "@nexus/contracts";
-import type { AskRow } from "./asks.ts";
-import type { CommandRow } from "./commands.ts";
+import type { AskRow, CommandRow } from "./db/schema.ts";
 
 /** The registry title of a command type (`"Draft email"`), or the type itself when unknown. */
 export function titleOf(type: string): string {

@@ -7,9 +7,8 @@
  */
 import { type Compliance, type SettingsSection, subjects, type Tenant } from "@nexus/contracts";
 import { sql, type Transaction } from "kysely";
-import type { Db } from "./commands.ts";
 import { preparedQuery } from "./db/database.ts";
-import type { Database } from "./db/schema.ts";
+import type { Database, Db } from "./db/schema.ts";
 import { type PendingReport, reportMessageJson } from "./effects.ts";
 import { reportMsgId } from "./ids.ts";
 import { insertOutbox } from "./outbox.ts";

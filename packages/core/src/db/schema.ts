@@ -1,5 +1,5 @@
 import type { DecisionEntry } from "@nexus/contracts";
-import type { ColumnType, Generated, JSONColumnType } from "kysely";
+import type { ColumnType, Generated, JSONColumnType, Kysely, Selectable, Transaction } from "kysely";
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Json<T extends object = Record<string, unknown>> = JSONColumnType<T, string, string>;
@@ -306,3 +306,10 @@ export interface Database {
   agent_report_chains: AgentReportChainsTable;
   tenant_purges: TenantPurgesTable;
 }
+
+/** A query executor: the pool or an open transaction. */
+export type Db = Kysely<Database> | Transaction<Database>;
+/** A commands row. */
+export type CommandRow = Selectable<CommandsTable>;
+/** An asks row. */
+export type AskRow = Selectable<AsksTable>;
