@@ -183,6 +183,8 @@ describe("stream caps", () => {
     const busy = uniqueTenant("busy");
     const first = await Promise.all(Array.from({ length: PER_PRINCIPAL }, () => open(busy, "p1")));
     expect(first.filter((c) => c.status !== 200)).toEqual([]);
+    // All 140 must still be open for the 141st to meet the cap; if the server ended one, say why.
+    expect(first.filter((c) => c.closed).map((c) => c.events.filter((x) => x.event === "error"))).toEqual([]);
     const over = await open(busy, "p1");
     expect(over.status).toBe(429);
     expect(over.events[0]?.data.error).toMatchObject({ code: "RATE_LIMITED", recoverable: true });
