@@ -7,6 +7,7 @@
  * | `plain`    | `fastify`                                                         |
  * | `pubAck`   | `fastify`, `nats-server`                                          |
  * | `pipeline` | `fastify`, `worker`, `sse`, `nats-server`                         |
+ * | `pipeline3`| the same, the worker publishing the contract's 3 reports per command |
  * | `ours`     | `gateway`, `command-worker`, `approval-worker`, `stream`, `nats-server`, `postgres` |
  *
  * The baselines share one nats-server of their own (streams `BENCH_ACK`, `BENCH_CMD`,
@@ -23,7 +24,7 @@ import { openSseFeed, type SseFeed } from "./sse-feed.ts";
 import { createLogger, type NatsServerProcess, OUR_SERVICES, spawnNatsServer, startOurStack } from "./stack.ts";
 
 /** Names of the targets. */
-export type TargetId = "plain" | "pubAck" | "pipeline" | "ours";
+export type TargetId = "plain" | "pubAck" | "pipeline" | "pipeline3" | "ours";
 
 /** The command every request carries (type and params are a CLI flag). */
 export interface CommandSpec {
@@ -157,13 +158,19 @@ export class TargetPool {
         await jsm.streams.add({ name: "BENCH_ACK", subjects: ["bench.ack.>"], ...stream });
         await jsm.streams.add({ name: "BENCH_CMD", subjects: ["bench.cmd.>"], ...stream });
         await jsm.streams.add({ name: "BENCH_REP", subjects: ["bench.rep.>"], ...stream });
-        await jsm.consumers.add("BENCH_CMD", {
-          durable_name: "bench-worker",
-          ack_policy: AckPolicy.Explicit,
-          deliver_policy: DeliverPolicy.All,
-          ack_wait: 30_000_000_000,
-          max_ack_pending: 1000,
-        });
+        await jsm.streams.add({ name: "BENCH_CMD3", subjects: ["bench.cmd3.>"], ...stream });
+        await jsm.streams.add({ name: "BENCH_REP3", subjects: ["bench.rep3.>"], ...stream });
+        for (const [streamName, durable] of [
+          ["BENCH_CMD", "bench-worker"],
+          ["BENCH_CMD3", "bench-worker3"],
+        ] as const)
+          await jsm.consumers.add(streamName, {
+            durable_name: durable,
+            ack_policy: AckPolicy.Explicit,
+            deliver_policy: DeliverPolicy.All,
+            ack_wait: 30_000_000_000,
+            max_ack_pending: 1000,
+          });
       } finally {
         await nc.close();
       }
@@ -198,20 +205,26 @@ export class TargetPool {
         pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),
       };
     }
+    // pipeline3: its own streams, its worker publishing accepted, started and completed.
+    const three = id === "pipeline3";
+    const sfx = three ? "3" : "";
     const [fastify, worker, sse] = await Promise.all([
-      this.spawn("pipeline-fastify", "pub-ack.ts", { NATS_URL: nats.url, SUBJECT_PREFIX: "bench.cmd" }),
-      this.spawn("pipeline-worker", "worker.ts", {
+      this.spawn(`${id}-fastify`, "pub-ack.ts", { NATS_URL: nats.url, SUBJECT_PREFIX: `bench.cmd${sfx}` }),
+      this.spawn(`${id}-worker`, "worker.ts", {
         NATS_URL: nats.url,
-        STREAM: "BENCH_CMD",
-        CONSUMER: "bench-worker",
-        REPORT_PREFIX: "bench.rep",
+        STREAM: `BENCH_CMD${sfx}`,
+        CONSUMER: `bench-worker${sfx}`,
+        REPORT_PREFIX: `bench.rep${sfx}`,
+        REPORTS: three ? "3" : "1",
       }),
-      this.spawn("pipeline-sse", "sse.ts", { NATS_URL: nats.url, STREAM: "BENCH_REP" }),
+      this.spawn(`${id}-sse`, "sse.ts", { NATS_URL: nats.url, STREAM: `BENCH_REP${sfx}` }),
     ]);
     const tenants = this.env.tenants;
     return {
       id,
-      description: "Fastify → JetStream → worker → JetStream → SSE (bare)",
+      description: three
+        ? "Fastify → JetStream → worker (3 reports per command) → JetStream → SSE (bare)"
+        : "Fastify → JetStream → worker → JetStream → SSE (bare)",
       origin: `http://127.0.0.1:${fastify.port}`,
       request,
       pids: () => ({ fastify: fastify.pid, worker: worker.pid, sse: sse.pid, "nats-server": nats.child.pid! }),
