@@ -29,9 +29,9 @@ import {
   subjects,
   type Tenant,
 } from "@nexus/contracts";
-import type { Selectable, Transaction } from "kysely";
+import type { Transaction } from "kysely";
 import { commandReport, getCommand } from "./commands.ts";
-import type { AskRow, AsksTable, CommandRow, Database, Db } from "./db/schema.ts";
+import type { AskRow, CommandRow, Database, Db } from "./db/schema.ts";
 import { type Effects, noEffects, type Outcome, type PendingReport } from "./effects.ts";
 import { hashCanonical } from "./hash.ts";
 import { appendHistory } from "./history.ts";

@@ -15,9 +15,9 @@
  * effects of that state again (so a publish lost to a crash is repeated on redelivery).
  */
 import { type ApiError, type CommandMessage, subjects, type Tenant } from "@nexus/contracts";
-import { type Kysely, type Selectable, sql, type Transaction } from "kysely";
+import { sql } from "kysely";
 import { preparedQuery } from "./db/database.ts";
-import type { CommandRow, CommandsTable, Database, Db } from "./db/schema.ts";
+import type { CommandRow, Db } from "./db/schema.ts";
 import { type Effects, noEffects, type PendingReport } from "./effects.ts";
 import { type ReportStep, reportMsgId } from "./ids.ts";
 import {
