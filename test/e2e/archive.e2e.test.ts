@@ -7,7 +7,7 @@
  */
 import { ErrorEvent, HistoryPage, type Tenant } from "@nexus/contracts";
 import { ChainVerifier } from "@nexus/core";
-import { uniqueTenant, waitFor } from "@nexus/testkit";
+import { type SseClient, type SseEvent, uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 
@@ -18,6 +18,56 @@ beforeAll(async () => {
   e2e = await startE2E({ topology: { streamEventKeep: KEEP } });
 });
 afterAll(async () => e2e?.close());
+
+/**
+ * The console's side of this test: a stream that resumes from its last id when the server ends
+ * it. JetStream keeps only KEEP reports per tenant here, so a tenant hub that falls more than
+ * KEEP behind (a loaded machine) ends its connections rather than skip reports (invariant 5);
+ * a client resumes, and what left JetStream comes from the archive.
+ */
+class ResumingStream {
+  private earlier: SseEvent[] = [];
+  private readonly t: Tenant;
+  private current: SseClient;
+  resumes = 0;
+  private constructor(t: Tenant, current: SseClient) {
+    this.t = t;
+    this.current = current;
+  }
+
+  static async open(t: Tenant): Promise<ResumingStream> {
+    return new ResumingStream(t, await e2e.stream(t));
+  }
+
+  named(event: string): SseEvent[] {
+    return [...this.earlier, ...this.current.events].filter((e) => e.event === event);
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: tests assert on type-specific report fields
+  reports(): any[] {
+    return this.named("report").map((e) => e.data);
+  }
+
+  async waitFor(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms (resumed ${this.resumes} times)`);
+      if (this.current.closed) await this.resume();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private async resume(): Promise<void> {
+    this.earlier.push(...this.current.events);
+    const last = [...this.earlier].reverse().find((e) => e.id !== undefined)?.id;
+    this.current = await e2e.stream(this.t, last === undefined ? {} : { headers: { "last-event-id": last } });
+    this.resumes++;
+  }
+
+  close(): void {
+    this.current.close();
+  }
+}
 
 async function archivedThrough(t: Tenant, id: number) {
   await waitFor(
@@ -38,7 +88,7 @@ async function archivedThrough(t: Tenant, id: number) {
 describe("archive (e2e)", () => {
   it("archives every report; an old cursor replays from the archive; history and audit agree; a purge resets screens", async () => {
     const t = uniqueTenant("e2e-arch");
-    const live = await e2e.stream(t);
+    const live = await ResumingStream.open(t);
     for (let i = 0; i < 8; i++) {
       const r = await e2e.call("POST", "/sidecar/command", t, command("echo.test", { i }));
       expect(r.status).toBe(202);
