@@ -38,6 +38,14 @@ export interface ReportLog {
    * @throws nats.js errors when JetStream does not answer.
    */
   covers(tenant: Tenant, cursor: number): Promise<boolean>;
+  /**
+   * The stream's per-subject retention (`max_msgs_per_subject`, i.e. `STREAM_EVENT_KEEP`
+   * reports per tenant), or 0 when there is none. A reader that is that far behind its tenant
+   * may have had reports evicted before they were delivered: JetStream then moves a consumer
+   * on to the next retained message without a sign (the stream hub's gap proof).
+   * @throws nats.js errors when JetStream does not answer.
+   */
+  subjectLimit?(): Promise<number>;
 }
 
 /** A {@link ReportLog} over the `NEXUS_REPORTS` stream (uses `STREAM.MSG.GET` and `STREAM.INFO`). */
@@ -57,6 +65,10 @@ export function jetStreamReportLog(jsm: JetStreamManager): ReportLog {
       }
       const m = await jsm.streams.getMessage(STREAMS.reports, { seq: cursor });
       return m !== null && m.subject === subject;
+    },
+    async subjectLimit() {
+      const info = await jsm.streams.info(STREAMS.reports);
+      return Math.max(0, info.config.max_msgs_per_subject ?? 0);
     },
   };
 }

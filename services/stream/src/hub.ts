@@ -154,7 +154,10 @@ export type RestartReason = "reconnect" | "heartbeats_missed" | "stalled" | "lag
 interface Held {
   seq: number;
   data: Uint8Array;
-  /** First delivery of a (re)created server-side consumer. */
+  /**
+   * Needs the gap proof before it is accepted: the first delivery of a (re)created
+   * server-side consumer, or one that retention could have overtaken (see the class doc).
+   */
   fresh: boolean;
 }
 
@@ -183,14 +186,22 @@ interface Reader {
  * `(W, W]`. A listener that has been sent everything up to L may {@link attach} iff
  * `L >= baseSeq`; older listeners must first replay `(L, baseSeq]` themselves (replay.ts).
  *
- * Gap proof: the ordered consumer (re)creates its server-side consumer at "last seen + 1"
- * after a reconnect or a missed heartbeat, and JetStream silently starts at the next
- * *retained* message. So whenever a fresh server-side consumer delivers its first message
- * (`deliverySequence == 1`), the hub holds it back until {@link ReportLog.covers} confirms that
- * the last report it had is still retained — retention drops oldest first, so then nothing
- * after it was dropped. If not, the hub fails: every listener ends and resumes from its last
- * id, which the cursor rule (cursor.ts) then answers with a replay — from JetStream, or from
- * the archive when retention took the id — or CURSOR_EXPIRED + snapshot.
+ * Gap proof: JetStream moves a consumer on to the next *retained* message without a sign when
+ * the one it would deliver is gone. That happens in two cases: a fresh server-side consumer
+ * (the ordered consumer recreates it at "last seen + 1" after a reconnect or a missed
+ * heartbeat; its first message has `deliverySequence == 1`), and a running consumer that fell
+ * so far behind its tenant that per-tenant retention (`max_msgs_per_subject`, read from the
+ * stream at every open) evicted reports before they were sent. The second case is only
+ * possible when the delivered message and the ones still pending after it are at least that
+ * limit: had any report between the last accepted one and this one been evicted, every older
+ * one would be gone too (retention drops oldest first), leaving exactly `limit` retained
+ * reports of the tenant, all from this one on. So such a message, and every fresh start, is
+ * held back until {@link ReportLog.covers} confirms that the last report the hub had is still
+ * retained — then nothing after it was dropped. If not, the hub fails: every listener ends and
+ * resumes from its last id, which the cursor rule (cursor.ts) then answers with a replay —
+ * from JetStream, or from the archive when retention took the id — or CURSOR_EXPIRED +
+ * snapshot. (Stream-wide limits — bytes, age — drop the oldest reports of all tenants; a hub
+ * would have to trail the whole stream to meet them, which the lag probe ends first.)
  */
 export class TenantHub {
   readonly subject: string;
@@ -223,6 +234,8 @@ export class TenantHub {
   private probed = { seq: -1, behind: false, at: 0 };
   /** Reader restarts, for metrics and tests. */
   restarts = 0;
+  /** The stream's per-tenant retention when the reader last opened (0 = none, or unknown). */
+  private subjectLimit = 0;
   /** Set by the registry: called once when the hub stops for any reason. */
   onStopped: (() => void) | undefined;
 
@@ -274,6 +287,7 @@ export class TenantHub {
     const gen = ++this.gen;
     this.held = [];
     this.verifying = false;
+    if (this.deps.log.subjectLimit) this.subjectLimit = await this.deps.log.subjectLimit();
     const consumer = await this.deps.js.consumers.get(STREAMS.reports, {
       // a single string: nats-server 2.9 rejects `filter_subjects` arrays
       filter_subjects: this.subject,
@@ -463,7 +477,8 @@ export class TenantHub {
 
   private onMessage(m: JsMsg, gen: number): void {
     if (this.stopped) return;
-    const held: Held = { seq: m.seq, data: m.data, fresh: m.info.deliverySequence === 1 };
+    const overtakable = this.subjectLimit > 0 && m.info.pending + 1 >= this.subjectLimit;
+    const held: Held = { seq: m.seq, data: m.data, fresh: m.info.deliverySequence === 1 || overtakable };
     // The report's trace ends here: with tracing on, a span (child of the report's publish) for
     // handing the frame to this instance's connections.
     traceStep(

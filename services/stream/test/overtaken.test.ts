@@ -1,0 +1,66 @@
+/**
+ * A hub whose running JetStream consumer falls so far behind its tenant that per-tenant
+ * retention evicts reports before they are sent (docs/architecture.md invariant 5). JetStream
+ * then moves the consumer on to the next retained report without a sign; the hub must notice
+ * and end its connections (they resume from their last id) rather than skip reports.
+ *
+ * Deterministic: once the hub's consumer is running, the test process — the stream service
+ * runs in it — is blocked in `execFileSync` while another process publishes 400 reports with
+ * retention at 10 per tenant. The hub's outstanding pull takes about the first 256; the rest
+ * are stored while nobody pulls, and all but the newest 10 are evicted before the hub asks
+ * again. Its consumer is not new, so only the retention check of a running consumer can tell.
+ */
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createTestDatabase, natsForTest, type TestDatabase, type TestNats, uniqueTenant } from "@nexus/testkit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Harness, publishMany, reportIds, startHarness } from "./helpers.ts";
+
+const KEEP = 10;
+let nats: TestNats;
+let tdb: TestDatabase;
+let h: Harness;
+
+beforeAll(async () => {
+  nats = await natsForTest({ streamEventKeep: KEEP });
+  tdb = await createTestDatabase();
+  // Heartbeats and probes far apart: the hub's own watchdog must not be what notices.
+  h = await startHarness({
+    nats,
+    db: tdb,
+    env: { HUB_HEARTBEAT_MS: "30000", HUB_PROBE_MS: "600000", SSE_HEARTBEAT_MS: "60000", ARCHIVE_REPLAY: "false" },
+  });
+});
+afterAll(async () => {
+  await h?.close();
+  await tdb?.drop();
+  await nats?.stop();
+});
+
+describe("a hub overtaken by retention", () => {
+  it("ends its connections instead of skipping the reports retention took before they were sent", async () => {
+    const t = uniqueTenant("overtaken");
+    const c = await h.open(t);
+    await c.waitFor((ev) => ev.some((e) => e.event === "snapshot"), 5000, "snapshot");
+    // The hub's consumer is running (it has delivered reports) before the burst.
+    const before = await publishMany(h.pub, t, 5, "before");
+    await c.waitFor(() => reportIds(c).length === 5, 5000, "the first 5");
+    const script = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures", "publish-burst.ts");
+    const out = execFileSync(process.execPath, [script, nats.url, t.org_id, t.project_id, "400"], {
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    const published = JSON.parse(out) as number[];
+    expect(published).toHaveLength(400);
+    await c.waitFor(() => c.closed || reportIds(c).at(-1) === published.at(-1), 10_000, "closed or caught up");
+    const got = reportIds(c);
+    const all = [...before, ...published];
+    // Whatever arrived is a gap-free prefix of what was published: nothing skipped.
+    expect(got).toEqual(all.slice(0, got.length));
+    // And since retention did take reports the hub never had, it had to end the connection.
+    expect(c.closed).toBe(true);
+    expect(got.length).toBeLessThan(all.length);
+    expect(await h.metric('nexus_sse_disconnects_total{reason="hub_failed"}')).toBeGreaterThanOrEqual(1);
+  });
+});
