@@ -51,7 +51,10 @@ class ResumingStream {
   async waitFor(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!done()) {
-      if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms (resumed ${this.resumes} times)`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `no ${what} within ${timeoutMs} ms (resumed ${this.resumes} times; events: ${[...this.earlier, ...this.current.events].map((e) => `${e.event}#${e.id ?? ""}:${e.data?.report?.type ?? ""}`).join(" ")})`,
+        );
       if (this.current.closed) await this.resume();
       await new Promise((r) => setTimeout(r, 50));
     }

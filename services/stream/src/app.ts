@@ -23,6 +23,7 @@ import {
 import { snapshotFrame } from "./frames.ts";
 import { type HubLease, type HubListener, HubRegistry } from "./hub.ts";
 import { followFrom } from "./replay.ts";
+import { sharedReads } from "./snapshots.ts";
 
 /** Everything the stream service runs on; built by `main.ts` or a test. */
 export interface StreamDeps {
@@ -98,6 +99,11 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
       ? postgresArchiveLog(db, { keepDays: config.ARCHIVE_KEEP_DAYS, now: deps.now ?? (() => new Date()) })
       : undefined);
   const snapshotOf = deps.readSnapshot ?? readSnapshot;
+  // Connections of one tenant asking at once share snapshot reads (snapshots.ts, invariants 6 and 10).
+  const tenantSnapshot = sharedReads(
+    (t: Tenant) => snapshotOf(db, t, { worklogLimit: config.STREAM_WORKLOG_KEEP }),
+    (t) => `${t.org_id}/${t.project_id}`,
+  );
   const now = deps.now ?? (() => new Date());
 
   const connectionsGauge = new Gauge({
@@ -241,7 +247,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     if (from === null) {
       // Invariant 6: W first, then the database, then tail from W + 1.
       const w = await log.lastSeq(tenant);
-      const snapshot = await snapshotOf(db, tenant, { worklogLimit: config.STREAM_WORKLOG_KEEP });
+      const snapshot = await tenantSnapshot(tenant);
       if (conn.closed) return;
       conn.sendSnapshot(w, snapshotFrame({ snapshot, report_id: String(w), tenant, ts: now().toISOString() }));
       from = w;
