@@ -1,4 +1,4 @@
-import { uniqueTenant } from "@nexus/testkit";
+import { uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 
@@ -51,6 +51,16 @@ describe("resilience", () => {
       const lost = command("prep_pack.create", PREP);
       const retried = command("prep_pack.create", PREP);
       await e.nats.stop();
+      // Until the gateway has seen the connection drop, a publish may sit in the client's
+      // buffer (sent after a reconnect), so it honestly answers 504; probe with throwaway
+      // commands of another tenant until it answers 503, then send the two under test.
+      const probes = uniqueTenant();
+      await waitFor(
+        async () =>
+          (await e.call("POST", "/sidecar/command", probes, command("echo.test", { probe: true }))).status === 503,
+        10_000,
+        "the gateway answering 503 with NATS down",
+      );
       for (const body of [lost, retried]) {
         const r = await e.call("POST", "/sidecar/command", t, body);
         expect(r.status).toBe(503);
