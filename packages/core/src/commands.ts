@@ -239,10 +239,11 @@ const LEAN_COLUMNS =
  *
  * A finished command may have been recorded as done in one statement (a quick handler), so its
  * `accepted` and `started` may be lost with that delivery too. With `window` they are restated
- * before the final report while they are younger than the JetStream duplicate window (less a
- * 5 s margin, the gateway's rule): a copy that was stored is then dropped by its
- * `Nats-Msg-Id`, and a lost one comes back in its place, before the final report. Older ones are
- * not restated: past the window a copy would be stored again, after the outcome.
+ * before the final report while their first publish — right after the worker recorded the
+ * command, so at or after `started_at` — is younger than the JetStream duplicate window (less a
+ * 5 s margin): a copy that was stored is then dropped by its `Nats-Msg-Id`, and a lost one
+ * comes back in its place, before the final report. Older ones are not restated: past the
+ * window a copy would be stored again, after the outcome.
  * @param window `now` and the reports stream's duplicate window, ms.
  */
 export function restateCommand(
@@ -257,7 +258,10 @@ export function restateCommand(
     window.now.getTime() - new Date(at).getTime() < window.duplicateWindowMs - DUPLICATE_WINDOW_MARGIN_MS;
   const live = row.status === "accepted" || row.status === "running";
   const finished = FINAL_COMMAND_STATUSES.has(row.status) && !row.ask_id;
-  if (live || (finished && young(row.accepted_at))) effects.reports.push(acceptedPending(m));
+  // `command.accepted` was first published by the worker right after it recorded the command
+  // (not at the gateway's acceptance time, which may be long before for a queued command), so
+  // its window runs from the recorded start, as `command.started`'s does.
+  if (live || (finished && young(row.started_at ?? row.accepted_at))) effects.reports.push(acceptedPending(m));
   if (row.status === "running" || (finished && young(row.started_at))) effects.reports.push(...startedEffects(row));
   effects.reports.push(...finalEffects(row));
   return effects;

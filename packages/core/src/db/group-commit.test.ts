@@ -197,6 +197,14 @@ describe("command transitions, batched (real Postgres)", () => {
     expect(restateCommand(m, long, { now, duplicateWindowMs: 120_000 }).reports.map((p) => p.report.type)).toEqual([
       "command.completed",
     ]);
+    // A command that waited in the queue for minutes, then ran quickly: the worker published its
+    // accepted (the gateway no longer does) just now, so it is restated with started.
+    const queued = { ...row, accepted_at: ago, started_at: new Date(now.getTime() - 1000), finished_at: now };
+    expect(restateCommand(m, queued, { now, duplicateWindowMs: 120_000 }).reports.map((p) => p.report.type)).toEqual([
+      "command.accepted",
+      "command.started",
+      "command.completed",
+    ]);
   });
 
   it("completes many commands in one statement; one that left running keeps its state", async () => {
