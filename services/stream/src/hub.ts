@@ -158,7 +158,7 @@ interface Held {
    * Needs the gap proof before it is accepted: the first delivery of a (re)created
    * server-side consumer, or one that retention could have overtaken (see the class doc).
    */
-  fresh: boolean;
+  prove: boolean;
 }
 
 /** The JetStream read of one hub: one generation of its ordered consumer. */
@@ -200,8 +200,11 @@ interface Reader {
  * retained — then nothing after it was dropped. If not, the hub fails: every listener ends and
  * resumes from its last id, which the cursor rule (cursor.ts) then answers with a replay —
  * from JetStream, or from the archive when retention took the id — or CURSOR_EXPIRED +
- * snapshot. (Stream-wide limits — bytes, age — drop the oldest reports of all tenants; a hub
- * would have to trail the whole stream to meet them, which the lag probe ends first.)
+ * snapshot. The proof cannot tell a skip from a hub that is exactly at the boundary (its last
+ * report just evicted, the next one delivered): that hub fails too, which costs its connections
+ * a resume, never a report. (Stream-wide limits — bytes, age — drop the oldest reports of all
+ * tenants; a hub would have to trail the whole stream to meet them, which the lag probe ends
+ * first.)
  */
 export class TenantHub {
   readonly subject: string;
@@ -478,7 +481,7 @@ export class TenantHub {
   private onMessage(m: JsMsg, gen: number): void {
     if (this.stopped) return;
     const overtakable = this.subjectLimit > 0 && m.info.pending + 1 >= this.subjectLimit;
-    const held: Held = { seq: m.seq, data: m.data, fresh: m.info.deliverySequence === 1 || overtakable };
+    const held: Held = { seq: m.seq, data: m.data, prove: m.info.deliverySequence === 1 || overtakable };
     // The report's trace ends here: with tracing on, a span (child of the report's publish) for
     // handing the frame to this instance's connections.
     traceStep(
@@ -490,7 +493,7 @@ export class TenantHub {
   }
 
   private route(held: Held, gen: number): void {
-    if (this.verifying || held.fresh) {
+    if (this.verifying || held.prove) {
       this.held.push(held);
       if (!this.verifying) {
         this.verifying = true;
@@ -516,7 +519,7 @@ export class TenantHub {
     }
   }
 
-  /** Proves (see class doc) that nothing was skipped before each fresh start, then releases the held frames. */
+  /** Proves (see class doc) that nothing was skipped before each held frame that needs it, then releases them. */
   private async verifyHeld(gen: number): Promise<void> {
     while (this.held.length > 0) {
       let ok = false;
@@ -541,7 +544,7 @@ export class TenantHub {
       do {
         this.accept(this.held[i] as Held);
         i++;
-      } while (i < this.held.length && !(this.held[i] as Held).fresh);
+      } while (i < this.held.length && !(this.held[i] as Held).prove);
       this.held.splice(0, i);
     }
     this.verifying = false;
