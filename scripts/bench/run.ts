@@ -153,9 +153,9 @@ export async function runBench(options: BenchOptions): Promise<number> {
     async warmUp(id) {
       if (warm.has(id)) return;
       warm.add(id);
-      log(`warm-up: ${id} at 100/s for ${options.e2eWarmupMs / 1000} s`);
+      log(`warm-up: ${id} at ${options.e2eWarmupRate}/s for ${options.e2eWarmupMs / 1000} s`);
       const r = await runOpenLoop(await targets.get(id), await ctx.feed(id), {
-        rate: 100,
+        rate: options.e2eWarmupRate,
         durationMs: options.e2eWarmupMs,
         timeoutMs: options.timeoutMs,
         connections: options.openConnections,

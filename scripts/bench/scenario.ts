@@ -18,7 +18,7 @@ export interface BenchContext {
   /** The target's completion feed (one SSE connection per tenant), opened on first use. */
   feed(id: TargetId): Promise<SseFeed>;
   /**
-   * Sends unmeasured commands at 100/s for `e2eWarmupMs` through the target and its feed, once
+   * Sends unmeasured commands at `e2eWarmupRate` for `e2eWarmupMs` through the target and its feed, once
    * per target and run (JIT, connection pools, per-tenant rows and hubs).
    */
   warmUp(id: TargetId): Promise<void>;

@@ -1,6 +1,7 @@
 // The pure parts of `pnpm bench` (scripts/bench): percentiles, the max-rate search, CPU sampling.
 // The bench itself is not part of `pnpm test`; `pnpm bench --quick` exercises the rest.
 import { describe, expect, it } from "vitest";
+import { parseBenchArgs } from "../../scripts/bench/cli.ts";
 import { cpuDelta, sampleCpu } from "../../scripts/bench/cpu.ts";
 import { type ClosedLoopResult, median, mergeRounds } from "../../scripts/bench/load/closed-loop.ts";
 import { acceptRatio } from "../../scripts/bench/scenarios/accept.ts";
@@ -75,6 +76,19 @@ describe("accept rounds", () => {
     ).toBe(0.4);
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(median([])).toBeNaN();
+  });
+});
+
+describe("bench options", () => {
+  it("warms each target up long enough for the JIT: 6 s (quick 4 s) at 300/s, or --warmup-seconds", () => {
+    const full = parseBenchArgs([]);
+    const quick = parseBenchArgs(["--quick"]);
+    const set = parseBenchArgs(["--quick", "--warmup-seconds", "1.5"]);
+    if (full === "help" || quick === "help" || set === "help") throw new Error("unexpected help");
+    expect(full.e2eWarmupMs * full.e2eWarmupRate).toBe(1_800_000); // 1,800 commands
+    expect(quick.e2eWarmupMs * quick.e2eWarmupRate).toBe(1_200_000); // 1,200 commands
+    expect(set.e2eWarmupMs).toBe(1500);
+    expect(() => parseBenchArgs(["--warmup-seconds", "0"])).toThrow(/--warmup-seconds must be a positive number/);
   });
 });
 
