@@ -92,6 +92,14 @@ export const CommandWorkerConfig = BaseConfig.extend(WorkerTriageConfig.shape)
      * recorded as running before its handler starts.
      */
     QUICK_COMMAND_MS: z.coerce.number().int().min(0).max(1000).default(25),
+    /**
+     * Group commit linger, ms: a command statement (context read, record, complete) that comes
+     * within this many ms of the one before waits this long for others to share it, so that a
+     * steady moderate load does not pay one round trip per command; one after a longer pause
+     * goes out at once. 0: no linger (only the batches that form while a statement runs). See
+     * docs/architecture.md.
+     */
+    GROUP_COMMIT_LINGER_MS: z.coerce.number().min(0).max(100).default(4),
     /** Default lifetime of an ask, seconds (a tenant may set its own in compliance settings). */
     ASK_TTL_SECONDS: z.coerce.number().int().min(1).default(86_400),
     /** PubAck timeout of report and dispatch publishes, ms. */

@@ -288,11 +288,15 @@ export function groupCommitWrites(
   o: {
     /** See `GroupCommitOptions.onStatement`; `statement` names which of the three. */
     onStatement?: (statement: keyof CommandWrites, items: number, outcome: "ok" | "failed" | "split") => void;
+    /** See `GroupCommitOptions.lingerMs` (`GROUP_COMMIT_LINGER_MS`); default 0. */
+    lingerMs?: number;
   } = {},
 ): CommandWrites {
   const on = o.onStatement;
-  const opts = (statement: keyof CommandWrites) =>
-    on ? { onStatement: (n: number, outcome: "ok" | "failed" | "split") => on(statement, n, outcome) } : {};
+  const opts = (statement: keyof CommandWrites) => ({
+    lingerMs: o.lingerMs ?? 0,
+    ...(on ? { onStatement: (n: number, outcome: "ok" | "failed" | "split") => on(statement, n, outcome) } : {}),
+  });
   return {
     context: groupCommit(
       (items: readonly { tenant: Tenant; commandId: string }[]) => readCommandContexts(db, items),

@@ -46,7 +46,7 @@ const worker = await runWorker({
   logger,
   spec: commandWorkerSpec({
     db,
-    writes: groupCommitWrites(db, { onStatement: meterGroupCommit(metrics) }),
+    writes: groupCommitWrites(db, { onStatement: meterGroupCommit(metrics), lingerMs: config.GROUP_COMMIT_LINGER_MS }),
     js,
     llm,
     live: { nc, intervalMs: config.LLM_PROGRESS_INTERVAL_MS, logger },

@@ -1,5 +1,6 @@
 /**
- * Group commit: natural batching (no batch while idle, batches while a statement is out),
+ * Group commit: natural batching (no batch while idle, batches while a statement is out), the
+ * linger of a steady stream,
  * results per item in order, one bad item failing alone, an outage failing all at once — and the
  * batched command transitions on a real Postgres doing exactly what each would do alone.
  */
@@ -58,6 +59,32 @@ describe("groupCommit", () => {
     expect(most).toBe(2);
     expect(call.stats.largestBatch).toBe(7);
     expect(call.stats.statements).toBeGreaterThanOrEqual(Math.ceil(100 / 7));
+  });
+
+  it("lingerMs: an item within lingerMs of the one before waits lingerMs for company; one after a pause goes at once", async () => {
+    const { batches, run } = recorder(1);
+    let clock = 0; // the linger decision reads this clock; the wait itself is a real timer
+    const call = groupCommit(run, { lingerMs: 30, now: () => clock });
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+    // The first item, and one after a pause of 100 ms (> lingerMs): each at once, alone.
+    const started = performance.now();
+    expect(await call(1)).toBe(10);
+    clock = 100;
+    expect(await call(2)).toBe(20);
+    expect(performance.now() - started).toBeLessThan(25);
+    expect(batches).toEqual([[1], [2]]);
+
+    // A steady stream 10 ms apart (< lingerMs): the item after 2 waits, and the items of the next
+    // 30 ms join its batch instead of going out one by one.
+    const p3 = ((clock = 110), call(3));
+    await sleep(10);
+    const p4 = ((clock = 120), call(4));
+    await sleep(10);
+    const p5 = ((clock = 130), call(5));
+    expect(batches).toEqual([[1], [2]]); // 20 ms later nothing has gone out yet
+    expect(await Promise.all([p3, p4, p5])).toEqual([30, 40, 50]);
+    expect(batches).toEqual([[1], [2], [3, 4, 5]]);
   });
 
   it("runs a failed batch again item by item, so only the bad item fails", async () => {
