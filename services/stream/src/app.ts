@@ -14,7 +14,7 @@ import { type CloseReason, SseConnection } from "./connection.ts";
 import {
   type ArchiveLog,
   type CursorSource,
-  cursorSource,
+  awaitCursorSource,
   jetStreamReportLog,
   pickCursor,
   postgresArchiveLog,
@@ -22,7 +22,7 @@ import {
 } from "./cursor.ts";
 import { snapshotFrame } from "./frames.ts";
 import { type HubLease, type HubListener, HubRegistry } from "./hub.ts";
-import { followFrom } from "./replay.ts";
+import { ARCHIVE_POLL_MS, followFrom } from "./replay.ts";
 import { sharedReads } from "./snapshots.ts";
 
 /** Everything the stream service runs on; built by `main.ts` or a test. */
@@ -233,7 +233,14 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     let source: CursorSource = "jetstream";
     if (rawCursor !== undefined) {
       const c = parseCursor(rawCursor);
-      const found = c === null ? null : await cursorSource(log, archive, tenant, c);
+      const found =
+        c === null
+          ? null
+          : await awaitCursorSource(log, archive, tenant, c, {
+              waitMs: config.ARCHIVE_WAIT_MS,
+              pollMs: ARCHIVE_POLL_MS,
+              closed: () => conn.closed,
+            });
       if (c !== null && found !== null) {
         from = c;
         source = found;

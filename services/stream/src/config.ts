@@ -68,8 +68,10 @@ export const StreamConfig = BaseConfig.extend(AuthConfig.shape).extend({
   /** Reports read per archive query while replaying a cursor older than JetStream's retention (1000). */
   ARCHIVE_REPLAY_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(1000),
   /**
-   * At the end of an archive replay, how long to wait for the archiver to store the next report
-   * when JetStream no longer holds it, ms (2000); then the connection ends and the client resumes.
+   * How long to wait for the archiver, ms (2000): at the end of an archive replay, for it to
+   * store the next report when JetStream no longer holds it (then the connection ends and the
+   * client resumes); and for a resume cursor that JetStream no longer holds and the archiver
+   * has not reached yet (then `CURSOR_EXPIRED` and a snapshot).
    */
   ARCHIVE_WAIT_MS: z.coerce.number().int().min(0).default(2000),
   /** Replay cursors older than JetStream's retention from the Postgres archive (true). */

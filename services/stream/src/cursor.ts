@@ -1,5 +1,5 @@
 import type { Tenant } from "@nexus/contracts";
-import { archiveAfter, archiveCovers, type Database, type StoredReport } from "@nexus/core";
+import { archiveAfter, archiveCovers, chainHead, type Database, type StoredReport } from "@nexus/core";
 import type { ReportLog } from "@nexus/messaging";
 import type { Kysely } from "kysely";
 
@@ -49,6 +49,12 @@ export interface ArchiveLog {
    * @throws pg / kysely errors when Postgres does not answer.
    */
   after(tenant: Tenant, pos: number, limit: number): Promise<StoredReport[] | null>;
+  /**
+   * The newest report_id the archive holds for the tenant (its chain head), 0 when none: how
+   * far the archiver has come. A cursor above it may still become archived.
+   * @throws pg / kysely errors when Postgres does not answer.
+   */
+  head(tenant: Tenant): Promise<number>;
 }
 
 /** An {@link ArchiveLog} over the archive tables. */
@@ -56,6 +62,7 @@ export function postgresArchiveLog(db: Kysely<Database>, o: { keepDays: number; 
   return {
     covers: (tenant, cursor) => archiveCovers(db, tenant, cursor, { keepDays: o.keepDays, now: o.now() }),
     after: (tenant, pos, limit) => archiveAfter(db, tenant, pos, limit),
+    head: async (tenant) => (await chainHead(db, tenant))?.last_report_id ?? 0,
   };
 }
 
@@ -101,4 +108,50 @@ export async function cursorSource(
   if (await log.covers(tenant, cursor)) return "jetstream";
   if (archive && (await archive.covers(tenant, cursor))) return "archive";
   return null;
+}
+
+/** Options of {@link awaitCursorSource}. */
+export interface CursorWaitOptions {
+  /** Longest wait for the archiver, ms (`ARCHIVE_WAIT_MS`); 0: do not wait. */
+  waitMs: number;
+  /** How often the archive's head is read while waiting, ms. */
+  pollMs: number;
+  /** Stops the wait early (the client went away). */
+  closed: () => boolean;
+}
+
+/**
+ * {@link cursorSource}, waiting for the archiver where it is the only reason a cursor is
+ * invalid. A cursor that JetStream no longer holds but that is at or below the tenant's newest
+ * report and above the archive's head has simply not been archived *yet*: the archiver runs
+ * behind the stream (it takes its reports in batches), so a client that fell more than
+ * `STREAM_EVENT_KEEP` behind and resumed at once would otherwise get `CURSOR_EXPIRED` and a
+ * snapshot for a cursor that becomes valid milliseconds later. Such a cursor waits, up to
+ * `waitMs`, until the archive's head reaches it, and the rule is then asked again — the same
+ * wait, and the same `ARCHIVE_WAIT_MS`, as a replay that gets ahead of the archiver
+ * (replay.ts). Every other invalid cursor is answered at once; another tenant's id in that
+ * range waits like a valid one (until the head passes it) and then expires alike, so the wait
+ * tells nothing about other tenants.
+ * @returns as {@link cursorSource}; `null` also when `closed()` turned true meanwhile.
+ * @throws nats.js or pg errors when a needed store does not answer.
+ */
+export async function awaitCursorSource(
+  log: ReportLog,
+  archive: ArchiveLog | undefined,
+  tenant: Tenant,
+  cursor: number,
+  o: CursorWaitOptions,
+): Promise<CursorSource | null> {
+  const found = await cursorSource(log, archive, tenant, cursor);
+  if (found !== null || !archive || o.waitMs <= 0 || cursor <= 0) return found;
+  if (cursor > (await log.lastSeq(tenant))) return null;
+  const deadline = Date.now() + o.waitMs;
+  let behind = (await archive.head(tenant)) < cursor;
+  if (!behind) return null;
+  while (behind && !o.closed() && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, o.pollMs));
+    behind = (await archive.head(tenant)) < cursor;
+  }
+  if (behind || o.closed()) return null;
+  return cursorSource(log, archive, tenant, cursor);
 }

@@ -55,7 +55,7 @@ function archiveStep(archive: ArchiveLog, log: ReportLog, tenant: Tenant, pos: n
 /** How long one replay pull waits for messages the hub proves exist, milliseconds. */
 const FETCH_EXPIRES_MS = 2000;
 /** Poll interval while waiting for the archiver at the end of an archive replay, milliseconds. */
-const ARCHIVE_POLL_MS = 50;
+export const ARCHIVE_POLL_MS = 50;
 
 /**
  * Sends `conn` every report of the hub's tenant with seq > `from`, in order, then leaves it fed

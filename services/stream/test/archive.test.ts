@@ -46,6 +46,7 @@ beforeAll(async () => {
     env: { ARCHIVE_REPLAY_BATCH_SIZE: "64", SSE_HEARTBEAT_MS: "60000", ARCHIVE_WAIT_MS: "15000" },
     wrapArchiveLog: (real: ArchiveLog): ArchiveLog => ({
       covers: real.covers,
+      head: real.head,
       async after(t, pos, limit) {
         if (failNextArchiveRead) {
           failNextArchiveRead = false;
@@ -221,17 +222,73 @@ describe("the archiver behind JetStream's retention (ARCHIVE_WAIT_MS)", () => {
    * replay from inside `first` reaches a position that JetStream no longer holds and after which
    * the archive holds nothing yet.
    */
-  async function archiverBehind(t: Tenant): Promise<{ first: number[]; more: number[] }> {
+  async function archiverBehind(t: Tenant, retain = 30): Promise<{ first: number[]; more: number[] }> {
     await keep(100_000);
     const first = await publishMany(h.pub, t, 60);
     await archivedThrough(t, first.at(-1) as number);
     await archiver.stop("archiver");
     const more = await publishMany(h.pub, t, 30, "lag");
-    await keep(30);
+    await keep(retain);
     expect(await evicted(first.at(-1) as number)).toBe(true);
-    expect(await evicted(more[0] as number)).toBe(false);
+    expect(await evicted(more[30 - retain] as number)).toBe(false);
     return { first, more };
   }
+
+  // The console's case: it fell more than STREAM_EVENT_KEEP behind in a burst and resumes at
+  // once, from an id that JetStream has just dropped and the archiver holds but has not stored
+  // yet (it lingers to batch: ARCHIVER_LINGER_MS, 3 s here instead of 100 ms).
+  it("a resume cursor ahead of the archiver waits for it instead of expiring, then replays from the archive", async () => {
+    const t = uniqueTenant("ahead");
+    await keep(100_000);
+    await archiver.stop("archiver");
+    try {
+      await archiver.start("archiver", { ARCHIVER_LINGER_MS: "3000" });
+      const warm = await publishMany(h.pub, t, 5); // the archiver's run starts here, proven
+      await archivedThrough(t, warm.at(-1) as number);
+      const more = await publishMany(h.pub, t, 30, "burst");
+      await keep(20); // more[0..9] leave JetStream; the archiver has them in its batch
+      expect(await evicted(more[3] as number)).toBe(true);
+      const c = await h.open(t, { headers: { "last-event-id": String(more[3]) } });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(c.events).toHaveLength(0); // waiting: no error, no snapshot, no report yet
+      expect(c.closed).toBe(false);
+      await c.waitFor(() => c.named("report").length >= 26, 20_000, "the rest, once archived");
+      expect(reportIds(c)).toEqual(more.slice(4));
+      expect(c.named("error")).toHaveLength(0);
+      expect(c.named("snapshot")).toHaveLength(0);
+      c.close();
+    } finally {
+      await archiver.stop("archiver");
+      await archiver.start("archiver");
+    }
+  });
+
+  it("a resume cursor ahead of the archiver expires after ARCHIVE_WAIT_MS when the archiver does not come", async () => {
+    const t = uniqueTenant("ahead-exp");
+    const quick = await startHarness({ nats, db: tdb, env: { ARCHIVE_WAIT_MS: "1000", SSE_HEARTBEAT_MS: "60000" } });
+    let stopped = false;
+    try {
+      const { more } = await archiverBehind(t, 20);
+      stopped = true;
+      const opened = Date.now();
+      const c = await quick.open(t, { headers: { "last-event-id": String(more[3]) } });
+      await c.waitFor((es) => es.some((e) => e.event === "snapshot"), 10_000, "snapshot");
+      expect(Date.now() - opened).toBeGreaterThanOrEqual(900);
+      expect(ErrorEvent.parse(c.named("error")[0]?.data).error.code).toBe("CURSOR_EXPIRED");
+      expect(c.named("report")).toHaveLength(0);
+      c.close();
+      // A cursor beyond the tenant's newest report (here another tenant's id, for a tenant with
+      // no reports) cannot become valid by waiting: it expires at once.
+      const t0 = Date.now();
+      const old = await quick.open(uniqueTenant("ahead-none"), { headers: { "last-event-id": String(more[3]) } });
+      await old.waitFor((es) => es.some((e) => e.event === "snapshot"), 10_000, "snapshot");
+      expect(Date.now() - t0).toBeLessThan(900);
+      old.close();
+    } finally {
+      await quick.close();
+      if (stopped) await archiver.start("archiver");
+    }
+  });
 
   it("a replay that gets ahead of the archiver waits for it, then goes on without a gap or a duplicate", async () => {
     const t = uniqueTenant("lag");
