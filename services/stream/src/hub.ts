@@ -148,6 +148,24 @@ export interface HubDeps {
   connected?: () => boolean;
 }
 
+const utf8 = new TextDecoder();
+
+/**
+ * The `reports_through` of a `tenant.purged` report (the report_id up to which the purge erased
+ * the tenant), or `undefined` for any other report or a malformed one. Parses the message, so
+ * it is asked only of frames that need the gap proof.
+ */
+export function purgedThrough(data: Uint8Array): number | undefined {
+  try {
+    const m = JSON.parse(utf8.decode(data)) as { report?: { type?: unknown; purge?: { reports_through?: unknown } } };
+    if (m?.report?.type !== "tenant.purged") return undefined;
+    const n = Number(m.report.purge?.reports_through);
+    return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Why a hub's reader is restarted (logs and the `nexus_sse_hub_restarts_total` metric). */
 export type RestartReason = "reconnect" | "heartbeats_missed" | "stalled" | "lagging" | "consumer_lost";
 
@@ -205,6 +223,17 @@ interface Reader {
  * a resume, never a report. (Stream-wide limits — bytes, age — drop the oldest reports of all
  * tenants; a hub would have to trail the whole stream to meet them, which the lag probe ends
  * first.)
+ *
+ * A tenant purge removes the tenant's reports up to W on purpose and then publishes
+ * `tenant.purged` (`report.purge.reports_through` = W). A hub whose last report is at or below
+ * W — every hub of a tenant that was quiet before the purge — cannot prove its last report:
+ * the purge took it. For such a `tenant.purged` the proof is instead that the tenant has not
+ * been at its retention limit since the purge ({@link ReportLog.covers} with cursor 0: fewer
+ * than `limit` reports retained; eviction only happens at the limit, and only a purge lowers
+ * the count): then every report after W is retained, so none was skipped, and the ones up to W
+ * are erased, which `tenant.purged` tells the screens (they reset). Without this the hub would
+ * fail and its screens resume into CURSOR_EXPIRED and a snapshot, never seeing the
+ * `tenant.purged` every screen must get (docs/contract.md).
  */
 export class TenantHub {
   readonly subject: string;
@@ -524,8 +553,12 @@ export class TenantHub {
     while (this.held.length > 0) {
       let ok = false;
       let answered = false;
+      // The position to prove: the hub's last report, or — for a `tenant.purged` that erased
+      // it — the purge itself (see the class doc).
+      const through = purgedThrough((this.held[0] as Held).data);
+      const cursor = through !== undefined && through >= this.lastSeq ? 0 : this.lastSeq;
       try {
-        ok = await this.deps.log.covers(this.tenant, this.lastSeq);
+        ok = await this.deps.log.covers(this.tenant, cursor);
         answered = true;
       } catch (err) {
         this.deps.logger.warn({ err, subject: this.subject }, "hub:verify-failed");

@@ -13,6 +13,7 @@
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { STREAMS, subjects } from "@nexus/contracts";
 import { createTestDatabase, natsForTest, type TestDatabase, type TestNats, uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Harness, publishMany, reportIds, startHarness } from "./helpers.ts";
@@ -62,5 +63,43 @@ describe("a hub overtaken by retention", () => {
     expect(c.closed).toBe(true);
     expect(got.length).toBeLessThan(all.length);
     expect(await h.metric('nexus_sse_disconnects_total{reason="hub_failed"}')).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe("a hub at a tenant purge", () => {
+  // A tenant quiet before its purge: the hub's last report is W, which the purge erases, and its
+  // first delivery is `tenant.purged`. The usual proof (W still retained) cannot hold; the hub
+  // proves instead that nothing after the purge was evicted, and every screen gets the report.
+  it("delivers tenant.purged to a hub whose last report the purge erased", async () => {
+    const t = uniqueTenant("purged");
+    const ids = await publishMany(h.pub, t, 3, "before");
+    const w = ids.at(-1) as number;
+    const c = await h.open(t);
+    await c.waitFor((ev) => ev.some((e) => e.event === "snapshot"), 5000, "snapshot");
+    expect(Number(c.named("snapshot")[0]?.id)).toBe(w);
+    // What the gateway's purge does to JetStream, then its report.
+    await h.jsm.streams.purge(STREAMS.reports, { filter: subjects.report(t), seq: w + 1 });
+    const purged = Number(
+      await h.pub.publish({
+        tenant: t,
+        entityId: "tenant",
+        step: `purged.${w}`,
+        report: {
+          type: "tenant.purged",
+          status: "done",
+          title: "Tenant data erased",
+          summary: `Every report up to ${w} was erased.`,
+          purge: { reports_through: String(w), purged_by: "admin", counts: {} },
+        },
+        causality: { correlation_id: "c-purge" },
+        ts: new Date().toISOString(),
+      }),
+    );
+    await c.waitFor(() => c.closed || reportIds(c).includes(purged), 5000, "tenant.purged or closed");
+    expect(c.named("error")).toHaveLength(0);
+    expect(c.closed).toBe(false);
+    expect(reportIds(c)).toEqual([purged]);
+    expect(c.named("report")[0]?.data.report.type).toBe("tenant.purged");
+    c.close();
   });
 });
