@@ -13,8 +13,8 @@ import type { StreamConfig } from "./config.ts";
 import { type CloseReason, SseConnection } from "./connection.ts";
 import {
   type ArchiveLog,
-  type CursorSource,
   awaitCursorSource,
+  type CursorSource,
   jetStreamReportLog,
   pickCursor,
   postgresArchiveLog,

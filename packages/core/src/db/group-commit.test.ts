@@ -77,11 +77,15 @@ describe("groupCommit", () => {
 
     // A steady stream 10 ms apart (< lingerMs): the item after 2 waits, and the items of the next
     // 30 ms join its batch instead of going out one by one.
-    const p3 = ((clock = 110), call(3));
+    const at = (t: number, i: number) => {
+      clock = t;
+      return call(i);
+    };
+    const p3 = at(110, 3);
     await sleep(10);
-    const p4 = ((clock = 120), call(4));
+    const p4 = at(120, 4);
     await sleep(10);
-    const p5 = ((clock = 130), call(5));
+    const p5 = at(130, 5);
     expect(batches).toEqual([[1], [2]]); // 20 ms later nothing has gone out yet
     expect(await Promise.all([p3, p4, p5])).toEqual([30, 40, 50]);
     expect(batches).toEqual([[1], [2], [3, 4, 5]]);
