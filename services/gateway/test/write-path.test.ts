@@ -25,7 +25,7 @@ import {
   waitFor,
 } from "@nexus/testkit";
 import { sql } from "kysely";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { FaultHook } from "../src/deps.ts";
 import { type GatewayHarness, startGateway } from "./harness.ts";
 
@@ -44,8 +44,13 @@ beforeAll(async () => {
     env: { LOG_LEVEL: "warn", EXPIRY_SWEEP_MS: "200" },
   });
 });
+// Each test's gateways close with it: every gateway runs the report-outbox relay over the one
+// database, and a faulty one left open (one refuses every report publish) would lease a later
+// test's outbox row and fail to publish it, holding it for the relay's 10 s lease.
+afterEach(async () => {
+  for (const g of opened.splice(0)) await g.close().catch(() => {});
+});
 afterAll(async () => {
-  for (const g of opened) await g.close().catch(() => {});
   await stack?.close();
   await database?.drop();
   await nats?.stop();
