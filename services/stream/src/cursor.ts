@@ -123,7 +123,8 @@ export interface CursorWaitOptions {
 /**
  * {@link cursorSource}, waiting for the archiver where it is the only reason a cursor is
  * invalid. A cursor that JetStream no longer holds but that is at or below the tenant's newest
- * report and above the archive's head has simply not been archived *yet*: the archiver runs
+ * report and above the archive's head (cursor 0: the archive holds nothing of the tenant yet)
+ * has simply not been archived *yet*: the archiver runs
  * behind the stream (it takes its reports in batches), so a client that fell more than
  * `STREAM_EVENT_KEEP` behind and resumed at once would otherwise get `CURSOR_EXPIRED` and a
  * snapshot for a cursor that becomes valid milliseconds later. Such a cursor waits, up to
@@ -143,14 +144,18 @@ export async function awaitCursorSource(
   o: CursorWaitOptions,
 ): Promise<CursorSource | null> {
   const found = await cursorSource(log, archive, tenant, cursor);
-  if (found !== null || !archive || o.waitMs <= 0 || cursor <= 0) return found;
-  if (cursor > (await log.lastSeq(tenant))) return null;
+  if (found !== null || !archive || o.waitMs <= 0) return found;
+  const newest = await log.lastSeq(tenant);
+  if (cursor > newest || newest === 0) return null;
+  // Cursor 0 ("from the beginning") needs the tenant's first report archived: wait while the
+  // archive holds nothing of the tenant; any other cursor, while the head is below it.
+  const isBehind = (head: number) => (cursor === 0 ? head === 0 : head < cursor);
   const deadline = Date.now() + o.waitMs;
-  let behind = (await archive.head(tenant)) < cursor;
+  let behind = isBehind(await archive.head(tenant));
   if (!behind) return null;
   while (behind && !o.closed() && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, o.pollMs));
-    behind = (await archive.head(tenant)) < cursor;
+    behind = isBehind(await archive.head(tenant));
   }
   if (behind || o.closed()) return null;
   return cursorSource(log, archive, tenant, cursor);
