@@ -217,6 +217,12 @@ describe("tracing", () => {
       20_000,
       "the worker's spans in the caller's trace",
     );
+    // Each service exports its spans in its own batches: the gateway's may come after the worker's.
+    await waitFor(
+      () => spans.some((s) => s.traceId === callerTrace && s.name === "request"),
+      20_000,
+      "the gateway's request span in the caller's trace",
+    );
     const request = spans.find((s) => s.traceId === callerTrace && s.name === "request")!;
     expect(request.parentSpanId).toBe("00f067aa0ba902b7");
   });
