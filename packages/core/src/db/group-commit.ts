@@ -14,12 +14,12 @@
  * items come 2 ms apart, every item finds a free slot and goes out alone, and each pays a
  * round trip, a statement, a commit and the wake-ups of two processes — on a small machine the
  * dominant cost, which then falls only once the load has saturated it. `lingerMs` adds a
- * pause: a batch goes out at most once per `lingerMs` (per {@link groupCommit}); an item that
- * comes after a pause at least that long goes out at once, an item that comes sooner waits
- * until `lingerMs` after the previous batch went out, with whatever else came meanwhile. An
- * isolated item is never delayed, and an item waits at most `lingerMs`. (Kafka's producer has
- * `linger.ms` for the same trade, 5 ms by default since Kafka 4.0 (KIP-1030); this variant
- * sends the first item after a pause at once, like Nagle's algorithm, RFC 896.)
+ * pause: an item that opens a batch within `lingerMs` of the item before it (a steady stream)
+ * waits `lingerMs`, and the items of that time join its batch; an item after a longer pause
+ * goes out at once. An isolated item is never delayed, and the linger adds at most `lingerMs`
+ * to an item's wait. (Kafka's producer has `linger.ms` for the same trade, 5 ms by default
+ * since Kafka 4.0 (KIP-1030); this variant sends the first item after a pause at once, like
+ * Nagle's algorithm, RFC 896.)
  *
  * A batch is one statement, so it commits or fails as a whole. The `run` function must keep
  * each item's transition as conditional as it is alone (`on conflict do nothing`, `where status
@@ -37,8 +37,8 @@ export interface GroupCommitOptions {
   /** Most statements running at once (default 2): one may be sent while another is out. */
   maxInFlight?: number;
   /**
-   * Least time between the starts of two batches, ms (default 0: none); an item that comes
-   * after a longer pause goes out at once. See the module doc.
+   * How long a batch opened within this many ms of the item before it waits for more items,
+   * ms (default 0: never); an item after a longer pause goes out at once. See the module doc.
    */
   lingerMs?: number;
   /** The clock of `lingerMs`, ms (default `performance.now`; tests pass their own). */
