@@ -269,7 +269,8 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
   /**
    * Per tenant, the head `h` for which "no report of the tenant after `h` was lost before
    * delivery" holds now: by the run (its head is inside the run, so everything after it came
-   * through this process) or else by the cursor validity rule `covers(tenant, h)`, asked now.
+   * through this process; a tenant never archived has head 0, inside a run only when the run
+   * began at sequence 1) or else by the cursor validity rule `covers(tenant, h)`, asked now.
    * Tenants for which neither holds are left out (their coverage restarts when appended to).
    */
   const prove = async (tenants: readonly Tenant[], run: number | undefined): Promise<Map<string, number>> => {
@@ -291,7 +292,10 @@ export async function startArchiver(d: ArchiverDeps): Promise<Archiver> {
       const h = byKey.get(key);
       const last = Number(h?.last_report_id ?? 0);
       if (h) known.add(key);
-      if (run !== undefined && h && last >= run - 1) {
+      // A tenant with no head row counts as head 0: a run that began at the stream's first
+      // sequence (run 1) saw every report ever published, a new tenant's included, so a burst
+      // that took its first reports out of JetStream before this batch was proven lost nothing.
+      if (run !== undefined && last >= run - 1) {
         proofs.set(key, last);
         return;
       }
