@@ -155,7 +155,7 @@ const utf8 = new TextDecoder();
  * the tenant), or `undefined` for any other report or a malformed one. Parses the message, so
  * it is asked only of frames that need the gap proof.
  */
-export function purgedThrough(data: Uint8Array): number | undefined {
+function purgedThrough(data: Uint8Array): number | undefined {
   try {
     const m = JSON.parse(utf8.decode(data)) as { report?: { type?: unknown; purge?: { reports_through?: unknown } } };
     if (m?.report?.type !== "tenant.purged") return undefined;
