@@ -56,7 +56,7 @@ interface Job {
 
 function spec(
   s: { stream: string; consumer: string },
-  handle: (job: Job, attempt: number) => Promise<void | DeadLetterRequest>,
+  handle: (job: Job, attempt: number) => Promise<DeadLetterRequest | undefined> | Promise<void>,
   onExhausted?: WorkerSpec<Job>["onExhausted"],
 ): WorkerSpec<Job> {
   return {

@@ -79,6 +79,12 @@ export interface Snooze {
   snoozeMs: number;
 }
 
+/**
+ * What {@link WorkerSpec.handle} asks for besides "done": dead-letter the message, or put it
+ * back for later. `undefined` means done.
+ */
+export type JobOutcome = DeadLetterRequest | Snooze | undefined;
+
 /** What a worker does: parse a message, handle a job, record a final failure. */
 export interface WorkerSpec<J> {
   /** The worker's name (`command-worker`), for logs and dead letters. */
@@ -91,11 +97,12 @@ export interface WorkerSpec<J> {
   /** Parses a message; a failure makes it poison. */
   parse(msg: JsMsg): Parsed<J>;
   /**
-   * Does the job. Returning means done (the message is acked); returning a
-   * {@link DeadLetterRequest} dead-letters it without retries; a {@link Snooze} puts it back
-   * for later; throwing is a transient failure (retried per the schedule until `maxAttempts`).
+   * Does the job. Resolving to nothing (a `Promise<void>`, or `undefined`) means done (the
+   * message is acked); resolving to a {@link DeadLetterRequest} dead-letters it without
+   * retries; a {@link Snooze} puts it back for later; throwing is a transient failure (retried
+   * per the schedule until `maxAttempts`). See {@link JobOutcome}.
    */
-  handle(job: J, ctx: JobContext): Promise<void | DeadLetterRequest | Snooze>;
+  handle(job: J, ctx: JobContext): Promise<JobOutcome> | Promise<void>;
   /**
    * Called once when the last attempt threw, before the message is dead-lettered: record the
    * failure (e.g. `command.failed` with RETRIES_EXHAUSTED). If it throws too (Postgres still
