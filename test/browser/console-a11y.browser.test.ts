@@ -81,8 +81,7 @@ describe.skipIf(!CAN_RUN)("console accessibility and screenshots (mock server, C
       // one approval in from someone else, to show N-of-M progress
       const ask = (await page
         .waitForFunction(
-          () =>
-            (window as any).__nexus?.state?.asks.find((a: any) => a.action.type === "external_share.prepare")?.ask_id,
+          () => window.__nexus?.state?.asks.find((a) => a.action.type === "external_share.prepare")?.ask_id,
         )
         .then((h) => h.jsonValue())) as string;
       await call(

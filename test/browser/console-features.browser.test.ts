@@ -29,7 +29,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
       headers: { "content-type": "application/json", "x-org-id": t.org_id, "x-project-id": t.project_id, ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    return { status: res.status, body: (await res.json()) as any };
+    return { status: res.status, body: (await res.json()) as unknown };
   }
 
   /** Fills the composer and sends; returns the accepted command id. */
@@ -50,8 +50,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
   async function askFor(page: Page, commandId: string): Promise<string> {
     const h = await page.waitForFunction(
       (cid) =>
-        (window as any).__nexus?.state?.asks.find((a: any) => a.action.command_id === cid && a.status === "open")
-          ?.ask_id ?? null,
+        window.__nexus?.state?.asks.find((a) => a.action.command_id === cid && a.status === "open")?.ask_id ?? null,
       commandId,
     );
     return (await h.jsonValue()) as string;
@@ -147,7 +146,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     // Every phase the card's status line shows, recorded in the page (they pass quickly).
     await page.evaluate((id) => {
       const seen: string[] = [];
-      (window as any).__phases = seen;
+      window.__phases = seen;
       new MutationObserver(() => {
         const el = document.getElementById(`ask-status-${id}`);
         const p = el?.getAttribute("data-phase");
@@ -170,7 +169,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     await expect.poll(() => statuses.length, { timeout: 10_000 }).toBe(3);
     expect(statuses).toEqual([504, 504, 202]);
     expect(new Set(bodies).size).toBe(1); // the very same request each time
-    const phases: string[] = await page.evaluate(() => (window as any).__phases);
+    const phases: string[] = await page.evaluate(() => window.__phases!);
     expect(phases).toContain("confirming");
     expect(phases).toContain("text:confirming");
     expect(phases).not.toContain("error");
@@ -229,7 +228,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     await page.getByTestId("persona-name").fill("Nova");
     await page.getByTestId("save-persona").click();
     await page.locator('[data-testid="settings-status-persona"][data-phase="updated"]').waitFor({ timeout: 5000 });
-    expect(await page.evaluate(() => (window as any).__nexus.state.assistant.persona.name)).toBe("Nova");
+    expect(await page.evaluate(() => window.__nexus!.state!.assistant.persona.name)).toBe("Nova");
     await mock.hook("settings-report-first?on=0", t);
 
     // Unsaved input in the profile form; another tab saves the profile.
@@ -241,7 +240,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     expect(await page.getByTestId("profile-timezone").inputValue()).toBe("Asia/Seoul"); // untouched field follows the stream
     await page.getByTestId("save-profile").click();
     await page.locator('[data-testid="settings-status-profile"][data-phase="updated"]').waitFor();
-    expect(await page.evaluate(() => (window as any).__nexus.state.profile.display_name)).toBe("Kim (typing)");
+    expect(await page.evaluate(() => window.__nexus!.state!.profile.display_name)).toBe("Kim (typing)");
     expect(await page.getByTestId("settings-dirty-profile").count()).toBe(0);
   });
 
@@ -249,7 +248,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     const t = tenant("hist");
     await mock.hook("seed?n=300", t);
     const { page } = await openPage(browser, mock.url, t);
-    const count = () => page.evaluate(() => (window as any).__nexus.state.worklog.length);
+    const count = () => page.evaluate(() => window.__nexus!.state!.worklog.length);
     // The snapshot carries 50; one page is fetched at once so a reload shows as much as before.
     await expect.poll(count).toBeGreaterThan(50);
     const before = await count();
@@ -259,9 +258,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     });
     await more.click();
     await expect.poll(count).toBeGreaterThan(before);
-    const ids: string[] = await page.evaluate(() =>
-      (window as any).__nexus.state.worklog.map((w: any) => w.command_id),
-    );
+    const ids: string[] = await page.evaluate(() => window.__nexus!.state!.worklog.map((w) => w.command_id));
     expect(new Set(ids).size).toBe(ids.length);
     // virtualised: far fewer rows in the DOM than entries
     expect(await page.locator('[data-testid="worklog"] > li').count()).toBeLessThan(40);
@@ -271,7 +268,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     await mock.hook("history?enabled=0", t2);
     const { page: p2, errors } = await openPage(browser, mock.url, t2);
     await expect.poll(() => p2.getByTestId("load-older").count()).toBe(0);
-    expect(await p2.evaluate(() => (window as any).__nexus.state.worklog.length)).toBe(50);
+    expect(await p2.evaluate(() => window.__nexus!.state!.worklog.length)).toBe(50);
     expect(errors).toEqual([]);
   });
 
@@ -281,7 +278,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     // Progress lasts well under a second: record what the running entry showed, in the page.
     await page.evaluate(() => {
       const seen: Record<string, string[]> = {};
-      (window as any).__progress = seen;
+      window.__progress = seen;
       new MutationObserver(() => {
         document.querySelectorAll<HTMLElement>('[data-testid^="work-progress-"]').forEach((el) => {
           const id = el.dataset.testid!.slice("work-progress-".length);
@@ -294,7 +291,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     });
     const id = await submit(page, "draft_email.create", { brief: "Progress please" });
     await page.locator(`[data-testid="work-${id}"][data-status="done"]`).waitFor();
-    const seen: string[] = await page.evaluate((cid) => (window as any).__progress[cid] ?? [], id);
+    const seen: string[] = await page.evaluate((cid) => window.__progress![cid] ?? [], id);
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.join("\n")).toMatch(/Dear colleague/);
     expect(seen.some((x) => /^\d+\|/.test(x))).toBe(true); // a progress bar with a value
@@ -351,7 +348,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     expect(slots[2]).toMatch(/오후 0?1:00/);
     // After a reload (params are not in the worklog) the zone is still the one asked for.
     await page.reload();
-    await page.waitForFunction(() => (window as any).__nexus?.state != null);
+    await page.waitForFunction(() => window.__nexus?.state != null);
     await page.getByTestId(`work-toggle-${id}`).click();
     expect(await page.getByTestId(`slots-zone-${id}`).textContent()).toBe("Asia/Kathmandu 기준 시간");
     expect(errors).toEqual([]);
@@ -365,7 +362,7 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     await page.goto(`${mock.url}/ui/?org_id=${t.org_id}&project_id=${t.project_id}`);
     await page.getByTestId("worklog-loading").waitFor();
     expect(await page.getByTestId("worklog-loading").getAttribute("aria-busy")).toBe("true");
-    await page.waitForFunction(() => (window as any).__nexus?.connState === "live", null, { timeout: 15_000 });
+    await page.waitForFunction(() => window.__nexus?.connState === "live", null, { timeout: 15_000 });
     await submit(page, "doc.summary.create", { text: "Hello there. Bye." });
     await expect.poll(() => page.getByTestId("live-region").textContent()).toMatch(/Document summary/);
 
@@ -374,13 +371,13 @@ describe.skipIf(!CAN_RUN)("console features (mock server, Chromium)", () => {
     await page.getByTestId("conn-banner").waitFor();
     expect(await page.getByTestId("conn-banner").textContent()).toMatch(/Reconnecting/i);
     expect(await page.locator('.work-panel[data-stale="true"]').count()).toBe(1);
-    await page.waitForFunction(() => (window as any).__nexus?.connState === "live", null, { timeout: 20_000 });
+    await page.waitForFunction(() => window.__nexus?.connState === "live", null, { timeout: 20_000 });
     expect(await page.getByTestId("conn-banner").count()).toBe(0);
 
     await page.getByTestId("tenant-summary").click();
     await page.getByTestId("tenant-project").fill(`${t.project_id}b`);
     await page.getByTestId("tenant-switch").click();
-    await page.waitForFunction((p) => (window as any).__nexus?.tenant?.project_id === p, `${t.project_id}b`);
+    await page.waitForFunction((p) => window.__nexus?.tenant?.project_id === p, `${t.project_id}b`);
     expect(await page.getByTestId("live-region").textContent()).toBe("");
     expect(page.url()).toContain(`project_id=${t.project_id}b`);
     // the previous tenant is one click away

@@ -45,7 +45,7 @@ describe.skipIf(!CAN_RUN)("console under a report burst (mock server, Chromium)"
     const t = tenant("perf");
     const { page, errors } = await openPage(browser, mock.url, t, { initScript: OBSERVE });
     await page.getByTestId("field-brief").click();
-    const base = await page.evaluate(() => (window as any).__long.length);
+    const base = await page.evaluate(() => window.__long!.length);
     const t0 = await page.evaluate(() => performance.now());
 
     const started = Date.now();
@@ -65,7 +65,7 @@ describe.skipIf(!CAN_RUN)("console under a report burst (mock server, Chromium)"
     }
     const { last, ms } = await burst;
     const burstEnd = Date.now();
-    await page.waitForFunction((id) => ((window as any).__nexus?.lastId ?? 0) >= Number(id), last, {
+    await page.waitForFunction((id) => (window.__nexus?.lastId ?? 0) >= Number(id), last, {
       timeout: DRAIN_MS,
       polling: 100,
     });
@@ -73,9 +73,9 @@ describe.skipIf(!CAN_RUN)("console under a report burst (mock server, Chromium)"
 
     const m = await page.evaluate(
       ([b, start]) => {
-        const w = window as any;
-        const long: { start: number; duration: number }[] = w.__long.slice(b);
-        const applied: string[] = w.__nexus.applied;
+        const w = window;
+        const long: { start: number; duration: number }[] = w.__long!.slice(b);
+        const applied: string[] = w.__nexus!.applied;
         return {
           longCount: long.length,
           longMax: Math.max(0, ...long.map((l) => l.duration)),

@@ -374,7 +374,9 @@ describe.skipIf(!CAN_RUN)("console sign-in (OIDC, JWT mode) in Chromium against 
     // Archived (the archiver runs a little behind the stream).
     await expect
       .poll(
-        async () => (await e.call("GET", "/agent/reports?limit=200", null, undefined, auth)).body.reports?.length ?? 0,
+        async () =>
+          (await e.call<{ reports?: unknown[] }>("GET", "/agent/reports?limit=200", null, undefined, auth)).body.reports
+            ?.length ?? 0,
         {
           timeout: UI_WAIT_MS,
         },

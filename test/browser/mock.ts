@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import type { Snapshot, Tenant } from "@nexus/contracts";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { expect } from "vitest";
 
@@ -38,11 +39,52 @@ export const CHROMIUM_ARGS = [
   "--disable-quic",
 ];
 
+/**
+ * What the console mirrors to `window.__nexus` for tests (`NexusDebug` in
+ * packages/console/src/store.ts; the console is outside this tsconfig, so it is restated here).
+ */
+export interface NexusDebugView {
+  /** `report_id`s applied, in order. */
+  readonly applied: string[];
+  /** The current state as a snapshot, `null` before the first snapshot. */
+  readonly state: Snapshot | null;
+  readonly connState: "connecting" | "live" | "reconnecting" | "resynced";
+  /** `report_id` of the last snapshot or applied report. */
+  readonly lastId: number | null;
+  readonly tenant: Tenant | null;
+  /** Renders after a state change. */
+  readonly renders: number;
+}
+
+/** One rule axe-core found violated (the fields {@link axeSerious} reads). */
+interface AxeViolation {
+  id: string;
+  impact?: string | null;
+  nodes: { target: string[] }[];
+}
+
+declare global {
+  interface Window {
+    /** The console's debug mirror, see {@link NexusDebugView}. */
+    __nexus?: NexusDebugView;
+    /** Long tasks (> 50 ms) a test's init script records. */
+    __long?: { start: number; duration: number }[];
+    /** Keystroke delays (ms) a test's init script records. */
+    __keys?: number[];
+    /** Phases of an ask's status line a test records. */
+    __phases?: string[];
+    /** Per command id, what its running entry's progress showed, as a test records it. */
+    __progress?: Record<string, string[]>;
+    /** axe-core, once {@link axeSerious} evaluated it in the page. */
+    axe?: { run(context: Document, options: { resultTypes: string[] }): Promise<{ violations: AxeViolation[] }> };
+  }
+}
+
 /** A running mock server. */
 export interface Mock {
   url: string;
   /** POSTs a `/__mock/...` hook for `tenant`; returns its JSON answer. */
-  hook(pathAndQuery: string, tenant: { org_id: string; project_id: string }): Promise<any>;
+  hook(pathAndQuery: string, tenant: { org_id: string; project_id: string }): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -127,7 +169,7 @@ export async function openPage(
   const q = new URLSearchParams({ org_id: t.org_id, project_id: t.project_id, ...o.query });
   await page.goto(`${base}/ui/?${q}`);
   await page.waitForFunction(() => {
-    const n = (window as any).__nexus;
+    const n = window.__nexus;
     return n?.connState === "live" && n.state != null;
   });
   return { page, context, errors };
@@ -144,14 +186,14 @@ export async function axeSerious(page: Page): Promise<{ id: string; impact: stri
   // refuses an injected inline <script>, and the test must not weaken it.
   await page.evaluate(source);
   return page.evaluate(async () => {
-    const axe = (window as any).axe;
+    const axe = window.axe!;
     const r = await axe.run(document, { resultTypes: ["violations"] });
     return r.violations
-      .filter((v: any) => v.impact === "serious" || v.impact === "critical")
-      .map((v: any) => ({
+      .filter((v): v is AxeViolation & { impact: string } => v.impact === "serious" || v.impact === "critical")
+      .map((v) => ({
         id: v.id,
         impact: v.impact,
-        nodes: v.nodes.map((n: any) => n.target.join(" ")).slice(0, 5),
+        nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 5),
       }));
   });
 }
