@@ -1,5 +1,5 @@
 import { NexusApiError } from "@nexus/client";
-import type { Tenant } from "@nexus/contracts";
+import type { ErrorBody, Tenant } from "@nexus/contracts";
 import { uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
@@ -123,7 +123,7 @@ describe("approvals end to end", () => {
       expect(err).toMatchObject({ status: 404, code: "ASK_NOT_FOUND", attempts: 1 });
     }
     // A malformed decision on purpose: raw HTTP.
-    const bad = await e.call("POST", `/approvals/${askId}/decide`, t, { decision: "maybe" });
+    const bad = await e.call<ErrorBody>("POST", `/approvals/${askId}/decide`, t, { decision: "maybe" });
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe("VALIDATION_FAILED");
   });

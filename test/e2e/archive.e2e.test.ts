@@ -7,9 +7,16 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { ErrorEvent, HistoryPage, type Tenant } from "@nexus/contracts";
+import { ErrorEvent, HistoryPage, type ReportEvent, type Tenant } from "@nexus/contracts";
 import { ChainVerifier } from "@nexus/core";
-import { type SseClient, type SseEvent, uniqueTenant, waitFor } from "@nexus/testkit";
+import {
+  type SseClient,
+  type SseEvent,
+  type SseEventNamed,
+  type SseEventType,
+  uniqueTenant,
+  waitFor,
+} from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 
@@ -20,6 +27,13 @@ beforeAll(async () => {
   e2e = await startE2E({ topology: { streamEventKeep: KEEP } });
 });
 afterAll(async () => e2e?.close());
+
+/** What a timeout message shows of an event: a report's `type`, an error's `code`, else nothing. */
+function eventLabel(e: SseEvent): string {
+  // `data` of an `http-error` is whatever body came back, so read it field by field.
+  const d = e.data as { report?: { type?: string }; error?: { code?: string } } | null | undefined;
+  return d?.report?.type ?? d?.error?.code ?? "";
+}
 
 /**
  * The console's side of this test: a stream that resumes from its last id when the server ends
@@ -41,12 +55,11 @@ class ResumingStream {
     return new ResumingStream(t, await e2e.stream(t));
   }
 
-  named(event: string): SseEvent[] {
-    return [...this.earlier, ...this.current.events].filter((e) => e.event === event);
+  named<N extends SseEventType>(event: N): SseEventNamed<N>[] {
+    return [...this.earlier, ...this.current.events].filter((e): e is SseEventNamed<N> => e.event === event);
   }
 
-  // biome-ignore lint/suspicious/noExplicitAny: tests assert on type-specific report fields
-  reports(): any[] {
+  reports(): ReportEvent[] {
     return this.named("report").map((e) => e.data);
   }
 
@@ -55,7 +68,7 @@ class ResumingStream {
     while (!done()) {
       if (Date.now() > deadline)
         throw new Error(
-          `no ${what} within ${timeoutMs} ms (resumed ${this.resumes} times; events: ${[...this.earlier, ...this.current.events].map((e) => `${e.event}#${e.id ?? ""}:${e.data?.report?.type ?? e.data?.error?.code ?? ""}`).join(" ")}; archiver log: ${logLines("archiver", /coverage|error/i)}; stream log: ${logLines("stream", /warn|error|close/i)})`,
+          `no ${what} within ${timeoutMs} ms (resumed ${this.resumes} times; events: ${[...this.earlier, ...this.current.events].map((e) => `${e.event}#${e.id ?? ""}:${eventLabel(e)}`).join(" ")}; archiver log: ${logLines("archiver", /coverage|error/i)}; stream log: ${logLines("stream", /warn|error|close/i)})`,
         );
       if (this.current.closed) await this.resume();
       await new Promise((r) => setTimeout(r, 50));
@@ -141,7 +154,7 @@ describe("archive (e2e)", () => {
     expect(resumed.named("snapshot")).toHaveLength(0);
 
     // History: the same reports, newest first.
-    const page = await e2e.call("GET", `/agent/reports?limit=500`, t);
+    const page = await e2e.call<{ reports: unknown[] }>("GET", `/agent/reports?limit=500`, t);
     expect(page.status).toBe(200);
     expect(HistoryPage.parse(page.body).reports.map((r) => Number(r.report_id))).toEqual([...all].reverse());
     expect(page.body.reports.at(-1)).toEqual(live.reports()[0]);

@@ -1,5 +1,12 @@
 import { NexusApiError } from "@nexus/client";
-import { ReportEvent, SnapshotEvent } from "@nexus/contracts";
+import {
+  type CommandAccepted,
+  type ErrorBody,
+  type ErrorEvent,
+  ReportEvent,
+  SnapshotEvent,
+  type Tenant,
+} from "@nexus/contracts";
 import { uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
@@ -116,7 +123,7 @@ describe("POST /sidecar/command end to end (through the SDK)", () => {
     const t = uniqueTenant();
     const w = await e.watch(t);
     // The older dialect on purpose: raw HTTP (the SDK speaks the canonical one).
-    const r = await e.call("POST", "/sidecar/command", t, {
+    const r = await e.call<CommandAccepted>("POST", "/sidecar/command", t, {
       command_type: "prep_pack.create",
       params: GREEN["prep_pack.create"],
       correlation_id: "legacy-corr",
@@ -179,9 +186,9 @@ describe("POST /sidecar/command end to end (through the SDK)", () => {
 
   it("answers every bad input with the standard error body and accepts nothing", async () => {
     const t = uniqueTenant();
-    const post = (body: unknown, headers: Record<string, string> = {}, tenant: any = t) =>
-      e.call("POST", "/sidecar/command", tenant, body, headers);
-    const cases: [Promise<{ status: number; body: any }>, number, string][] = [
+    const post = (body: unknown, headers: Record<string, string> = {}, tenant: Tenant | null = t) =>
+      e.call<ErrorBody>("POST", "/sidecar/command", tenant, body, headers);
+    const cases: [Promise<{ status: number; body: ErrorBody }>, number, string][] = [
       [post("{not json"), 400, "MALFORMED_JSON"],
       [post({ type: "nope.create", params: {} }), 400, "UNKNOWN_COMMAND_TYPE"],
       [post({ type: "doc.summary.create", params: { max_sentences: 0 } }), 400, "VALIDATION_FAILED"],
@@ -209,7 +216,7 @@ describe("POST /sidecar/command end to end (through the SDK)", () => {
       expect(typeof r.body.correlation_id).toBe("string");
     }
     const v = await post({ type: "doc.summary.create", params: { max_sentences: 0 } });
-    expect(v.body.error.details.map((d: any) => d.path)).toEqual(
+    expect(v.body.error.details!.map((d) => d.path)).toEqual(
       expect.arrayContaining(["params.text", "params.max_sentences"]),
     );
     // nothing was accepted: the tenant's stream has no report at all
@@ -239,7 +246,7 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
     expect(sse.contentType).toMatch(/text\/event-stream/);
     for (let i = 0; i < 5; i++) await e.client(t).sendCommand(command("prep_pack.create", GREEN["prep_pack.create"]));
     await sse.waitFor(
-      (ev) => ev.filter((x) => x.data?.report?.type === "command.completed").length >= 5,
+      (ev) => ev.filter((x) => x.event === "report" && x.data.report.type === "command.completed").length >= 5,
       15_000,
       "5 completions",
     );
@@ -262,7 +269,7 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
     // the full history, from cursor 0
     const full = await e.stream(t, { query: { cursor: "0" } });
     await full.waitFor(
-      (ev) => ev.filter((x) => x.data?.report?.type === "command.completed").length >= 4,
+      (ev) => ev.filter((x) => x.event === "report" && x.data.report.type === "command.completed").length >= 4,
       15_000,
       "history",
     );
@@ -292,7 +299,7 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
       await c.waitFor((ev) => ev.some((x) => x.event === "snapshot"), 10_000, `snapshot after ${cursor}`);
       expect(c.events[0]!.event).toBe("error");
       expect(c.events[0]!.id).toBeUndefined();
-      expect(c.events[0]!.data.error).toMatchObject({ code: "CURSOR_EXPIRED", recoverable: true });
+      expect((c.events[0]!.data as ErrorEvent).error).toMatchObject({ code: "CURSOR_EXPIRED", recoverable: true });
       expect(c.events[1]!.event).toBe("snapshot");
     }
   });
@@ -307,13 +314,13 @@ describe("GET /agent/reports/stream end to end (through the gateway)", () => {
     // a cursor of tenant A used by tenant B is indistinguishable from a nonexistent one
     const stolen = await e.stream(b, { query: { cursor: a.ids[0]! } });
     await stolen.waitFor((ev) => ev.some((x) => x.event === "snapshot"));
-    expect(stolen.events[0]!.data.error.code).toBe("CURSOR_EXPIRED");
+    expect((stolen.events[0]!.data as ErrorEvent).error.code).toBe("CURSOR_EXPIRED");
     expect(stolen.named("report")).toHaveLength(0);
     // crafted tenant ids never widen a subscription
     for (const bad of ["*", ">", "a.b", "a b"]) {
       const c = await e.stream({ org_id: bad, project_id: "p" }, { viaQuery: true });
       expect(c.status).toBe(400);
-      expect(c.events[0]!.data.error.code).toBe("INVALID_TENANT");
+      expect((c.events[0]!.data as ErrorBody).error.code).toBe("INVALID_TENANT");
     }
   });
 });

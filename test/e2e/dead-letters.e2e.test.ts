@@ -7,7 +7,8 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { jetstream } from "@nats-io/jetstream";
-import { type ReportEvent, STREAMS, subjects, type Tenant } from "@nexus/contracts";
+import type { DeadLetterSummary } from "@nexus/client";
+import { type ErrorBody, type ReportEvent, STREAMS, subjects, type Tenant } from "@nexus/contracts";
 import { connectNats } from "@nexus/messaging";
 import { REPO_ROOT, reportTypesOf, tenantReports, uniqueTenant, waitFor } from "@nexus/testkit";
 import { pino } from "pino";
@@ -61,7 +62,16 @@ async function waitForReport(t: Tenant, commandId: string, type: string, count =
   );
 }
 
-const list = (t: Tenant, q = "", headers = admin) => e2e.call("GET", `/admin/dead-letters${q}`, t, undefined, headers);
+/** A dead letter as `GET /admin/dead-letters` lists it: the SDK's summary, with `source` and `disposition`. */
+type ListedDeadLetter = DeadLetterSummary & { source: string; disposition: string };
+const list = (t: Tenant, q = "", headers = admin) =>
+  e2e.call<{ dead_letters: ListedDeadLetter[]; next_before: string | null }>(
+    "GET",
+    `/admin/dead-letters${q}`,
+    t,
+    undefined,
+    headers,
+  );
 
 describe("dead letters end to end", () => {
   it("a command whose retries are spent is held; an admin lists, inspects and requeues it, and it runs again once", async () => {
@@ -78,7 +88,7 @@ describe("dead letters end to end", () => {
     const page = await list(t);
     expect(page.status).toBe(200);
     expect(page.body.dead_letters).toHaveLength(1);
-    const dl = page.body.dead_letters[0];
+    const dl = page.body.dead_letters[0]!;
     expect(dl).toMatchObject({
       source: "cmd",
       tenant: t,
@@ -94,7 +104,7 @@ describe("dead letters end to end", () => {
     expect((await list(t, "?source=cmd&code=RETRIES_EXHAUSTED")).body.dead_letters).toHaveLength(1);
     expect((await list(t, "?limit=0")).status).toBe(400);
 
-    const one = await e2e.call("GET", `/admin/dead-letters/${dl.id}`, t, undefined, admin);
+    const one = await e2e.call<{ payload: string }>("GET", `/admin/dead-letters/${dl.id}`, t, undefined, admin);
     expect(one.status).toBe(200);
     expect(JSON.parse(one.body.payload)).toMatchObject({ command_id: cmd.command_id, type: "echo.test" });
     expect((await e2e.call("GET", `/admin/dead-letters/${dl.id}`, other, undefined, admin)).status).toBe(404);
@@ -155,7 +165,13 @@ describe("dead letters end to end", () => {
     expect(metrics).toMatch(/nexus_dead_letter_alarms_total\{[^}]*code="POISON_MESSAGE"[^}]*\} 2/);
 
     const approved = letters.find((d) => d.subject.endsWith(".approved"))!;
-    const refused = await e2e.call("POST", `/admin/dead-letters/${approved.id}/requeue`, t, undefined, admin);
+    const refused = await e2e.call<ErrorBody>(
+      "POST",
+      `/admin/dead-letters/${approved.id}/requeue`,
+      t,
+      undefined,
+      admin,
+    );
     expect(refused.status).toBe(409);
     expect(refused.body.error).toMatchObject({ code: "DEAD_LETTER_NOT_REQUEUEABLE", recoverable: false });
 

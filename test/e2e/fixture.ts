@@ -19,14 +19,17 @@ export interface E2E {
   nats: TestNats;
   database: TestDatabase;
   stack: Stack;
-  /** JSON request to the gateway as `tenant`. */
-  call(
+  /**
+   * JSON request to the gateway as `tenant`. `body` is the parsed response (its text when it is
+   * not JSON), typed `B` on the caller's word: nothing checks it, the test's assertions do.
+   */
+  call<B = unknown>(
     method: string,
     path: string,
     tenant: Tenant | null,
     body?: unknown,
     headers?: Record<string, string>,
-  ): Promise<{ status: number; body: any }>;
+  ): Promise<{ status: number; body: B }>;
   /** Opens the report stream through the gateway (header mode by default). */
   stream(
     tenant: Tenant,
@@ -99,7 +102,13 @@ export async function startE2E(
     nats,
     database,
     stack,
-    async call(method, path, tenant, body, headers = {}) {
+    async call<B>(
+      method: string,
+      path: string,
+      tenant: Tenant | null,
+      body?: unknown,
+      headers: Record<string, string> = {},
+    ): Promise<{ status: number; body: B }> {
       const res = await fetch(`${stack.gatewayUrl}${path}`, {
         method,
         headers: {
@@ -114,7 +123,7 @@ export async function startE2E(
       try {
         parsed = JSON.parse(text);
       } catch {}
-      return { status: res.status, body: parsed };
+      return { status: res.status, body: parsed as B };
     },
     async stream(tenant, opts = {}) {
       const q = new URLSearchParams({

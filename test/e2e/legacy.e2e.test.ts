@@ -7,6 +7,7 @@
  * (the canonical command, its `{command_type, params, correlation_id}` dialect, `echo.test`, the
  * RED share, decisions with `deny` / `reason`). The results are read with the SDK's stream.
  */
+import type { CommandAccepted, DecisionAccepted, ErrorBody } from "@nexus/contracts";
 import { uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type E2E, startE2E } from "./fixture.ts";
@@ -38,13 +39,15 @@ const RED_SHARE = `{
               "resource": { "ref": "doc:42", "title": "Q3 plan" }, "message": "FYI" },
   "client_context": { "correlation_id": "c-share" } }`;
 
-const post = (t: ReturnType<typeof uniqueTenant>, path: string, raw: string) => e.call("POST", path, t, raw);
+/** POSTs `raw` as `t`; `B` is the body the test expects back (not checked). */
+const post = <B = unknown>(t: ReturnType<typeof uniqueTenant>, path: string, raw: string) =>
+  e.call<B>("POST", path, t, raw);
 
 describe("the earlier backend's examples, verbatim", () => {
   it("the canonical command example: 202 with status accepted, then a draft", async () => {
     const t = uniqueTenant();
     const w = await e.watch(t);
-    const r = await post(t, "/sidecar/command", CANONICAL);
+    const r = await post<CommandAccepted>(t, "/sidecar/command", CANONICAL);
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     expect(r.body).toMatchObject({
       accepted: true,
@@ -59,7 +62,7 @@ describe("the earlier backend's examples, verbatim", () => {
   it("the legacy dialect with echo.test: 202, and the result echoes the params", async () => {
     const t = uniqueTenant();
     const w = await e.watch(t);
-    const r = await post(t, "/sidecar/command", LEGACY_ECHO);
+    const r = await post<CommandAccepted>(t, "/sidecar/command", LEGACY_ECHO);
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     expect(r.body).toMatchObject({ accepted: true, status: "accepted", correlation_id: "c-legacy" });
     const done = await w.waitForReport("command.completed", { command_id: r.body.command_id });
@@ -74,11 +77,11 @@ describe("the earlier backend's examples, verbatim", () => {
     ]) {
       const t = uniqueTenant();
       const w = await e.watch(t);
-      const r = await post(t, "/sidecar/command", RED_SHARE);
+      const r = await post<CommandAccepted>(t, "/sidecar/command", RED_SHARE);
       expect(r.status, JSON.stringify(r.body)).toBe(202);
       expect(r.body).toMatchObject({ status: "accepted", correlation_id: "c-share" });
       const ask = await w.waitForReport("ask.created", { command_id: r.body.command_id });
-      const d = await post(t, `/approvals/${ask.report.ask.ask_id}/decide`, decision);
+      const d = await post<DecisionAccepted>(t, `/approvals/${ask.report.ask.ask_id}/decide`, decision);
       expect(d.status, JSON.stringify(d.body)).toBe(202);
       expect(d.body.status).toBe("accepted");
       const outcome = decision.includes("approve") ? "ask.executed" : "ask.cancelled";
@@ -115,7 +118,7 @@ describe("what no longer fits gets a 400 that names the change", () => {
   for (const c of cases)
     it(`${c.name}: ${c.code} at ${c.path}`, async () => {
       const t = uniqueTenant();
-      const r = await post(t, "/sidecar/command", c.raw);
+      const r = await post<ErrorBody>(t, "/sidecar/command", c.raw);
       expect(r.status).toBe(400);
       expect(r.body.error.code).toBe(c.code);
       expect(r.body.error.recoverable).toBe(false);
@@ -127,9 +130,9 @@ describe("what no longer fits gets a 400 that names the change", () => {
   it("a decision word the contract does not know: VALIDATION_FAILED naming the accepted ones", async () => {
     const t = uniqueTenant();
     const w = await e.watch(t);
-    const r = await post(t, "/sidecar/command", RED_SHARE);
+    const r = await post<CommandAccepted>(t, "/sidecar/command", RED_SHARE);
     const ask = await w.waitForReport("ask.created", { command_id: r.body.command_id });
-    const d = await post(t, `/approvals/${ask.report.ask.ask_id}/decide`, `{ "decision": "approved" }`);
+    const d = await post<ErrorBody>(t, `/approvals/${ask.report.ask.ask_id}/decide`, `{ "decision": "approved" }`);
     expect(d.status).toBe(400);
     expect(d.body.error.code).toBe("VALIDATION_FAILED");
     const detail = (d.body.error.details as { path: string; issue: string }[])[0]!;

@@ -7,8 +7,8 @@
  * answers while it fails and its breaker stays open; budgets stop spending. With no key, a
  * Korean brief gets a Korean draft from the offline provider.
  */
-import { ProgressEvent, type Tenant } from "@nexus/contracts";
-import { type FakeLlmServer, type SseClient, startFakeLlm, uniqueTenant } from "@nexus/testkit";
+import { type ApiError, type DraftEmailResult, ProgressEvent, type Tenant } from "@nexus/contracts";
+import { type FakeLlmServer, type ReportEventOf, type SseClient, startFakeLlm, uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 
@@ -30,6 +30,19 @@ async function draft(e: E2E, sse: SseClient, t: Tenant, brief: string) {
     sse.waitForReport("command.failed", { command_id: body.command_id }, 20_000),
   ]);
   return { id: body.command_id, end };
+}
+
+/** The end of a draft: its `command.completed` or `command.failed` report. */
+type DraftEnd = ReportEventOf<"command.completed" | "command.failed">;
+
+/** The draft a `command.completed` report carries (`undefined` for `command.failed`). */
+function draftOf(end: DraftEnd): DraftEmailResult | undefined {
+  return end.report.type === "command.completed" ? (end.report.result as DraftEmailResult) : undefined;
+}
+
+/** The error a `command.failed` report carries (`undefined` for `command.completed`). */
+function failureOf(end: DraftEnd): ApiError | undefined {
+  return end.report.type === "command.failed" ? end.report.error : undefined;
 }
 
 describe("with an OpenAI-compatible server as primary and Anthropic as fallback", () => {
@@ -89,7 +102,7 @@ describe("with an OpenAI-compatible server as primary and Anthropic as fallback"
     const sse = await e.stream(t);
     const { id, end } = await draft(e, sse, t, "Politely decline the offer");
     expect(end.report.type).toBe("command.completed");
-    expect(end.report.result).toEqual({ ...DRAFT, language: "en", provider: "openai", model: "gpt-4o-mini" });
+    expect(draftOf(end)).toEqual({ ...DRAFT, language: "en", provider: "openai", model: "gpt-4o-mini" });
     expect(openai.requests.at(-1)?.body.messages?.[1]?.content).toContain("Politely decline the offer");
 
     const progress = sse.events.filter((ev) => ev.event === "progress");
@@ -113,18 +126,18 @@ describe("with an OpenAI-compatible server as primary and Anthropic as fallback"
     const before = openai.requests.length;
     for (const brief of ["Decline the offer", "Decline it again"]) {
       const { end } = await draft(e, sse, t, brief);
-      expect(end.report.result).toMatchObject({ provider: "anthropic", model: "claude-3-5-haiku-latest" });
+      expect(draftOf(end)).toMatchObject({ provider: "anthropic", model: "claude-3-5-haiku-latest" });
     }
     expect(openai.requests.length - before).toBe(2);
     // Breaker open: the primary is not contacted.
     const third = await draft(e, sse, t, "And once more");
-    expect(third.end.report.result.provider).toBe("anthropic");
+    expect(draftOf(third.end)?.provider).toBe("anthropic");
     expect(openai.requests.length - before).toBe(2);
     // After the cooldown a trial call reaches the recovered server and closes the breaker.
     openai.script({ kind: "ok", text: JSON.stringify(DRAFT), tokensIn: 100, tokensOut: 100 });
     await new Promise((r) => setTimeout(r, 1200));
     const fourth = await draft(e, sse, t, "Decline the offer finally");
-    expect(fourth.end.report.result.provider).toBe("openai");
+    expect(draftOf(fourth.end)?.provider).toBe("openai");
     const metrics = await (await fetch(`http://127.0.0.1:${e.stack.ports["command-worker"]}/metrics`)).text();
     expect(metrics).toMatch(/nexus_llm_breaker_state\{provider="openai"[^}]*\} 0\n/);
     expect(metrics).toMatch(/nexus_llm_fallbacks_total\{from="openai",code="LLM_UNAVAILABLE"[^}]*\} [1-9]/);
@@ -144,7 +157,7 @@ describe("with an OpenAI-compatible server as primary and Anthropic as fallback"
     const calls = openai.requests.length;
     const fourth = await draft(e, sse, t, "Draft four");
     expect(fourth.end.report.type).toBe("command.failed");
-    expect(fourth.end.report.error.code).toBe("LLM_BUDGET_EXCEEDED");
+    expect(failureOf(fourth.end)?.code).toBe("LLM_BUDGET_EXCEEDED");
     expect(openai.requests.length).toBe(calls);
     expect(sse.reports().filter((r) => r.report.type === "risk.warning")).toHaveLength(1);
   });
@@ -164,11 +177,15 @@ describe("with no key (the offline provider)", () => {
     const sse = await e.stream(t);
     const p = await e.call("PATCH", "/profile", t, { display_name: "이민준" }, { "x-correlation-id": "c-profile" });
     expect(p.status).toBe(202);
-    await sse.waitFor((evs) => evs.some((x) => x.data?.report?.type === "settings.updated"), 10_000, "profile");
+    await sse.waitFor(
+      (evs) => evs.some((x) => x.event === "report" && x.data.report.type === "settings.updated"),
+      10_000,
+      "profile",
+    );
     const brief = "공급업체의 제안을 정중히 거절해 주세요";
     const { end } = await draft(e, sse, t, brief);
     expect(end.report.type).toBe("command.completed");
-    const result = end.report.result;
+    const result = draftOf(end)!;
     expect(result).toMatchObject({ language: "ko", provider: "offline" });
     expect(result.subject).not.toBe(brief);
     expect(result.body).not.toBe(brief);

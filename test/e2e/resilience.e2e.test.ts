@@ -1,3 +1,4 @@
+import type { CommandAccepted, ErrorBody } from "@nexus/contracts";
 import { uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
@@ -62,15 +63,15 @@ describe("resilience", () => {
         "the gateway answering 503 with NATS down",
       );
       for (const body of [lost, retried]) {
-        const r = await e.call("POST", "/sidecar/command", t, body);
+        const r = await e.call<ErrorBody>("POST", "/sidecar/command", t, body);
         expect(r.status).toBe(503);
         expect(r.body.error).toMatchObject({ code: "DEPENDENCY_UNAVAILABLE", recoverable: true });
       }
       await e.nats.restart();
       // the services reconnect by themselves
-      let ok: { status: number; body: any } | undefined;
+      let ok: { status: number; body: CommandAccepted | ErrorBody } | undefined;
       for (let i = 0; i < 80 && ok?.status !== 202; i++) {
-        ok = await e.call("POST", "/sidecar/command", t, retried);
+        ok = await e.call<CommandAccepted | ErrorBody>("POST", "/sidecar/command", t, retried);
         if (ok.status !== 202) await new Promise((res) => setTimeout(res, 250));
       }
       expect(ok?.status).toBe(202);

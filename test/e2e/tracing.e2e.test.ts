@@ -9,7 +9,7 @@ import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { uniqueTenant, waitFor } from "@nexus/testkit";
+import { type SseEventNamed, uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 
@@ -118,9 +118,9 @@ describe("tracing", () => {
     );
     void frame;
     const reports = sse.events.filter(
-      (ev) => ev.event === "report" && ev.data.causality?.command_id === cmd.command_id,
+      (ev): ev is SseEventNamed<"report"> => ev.event === "report" && ev.data.causality?.command_id === cmd.command_id,
     );
-    const traceId: string = reports.at(-1)!.data.trace_id;
+    const traceId: string = reports.at(-1)!.data.trace_id!;
     expect(traceId).toMatch(/^[0-9a-f]{32}$/);
     // Every report of the command names the same trace.
     expect(new Set(reports.map((r) => r.data.trace_id))).toEqual(new Set([traceId]));
@@ -206,11 +206,11 @@ describe("tracing", () => {
     });
     expect(r.status).toBe(202);
     await sse.waitFor(
-      (evs) => evs.some((ev) => ev.data?.report?.type === "command.completed"),
+      (evs) => evs.some((ev) => ev.event === "report" && ev.data.report.type === "command.completed"),
       20_000,
       "command.completed",
     );
-    const completed = sse.events.find((ev) => ev.data?.report?.type === "command.completed")!;
+    const completed = sse.named("report").find((ev) => ev.data.report.type === "command.completed")!;
     expect(completed.data.trace_id).toBe(callerTrace);
     await waitFor(
       () => spans.some((s) => s.traceId === callerTrace && s.service === "command-worker"),

@@ -12,7 +12,7 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import type { AgentReport, Tenant } from "@nexus/contracts";
+import type { AgentReport, ErrorBody, Tenant } from "@nexus/contracts";
 import { connectNats } from "@nexus/messaging";
 import { reportPublisher, type SseClient, tenantHeaders, uniqueTenant } from "@nexus/testkit";
 import { pino } from "pino";
@@ -187,14 +187,17 @@ describe("stream caps", () => {
     expect(first.filter((c) => c.closed).map((c) => c.events.filter((x) => x.event === "error"))).toEqual([]);
     const over = await open(busy, "p1");
     expect(over.status).toBe(429);
-    expect(over.events[0]?.data.error).toMatchObject({ code: "RATE_LIMITED", recoverable: true });
-    expect(over.events[0]?.data.error.message).toMatch(/principal/);
+    expect((over.events[0]?.data as ErrorBody | undefined)?.error).toMatchObject({
+      code: "RATE_LIMITED",
+      recoverable: true,
+    });
+    expect((over.events[0]?.data as ErrorBody | undefined)?.error.message).toMatch(/principal/);
     // The same tenant's other principals share the tenant cap.
     const second = await Promise.all(Array.from({ length: PER_TENANT - PER_PRINCIPAL }, () => open(busy, "p2")));
     expect(second.filter((c) => c.status !== 200)).toEqual([]);
     const tenantOver = await open(busy, "p3");
     expect(tenantOver.status).toBe(429);
-    expect(tenantOver.events[0]?.data.error.message).toMatch(/tenant/);
+    expect((tenantOver.events[0]?.data as ErrorBody | undefined)?.error.message).toMatch(/tenant/);
 
     // With 160 streams open through the gateway's proxy, another tenant connects at once and
     // receives its reports live.

@@ -10,8 +10,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { Tenant } from "@nexus/contracts";
-import { openSse, type SseClient, uniqueTenant, waitFor } from "@nexus/testkit";
+import type { StreamTicket } from "@nexus/client";
+import type { ErrorBody, Tenant } from "@nexus/contracts";
+import { openSse, type ReportEventOf, type SseClient, uniqueTenant, waitFor } from "@nexus/testkit";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "../e2e/fixture.ts";
@@ -55,7 +56,7 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 /** `"<status> <error code>"` of a request, or just the status when the body has no error. */
 async function outcome(method: string, url: string, headers: Record<string, string>, body?: unknown): Promise<string> {
-  const r = await e.call(method, url, null, body, headers);
+  const r = await e.call<Partial<ErrorBody> | null>(method, url, null, body, headers);
   return `${r.status}${r.body?.error?.code ? ` ${r.body.error.code}` : ""}`;
 }
 
@@ -139,7 +140,7 @@ describe("JWT attacks on the running gateway and stream", () => {
       expect(`${what}: ${got}`).toBe(`${what}: ${want}`);
     }
     // The standard error body, with the stage that refused it.
-    const refused = await e.call(
+    const refused = await e.call<ErrorBody>(
       "POST",
       "/sidecar/command",
       null,
@@ -159,7 +160,10 @@ describe("JWT attacks on the running gateway and stream", () => {
     ] as const) {
       const c = await stream({ token });
       expect(`${what}: ${c.status}`).toBe(`${what}: ${want}`);
-      if (want !== 200) expect(c.events[0]?.data.error.code).toMatch(/^(UNAUTHENTICATED|CREDENTIAL_EXPIRED)$/);
+      if (want !== 200)
+        expect((c.events[0]?.data as ErrorBody | undefined)?.error.code).toMatch(
+          /^(UNAUTHENTICATED|CREDENTIAL_EXPIRED)$/,
+        );
       c.close();
     }
   });
@@ -231,7 +235,7 @@ describe("separation of duties", () => {
     expect((await e.call("POST", "/sidecar/command", null, c, h)).status).toBe(202);
     const created = await watch.waitForReport("ask.created", { command_id: c.command_id }, 15_000);
     expect(created.report.ask.requested_by).toBe(requester);
-    return created.causality.ask_id;
+    return created.causality.ask_id!;
   }
   const decide = async (t: Tenant, askId: string, who: string, decision = "approve") =>
     e.call("POST", `/approvals/${askId}/decide`, null, { decision }, bearer(await tokenOf(t, who, ["approver"])));
@@ -242,7 +246,7 @@ describe("separation of duties", () => {
     const askId = await openAsk(t, "alice", watch);
     const self = await decide(t, askId, "alice");
     expect(self.status).toBe(403);
-    expect(self.body.error).toMatchObject({ code: "SELF_APPROVAL_FORBIDDEN", recoverable: false });
+    expect((self.body as ErrorBody).error).toMatchObject({ code: "SELF_APPROVAL_FORBIDDEN", recoverable: false });
     // The refusal changed nothing: the ask is still open for another approver.
     const bob = await decide(t, askId, "bob");
     expect(bob.status).toBe(202);
@@ -283,8 +287,8 @@ describe("separation of duties", () => {
     await watch.waitForReport("ask.executed", { ask_id: askId }, 15_000);
     const decisions = watch
       .reports()
-      .filter((x) => x.report.type === "ask.decided" && x.causality.ask_id === askId)
-      .map((x) => `${x.report.ask.decided_by} ${x.report.ask.approvals.have}/${x.report.ask.approvals.need}`);
+      .filter((x): x is ReportEventOf<"ask.decided"> => x.report.type === "ask.decided" && x.causality.ask_id === askId)
+      .map((x) => `${x.report.ask.decided_by} ${x.report.ask.approvals!.have}/${x.report.ask.approvals!.need}`);
     expect(decisions).toEqual(["bob 1/2", "carol 2/2"]);
     watch.close();
   });
@@ -363,7 +367,8 @@ describe("stream credentials", () => {
   it("a ticket opens one stream once, for its own tenant only, and carries no secret in the URL", async () => {
     const t = uniqueTenant("ticket");
     const viewer = bearer(await tokenOf(t, "alice", ["viewer"]));
-    const issue = async () => (await e.call("POST", "/agent/reports/ticket", null, undefined, viewer)).body;
+    const issue = async () =>
+      (await e.call<StreamTicket>("POST", "/agent/reports/ticket", null, undefined, viewer)).body;
     const first = await issue();
     expect(first.ticket).toMatch(/^[A-Za-z0-9_-]{20,}$/);
     expect(Date.parse(first.expires_at) - Date.now()).toBeLessThanOrEqual(60_000);
@@ -374,7 +379,7 @@ describe("stream credentials", () => {
     s.close();
     const again = await stream({ ticket: first.ticket });
     expect(again.status).toBe(401);
-    expect(again.events[0]?.data.error.code).toBe("UNAUTHENTICATED");
+    expect((again.events[0]?.data as ErrorBody | undefined)?.error.code).toBe("UNAUTHENTICATED");
     const other = await issue();
     const crossed = await stream({ ticket: other.ticket, org_id: "someone-else", project_id: t.project_id });
     expect(crossed.status).toBe(403);

@@ -32,7 +32,7 @@ async function send(
   path: string,
   body?: string,
   headers: Record<string, string> = {},
-): Promise<{ status: number; body: any; headers: Headers }> {
+): Promise<{ status: number; body: unknown; headers: Headers }> {
   const res = await fetch(`${e.stack.gatewayUrl}${path}`, {
     method,
     headers: { ...tenantHeaders(t), ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
@@ -47,7 +47,7 @@ async function send(
 }
 
 /** Sends raw bytes on a fresh TCP connection; returns the status line's code and the body. */
-function raw(bytes: string): Promise<{ status: number; body: any }> {
+function raw(bytes: string): Promise<{ status: number; body: unknown }> {
   const { port } = new URL(e.stack.gatewayUrl);
   return new Promise((resolve, reject) => {
     const s = net.connect(Number(port), "127.0.0.1", () => s.end(bytes));
@@ -70,12 +70,12 @@ function raw(bytes: string): Promise<{ status: number; body: any }> {
 }
 
 /** Asserts a 4xx with the standard error body; returns `"<status> <code>"`. */
-function refusal(what: string, r: { status: number; body: any }): string {
+function refusal(what: string, r: { status: number; body: unknown }): string {
   expect(r.status, `${what}: status`).toBeGreaterThanOrEqual(400);
   expect(r.status, `${what}: status`).toBeLessThan(500);
   const parsed = ErrorBody.safeParse(r.body);
   expect(parsed.success, `${what}: standard error body, got ${JSON.stringify(r.body).slice(0, 300)}`).toBe(true);
-  return `${r.status} ${r.body.error.code}`;
+  return `${r.status} ${parsed.data?.error.code}`;
 }
 
 const nest = (depth: number) => `${"[".repeat(depth)}1${"]".repeat(depth)}`;
@@ -84,7 +84,7 @@ describe("input that used to reach a 500", () => {
   it("NUL, lone surrogates, deep nesting, bad escapes, long URLs and headers: 4xx with the standard body", async () => {
     const cmd = (params: string) =>
       `{"command_id":"${crypto.randomUUID()}","type":"doc.summary.create","params":${params}}`;
-    const cases: [string, () => Promise<{ status: number; body: any }>, string][] = [
+    const cases: [string, () => Promise<{ status: number; body: unknown }>, string][] = [
       ["NUL in a text", () => send("POST", "/sidecar/command", cmd('{"text":"a\\u0000b"}')), "400 VALIDATION_FAILED"],
       ["NUL in a key", () => send("POST", "/sidecar/command", cmd('{"te\\u0000xt":"ab"}')), "400 VALIDATION_FAILED"],
       [
@@ -164,7 +164,7 @@ describe("input that used to reach a 500", () => {
     for (const [what, run, want] of cases) expect(`${what}: ${refusal(what, await run())}`).toBe(`${what}: ${want}`);
     // Nothing above was accepted: the tenant has no command.
     const s = await e.stream(t);
-    expect(s.named("snapshot")[0]?.data.commands ?? []).toEqual([]);
+    expect((s.named("snapshot")[0]?.data as { commands?: unknown[] } | undefined)?.commands ?? []).toEqual([]);
     s.close();
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  type AgentReport,
   applyReport,
   canonicalJson,
   DecideRequest,
@@ -149,7 +150,7 @@ describe("applyReport", () => {
     assistant: { persona: {}, skin: {} },
     compliance: { risk_overrides: {}, policy_version: 0 },
   };
-  const ev = (id: number, report: any): ReportEvent => ({
+  const ev = (id: number, report: AgentReport): ReportEvent => ({
     report,
     report_id: String(id),
     causality: { correlation_id: "c", command_id: "cmd-1" },

@@ -1,12 +1,46 @@
+import type {
+  AgentReport,
+  ErrorEvent,
+  PingEvent,
+  ProgressEvent,
+  ReportEvent,
+  ReportType,
+  SnapshotEvent,
+} from "@nexus/contracts";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 
-/** One parsed SSE event as a test sees it. */
-export interface SseEvent {
-  event: string;
+/** One SSE event named `N` whose `data` is `D`; `raw` is the `data:` text as received. */
+export interface SseEventOf<N extends string, D> {
+  event: N;
   id?: string;
-  data: any;
+  data: D;
   raw: string;
 }
+
+/**
+ * One parsed SSE event as a test sees it, discriminated by `event`. `data` is the event's JSON
+ * (the text itself when it is not JSON), typed as the contract says the server sends it; it is
+ * not validated here, since asserting on it is the tests' job. `http-error` is not an SSE event:
+ * the client records a non-2xx response as one event carrying the parsed response body.
+ */
+export type SseEvent =
+  | SseEventOf<"report", ReportEvent>
+  | SseEventOf<"snapshot", SnapshotEvent>
+  | SseEventOf<"progress", ProgressEvent>
+  | SseEventOf<"ping", PingEvent>
+  | SseEventOf<"error", ErrorEvent>
+  | SseEventOf<"http-error", unknown>;
+
+/** The name of an {@link SseEvent}. */
+export type SseEventType = SseEvent["event"];
+
+/** The {@link SseEvent} named `N`. */
+export type SseEventNamed<N extends SseEventType> = Extract<SseEvent, { event: N }>;
+
+/** `data` of a `report` event whose report is of type `T`. */
+export type ReportEventOf<T extends ReportType> = Omit<ReportEvent, "report"> & {
+  report: Extract<AgentReport, { type: T }>;
+};
 
 /** Options of {@link openSse}. */
 export interface SseOptions {
@@ -50,7 +84,7 @@ export class SseClient {
     }
     const parser = createParser({
       onEvent: (m: EventSourceMessage) => {
-        this.events.push({ event: m.event ?? "message", id: m.id, data: safeJson(m.data), raw: m.data });
+        this.events.push({ event: m.event ?? "message", id: m.id, data: safeJson(m.data), raw: m.data } as SseEvent);
         this.notify();
       },
       onRetry: (ms) => {
@@ -77,12 +111,12 @@ export class SseClient {
   }
 
   /** Events of one name. */
-  named(name: string): SseEvent[] {
-    return this.events.filter((e) => e.event === name);
+  named<N extends SseEventType>(name: N): SseEventNamed<N>[] {
+    return this.events.filter((e): e is SseEventNamed<N> => e.event === name);
   }
 
   /** `report` events' data, in arrival order. */
-  reports(): any[] {
+  reports(): ReportEvent[] {
     return this.named("report").map((e) => e.data);
   }
 
@@ -117,20 +151,20 @@ export class SseClient {
   }
 
   /** Waits for a report of `type` about `commandId` (or ask id) and returns its event data. */
-  async waitForReport(
-    type: string,
+  async waitForReport<T extends ReportType>(
+    type: T,
     match: { command_id?: string; ask_id?: string } = {},
     timeoutMs = 10_000,
-  ): Promise<any> {
+  ): Promise<ReportEventOf<T>> {
     const find = () =>
       this.reports().find(
-        (r) =>
+        (r): r is ReportEventOf<T> =>
           r.report.type === type &&
           (match.command_id === undefined || r.causality.command_id === match.command_id) &&
           (match.ask_id === undefined || r.causality.ask_id === match.ask_id),
       );
     await this.waitFor(() => find() !== undefined, timeoutMs, `report ${type} ${JSON.stringify(match)}`);
-    return find();
+    return find()!;
   }
 
   close(): void {
@@ -139,7 +173,7 @@ export class SseClient {
   }
 }
 
-function safeJson(s: string): any {
+function safeJson(s: string): unknown {
   try {
     return JSON.parse(s);
   } catch {

@@ -1,3 +1,4 @@
+import type { ErrorEvent } from "@nexus/contracts";
 import {
   createTestDatabase,
   natsForTest,
@@ -107,8 +108,8 @@ describe("resilience", () => {
       const evs = c.events.filter((e) => e.event !== "ping");
       expect(evs.map((e) => e.event)).toEqual(["error"]);
       expect(evs[0]?.id).toBeUndefined();
-      expect(evs[0]?.data.error.code).toBe("DEPENDENCY_UNAVAILABLE");
-      expect(evs[0]?.data.error.recoverable).toBe(true);
+      expect((evs[0]?.data as ErrorEvent | undefined)?.error.code).toBe("DEPENDENCY_UNAVAILABLE");
+      expect((evs[0]?.data as ErrorEvent | undefined)?.error.recoverable).toBe(true);
     } finally {
       failReads = false;
     }

@@ -49,8 +49,8 @@ describe("GET /agent/reports/stream", () => {
     expect(reportIds(c)).toEqual(live);
     const data = c.reports();
     expect(data.map((d) => d.report_id)).toEqual(live.map(String));
-    expect(data[0].tenant).toEqual(t);
-    expect(data[0].report.type).toBe("command.progress");
+    expect(data[0]!.tenant).toEqual(t);
+    expect(data[0]!.report.type).toBe("command.progress");
     // no report at or below the snapshot's id on this connection
     expect(reportIds(c).every((id) => id > (before[2] as number))).toBe(true);
     c.close();
