@@ -36,7 +36,11 @@ function pendingRequests(): number {
 
 it("completed requests and JetStream publishes settle without cancel() and leave no pending request", async () => {
   const cancel = vi.spyOn(RequestOne.prototype, "cancel");
-  const echo = nc.subscribe("nats-patch.echo", { callback: (_err, m) => m.respond(m.data) });
+  const echo = nc.subscribe("nats-patch.echo", {
+    callback: (_err, m) => {
+      m.respond(m.data);
+    },
+  });
   const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => nc.request("nats-patch.echo", `r${i}`)));
   expect(replies.map((m) => m.string())).toEqual(Array.from({ length: 20 }, (_, i) => `r${i}`));
   const js = jetstream(nc);
