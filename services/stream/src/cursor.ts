@@ -124,10 +124,10 @@ export interface CursorWaitOptions {
  * {@link cursorSource}, waiting for the archiver where it is the only reason a cursor is
  * invalid. A cursor that JetStream no longer holds but that is at or below the tenant's newest
  * report and above the archive's head (cursor 0: the archive holds nothing of the tenant yet)
- * has simply not been archived *yet*: the archiver runs
- * behind the stream (it takes its reports in batches), so a client that fell more than
- * `STREAM_EVENT_KEEP` behind and resumed at once would otherwise get `CURSOR_EXPIRED` and a
- * snapshot for a cursor that becomes valid milliseconds later. Such a cursor waits, up to
+ * has simply not been archived *yet*: the archiver runs behind the stream (it takes its
+ * reports in batches), so a client that fell more than `STREAM_EVENT_KEEP` behind and resumed
+ * at once would otherwise get `CURSOR_EXPIRED` and a snapshot for a cursor that becomes valid
+ * milliseconds later. Such a cursor waits, up to
  * `waitMs`, until the archive's head reaches it, and the rule is then asked again — the same
  * wait, and the same `ARCHIVE_WAIT_MS`, as a replay that gets ahead of the archiver
  * (replay.ts). Every other invalid cursor is answered at once; another tenant's id in that
