@@ -342,12 +342,31 @@ describe("security headers", () => {
       ["404", fetch(`${e.stack.gatewayUrl}/nope`)],
       ["photo", fetch(`${e.stack.gatewayUrl}/profile/photo?org_id=${t.org_id}&project_id=${t.project_id}`)],
       ["stream service", fetch(`${e.stack.streamUrl}/health`)],
+      // Streamed answers: the handler takes the raw response over (the hooks' headers are copied).
+      [
+        "audit export",
+        fetch(`${e.stack.gatewayUrl}/agent/audit/export?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z`, {
+          headers: tenantHeaders(t),
+        }),
+      ],
     ];
     for (const [what, p] of targets) {
       const r = await p;
       await r.arrayBuffer();
       expect(r.status, what).toBeLessThan(500);
       expectHeaders(what, r.headers);
+    }
+    // The report stream (SSE, never ends on its own): the headers, then hang up.
+    for (const [what, origin] of [
+      ["SSE, stream service", e.stack.streamUrl],
+      ["SSE through the gateway", e.stack.gatewayUrl],
+    ] as const) {
+      const ac = new AbortController();
+      const r = await fetch(`${origin}/agent/reports/stream`, { headers: tenantHeaders(t), signal: ac.signal });
+      expect(r.status, what).toBe(200);
+      expect(r.headers.get("content-type"), what).toBe("text/event-stream");
+      expectHeaders(what, r.headers);
+      ac.abort();
     }
     // The console's own policy: scripts and styles from itself only.
     const ui = await fetch(`${e.stack.gatewayUrl}/ui/`);

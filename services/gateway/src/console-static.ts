@@ -108,10 +108,10 @@ export const consoleStatic: FastifyPluginAsync<ConsoleStaticOptions> = async (ap
   const runtime: ConsoleRuntimeConfig = o.runtime ?? { auth: "header", roles_claim: "roles" };
   const origins = [...(runtime.oidc ? [runtime.oidc.issuer] : []), ...(o.connectOrigins ?? [])];
   if (origins.length > 0) {
-    // The global security headers were set on the raw response by an earlier onRequest hook.
+    // The global security headers were set on the reply by an earlier onRequest hook.
     app.addHook("onRequest", async (_req, reply) => {
-      const csp = reply.raw.getHeader("content-security-policy");
-      if (typeof csp === "string") reply.raw.setHeader("content-security-policy", withConnectOrigins(csp, origins));
+      const csp = reply.getHeader("content-security-policy");
+      if (typeof csp === "string") reply.header("content-security-policy", withConnectOrigins(csp, origins));
     });
   }
   const configBody = JSON.stringify(runtime);

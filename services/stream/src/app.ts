@@ -2,7 +2,7 @@ import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io
 import type { NatsConnection } from "@nats-io/nats-core";
 import { apiError, parseCursor, type Tenant } from "@nexus/contracts";
 import { AppError, type Database, readSnapshot, type SnapshotReader } from "@nexus/core";
-import { type App, addHealthRoutes, authPlugin, createHttpApp } from "@nexus/http";
+import { type App, addHealthRoutes, authPlugin, createHttpApp, hijackReply } from "@nexus/http";
 import { isNatsConnected } from "@nexus/messaging";
 import type { FastifyInstance } from "fastify";
 import type { Kysely } from "kysely";
@@ -319,8 +319,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     bump(perTenant, tKey, 1);
     bump(perPrincipal, pKey, 1);
     let expiry: NodeJS.Timeout | undefined;
-    reply.hijack();
-    const conn = new SseConnection(reply.raw, {
+    const conn = new SseConnection(hijackReply(reply), {
       heartbeatMs: config.SSE_HEARTBEAT_MS,
       maxBufferedBytes: config.SSE_MAX_BUFFERED_BYTES,
       drainTimeoutMs: config.SSE_DRAIN_TIMEOUT_MS,

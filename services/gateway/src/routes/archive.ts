@@ -10,7 +10,7 @@ import {
   TenantParams,
 } from "@nexus/contracts";
 import { AppError, type ChainedRow, chainHead, exportChain, GENESIS_HASH, historyPage } from "@nexus/core";
-import type { App } from "@nexus/http";
+import { type App, hijackReply } from "@nexus/http";
 import { z } from "zod";
 import type { GatewayDeps } from "../deps.ts";
 import { AUTH_ERRORS, errorResponses, TENANT_SECURITY, WRITE_ERRORS } from "../openapi.ts";
@@ -104,8 +104,7 @@ export function archiveRoutes(app: App, deps: GatewayDeps): void {
         { org_id: tenant.org_id, project_id: tenant.project_id, principal: req.principal, from, to },
         "audit:export",
       );
-      reply.hijack();
-      const res = reply.raw;
+      const res = hijackReply(reply);
       res.writeHead(200, {
         "content-type": "application/x-ndjson; charset=utf-8",
         "cache-control": "no-store",
