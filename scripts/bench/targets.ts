@@ -6,12 +6,13 @@
  * |------------|------------------------------------------------------------------|
  * | `plain`    | `fastify`                                                         |
  * | `pubAck`   | `fastify`, `nats-server`                                          |
+ * | `acceptCore` | `fastify`, `nats-server`: our accept code without the gateway's layers |
  * | `pipeline` | `fastify`, `worker`, `sse`, `nats-server`                         |
  * | `pipeline3`| the same, the worker publishing the contract's 3 reports per command |
  * | `ours`     | `gateway`, `command-worker`, `approval-worker`, `stream`, `nats-server`, `postgres` |
  *
  * The baselines share one nats-server of their own (streams `BENCH_ACK`, `BENCH_CMD`,
- * `BENCH_REP`); ours has its own nats-server and Postgres. Only one target is loaded at a time.
+ * `BENCH_REP`, and `BENCH_CORE` on `nexus.cmd.>` for acceptCore); ours has its own nats-server and Postgres. Only one target is loaded at a time.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -24,7 +25,7 @@ import { openSseFeed, type SseFeed } from "./sse-feed.ts";
 import { createLogger, type NatsServerProcess, OUR_SERVICES, spawnNatsServer, startOurStack } from "./stack.ts";
 
 /** Names of the targets. */
-export type TargetId = "plain" | "pubAck" | "pipeline" | "pipeline3" | "ours";
+export type TargetId = "plain" | "pubAck" | "acceptCore" | "pipeline" | "pipeline3" | "ours";
 
 /** The command every request carries (type and params are a CLI flag). */
 export interface CommandSpec {
@@ -156,6 +157,8 @@ export class TargetPool {
         const jsm = await jetstreamManager(nc);
         const stream = { retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: 1 };
         await jsm.streams.add({ name: "BENCH_ACK", subjects: ["bench.ack.>"], ...stream });
+        // acceptCore publishes where the gateway does (one subject per command).
+        await jsm.streams.add({ name: "BENCH_CORE", subjects: ["nexus.cmd.>"], ...stream });
         await jsm.streams.add({ name: "BENCH_CMD", subjects: ["bench.cmd.>"], ...stream });
         await jsm.streams.add({ name: "BENCH_REP", subjects: ["bench.rep.>"], ...stream });
         await jsm.streams.add({ name: "BENCH_CMD3", subjects: ["bench.cmd3.>"], ...stream });
@@ -192,6 +195,17 @@ export class TargetPool {
       };
     }
     const nats = await this.natsForBaselines();
+    if (id === "acceptCore") {
+      const fastify = await this.spawn("reference-accept-core", "accept-core.ts", { NATS_URL: nats.url });
+      return {
+        id,
+        description:
+          "Fastify POST → our accept code (validation, body hash, create-if-absent publish) → 202 after PubAck",
+        origin: `http://127.0.0.1:${fastify.port}`,
+        request,
+        pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),
+      };
+    }
     if (id === "pubAck") {
       const fastify = await this.spawn("baseline-pub-ack", "pub-ack.ts", {
         NATS_URL: nats.url,

@@ -62,6 +62,10 @@ describe("accept rounds", () => {
       { pubAck: 8000, ours: 4000 },
     ];
     expect(acceptRatio({ rounds }, "pubAck")).toBe(0.5);
+    // Any pair of targets: the acceptCore reference against pubAck, ours against acceptCore.
+    const withCore = rounds.map((r, i) => ({ ...r, acceptCore: [3000, 3200, 6000][i] as number }));
+    expect(acceptRatio({ rounds: withCore }, "pubAck", "acceptCore")).toBe(0.75);
+    expect(acceptRatio({ rounds: withCore }, "acceptCore")).toBe(2000 / 3000);
     expect(
       acceptRatio(
         {
