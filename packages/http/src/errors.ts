@@ -50,9 +50,45 @@ export function toApiError(err: unknown): { status: number; error: ApiError; int
   return { status: 500, error: apiError("INTERNAL"), internal: true };
 }
 
-/** Sends the standard error body. 5xx bodies carry the catalogue message, never internals. */
+/**
+ * How long, after an answer sent before its request's body has arrived, the rest of the body is
+ * read and discarded before the connection is dropped: 5 s, nginx's `lingering_timeout`.
+ */
+export const LINGER_MS = 5_000;
+
+/**
+ * A lingering close (RFC 9112 §9.6; nginx's `lingering_close`) for an error answered before the
+ * request's body has arrived — a 413 from the declared length or past the limit, a 415, an
+ * authentication failure. Fastify marks such answers `Connection: close`, and Node then closes
+ * the socket as soon as the answer is written, with the client's body still arriving: the
+ * client's TCP stack receives a reset and drops the answer unread (fetch fails with EPIPE or
+ * ECONNRESET instead of showing the 413). Instead the connection stays open: Node reads the rest
+ * of the body and discards it, then the connection serves the next request. A body that has not
+ * ended `lingerMs` after the answer has its connection destroyed, so a client cannot hold one
+ * open by sending forever. No-op when the body has arrived.
+ */
+export function lingerForBody(request: FastifyRequest, reply: FastifyReply, lingerMs = LINGER_MS): void {
+  const req = request.raw;
+  if (req.complete) return;
+  const expectsBody = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
+  if (!expectsBody) return;
+  if (String(reply.getHeader("connection") ?? "").toLowerCase() === "close") reply.removeHeader("connection");
+  const socket = req.socket;
+  const timer = setTimeout(() => {
+    if (!req.complete) socket.destroy();
+  }, lingerMs);
+  timer.unref();
+  socket.once("close", () => clearTimeout(timer));
+  req.once("end", () => clearTimeout(timer));
+}
+
+/**
+ * Sends the standard error body. 5xx bodies carry the catalogue message, never internals. An
+ * answer that comes before the request's body has arrived lingers for it ({@link lingerForBody}).
+ */
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const { status, error, internal } = toApiError(err);
+  lingerForBody(request, reply);
   if (status >= 500) request.log.error({ err, correlation_id: request.correlationId }, "request failed");
   else request.log.info({ code: error.code, correlation_id: request.correlationId }, "request rejected");
   const body: ErrorBody = {
