@@ -57,10 +57,10 @@ export function toApiError(err: unknown): { status: number; error: ApiError; int
 export const LINGER_MS = 5_000;
 
 /**
- * A lingering close (RFC 9112 §9.6; nginx's `lingering_close`) for an error answered before the
- * request's body has arrived — a 413 from the declared length or past the limit, a 415, an
- * authentication failure. Fastify marks such answers `Connection: close`, and Node then closes
- * the socket as soon as the answer is written, with the client's body still arriving: the
+ * A lingering close (RFC 9112 §9.6; nginx's `lingering_close`) for a body refused before it has
+ * arrived — a 413 from the declared length or past the limit, a 415 (Fastify's content-type
+ * parser errors, {@link isBodyRefusal}). Fastify marks such answers `Connection: close`, and
+ * Node then closes the socket as soon as the answer is written, with the client's body still arriving: the
  * client's TCP stack receives a reset and drops the answer unread (fetch fails with EPIPE or
  * ECONNRESET instead of showing the 413). Instead the connection stays open: Node reads the rest
  * of the body and discards it, then the connection serves the next request. A body that has not
@@ -82,13 +82,21 @@ export function lingerForBody(request: FastifyRequest, reply: FastifyReply, ling
   req.once("end", () => clearTimeout(timer));
 }
 
+/** Whether `err` is Fastify's content-type parser refusing the body (413, 415, bad length…). */
+export function isBodyRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("FST_ERR_CTP_");
+}
+
 /**
- * Sends the standard error body. 5xx bodies carry the catalogue message, never internals. An
- * answer that comes before the request's body has arrived lingers for it ({@link lingerForBody}).
+ * Sends the standard error body. 5xx bodies carry the catalogue message, never internals. A body
+ * refused before it has arrived is lingered for ({@link lingerForBody}).
  */
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const { status, error, internal } = toApiError(err);
-  lingerForBody(request, reply);
+  // Only for the body parser's refusals: any other `Connection: close` (a closing server's 503)
+  // is meant, and other early answers keep their connection anyway (Node discards the body).
+  if (isBodyRefusal(err)) lingerForBody(request, reply);
   if (status >= 500) request.log.error({ err, correlation_id: request.correlationId }, "request failed");
   else request.log.info({ code: error.code, correlation_id: request.correlationId }, "request rejected");
   const body: ErrorBody = {

@@ -63,32 +63,38 @@ describe("groupCommit", () => {
 
   it("lingerMs: an item within lingerMs of the one before waits lingerMs for company; one after a pause goes at once", async () => {
     const { batches, run } = recorder(1);
-    let clock = 0; // the linger decision reads this clock; the wait itself is a real timer
-    const call = groupCommit(run, { lingerMs: 30, now: () => clock });
+    // The linger decision reads this clock; the wait itself is a real timer. The linger is long
+    // (300 ms) so that "at once" and "waited" stay apart on a loaded CI machine, where two
+    // immediate calls have taken 35 ms.
+    const LINGER = 300;
+    let clock = 0;
+    const call = groupCommit(run, { lingerMs: LINGER, now: () => clock });
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-    // The first item, and one after a pause of 100 ms (> lingerMs): each at once, alone.
+    // The first item, and one after a pause longer than lingerMs: each at once, alone.
     const started = performance.now();
     expect(await call(1)).toBe(10);
-    clock = 100;
+    clock = 1_000;
     expect(await call(2)).toBe(20);
-    expect(performance.now() - started).toBeLessThan(25);
+    expect(performance.now() - started, "neither waited for the linger").toBeLessThan(LINGER * 0.7);
     expect(batches).toEqual([[1], [2]]);
 
     // A steady stream 10 ms apart (< lingerMs): the item after 2 waits, and the items of the next
-    // 30 ms join its batch instead of going out one by one.
+    // 300 ms join its batch instead of going out one by one.
     const at = (t: number, i: number) => {
       clock = t;
       return call(i);
     };
-    const p3 = at(110, 3);
+    const waitStarted = performance.now();
+    const p3 = at(1_010, 3);
     await sleep(10);
-    const p4 = at(120, 4);
+    const p4 = at(1_020, 4);
     await sleep(10);
-    const p5 = at(130, 5);
+    const p5 = at(1_030, 5);
     expect(batches).toEqual([[1], [2]]); // 20 ms later nothing has gone out yet
     expect(await Promise.all([p3, p4, p5])).toEqual([30, 40, 50]);
     expect(batches).toEqual([[1], [2], [3, 4, 5]]);
+    expect(performance.now() - waitStarted, "the batch waited for the linger").toBeGreaterThanOrEqual(LINGER - 5);
   });
 
   it("runs a failed batch again item by item, so only the bad item fails", async () => {
