@@ -6,13 +6,14 @@
  * |------------|------------------------------------------------------------------|
  * | `plain`    | `fastify`                                                         |
  * | `pubAck`   | `fastify`, `nats-server`                                          |
- * | `acceptCore` | `fastify`, `nats-server`: our accept code without the gateway's layers |
+ * | `acceptCore`| `fastify`, `nats-server`: our accept code without the gateway's layers |
  * | `pipeline` | `fastify`, `worker`, `sse`, `nats-server`                         |
  * | `pipeline3`| the same, the worker publishing the contract's 3 reports per command |
  * | `ours`     | `gateway`, `command-worker`, `approval-worker`, `stream`, `nats-server`, `postgres` |
  *
  * The baselines share one nats-server of their own (streams `BENCH_ACK`, `BENCH_CMD`,
- * `BENCH_REP`, and `BENCH_CORE` on `nexus.cmd.>` for acceptCore); ours has its own nats-server and Postgres. Only one target is loaded at a time.
+ * `BENCH_REP`, and `BENCH_CORE` on `nexus.cmd.>` for acceptCore); ours has its own nats-server
+ * and Postgres. Only one target is loaded at a time.
  */
 import fs from "node:fs";
 import path from "node:path";

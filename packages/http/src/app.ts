@@ -111,8 +111,8 @@ export function helmetHeaders(options: HelmetOptions): Readonly<Record<string, s
  * The security headers of every response ({@link SECURITY_POLICY}), computed once. They are set
  * on the reply (`reply.headers`), not on the raw response: Node then writes the whole header
  * block from one object, where a header set with `res.setHeader` makes it merge two header sets
- * on every answer (about a tenth of the gateway's CPU per 202, measured). A handler that takes
- * the raw response over uses {@link hijackReply}, which keeps them.
+ * on every answer (6 % of the gateway's CPU per 202 in an A/B measurement, docs/benchmarks.md
+ * item 9). A handler that takes the raw response over uses {@link hijackReply}, which keeps them.
  */
 export const SECURITY_HEADERS = helmetHeaders(SECURITY_POLICY);
 

@@ -60,14 +60,14 @@ export const LINGER_MS = 5_000;
  * A lingering close (RFC 9112 §9.6; nginx's `lingering_close`) for a body refused before it has
  * arrived — a 413 from the declared length or past the limit, a 415 (Fastify's content-type
  * parser errors, {@link isBodyRefusal}). Fastify marks such answers `Connection: close`, and
- * Node then closes the socket as soon as the answer is written, with the client's body still arriving: the
- * client's TCP stack receives a reset and drops the answer unread (fetch fails with EPIPE or
- * ECONNRESET instead of showing the 413). Instead the connection stays open: Node reads the rest
- * of the body and discards it, then the connection serves the next request. A body that has not
- * ended `lingerMs` after the answer has its connection destroyed, so a client cannot hold one
- * open by sending forever. No-op when the body has arrived.
+ * Node then closes the socket as soon as the answer is written, with the client's body still
+ * arriving: the client's TCP stack receives a reset and drops the answer unread (fetch fails
+ * with EPIPE or ECONNRESET instead of showing the 413). Instead the connection stays open: Node
+ * reads the rest of the body and discards it, then the connection serves the next request. A
+ * body that has not ended {@link LINGER_MS} after the answer has its connection destroyed, so a
+ * client cannot hold one open by sending forever. No-op when the body has arrived.
  */
-export function lingerForBody(request: FastifyRequest, reply: FastifyReply, lingerMs = LINGER_MS): void {
+export function lingerForBody(request: FastifyRequest, reply: FastifyReply): void {
   const req = request.raw;
   if (req.complete) return;
   const expectsBody = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
@@ -76,7 +76,7 @@ export function lingerForBody(request: FastifyRequest, reply: FastifyReply, ling
   const socket = req.socket;
   const timer = setTimeout(() => {
     if (!req.complete) socket.destroy();
-  }, lingerMs);
+  }, LINGER_MS);
   timer.unref();
   socket.once("close", () => clearTimeout(timer));
   req.once("end", () => clearTimeout(timer));
