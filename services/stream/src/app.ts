@@ -88,7 +88,8 @@ export const STREAM_PATH = "/agent/reports/stream";
  * Metrics: `nexus_sse_connections`, `nexus_sse_hubs`, `nexus_sse_hub_buffered_bytes` (gauges),
  * `nexus_sse_reports_sent_total`, `nexus_sse_progress_sent_total`, `nexus_sse_replays_total`,
  * `nexus_sse_archive_replays_total`, `nexus_sse_archive_reports_sent_total`,
- * `nexus_sse_cursor_expired_total`, `nexus_sse_disconnects_total{reason}`.
+ * `nexus_sse_cursor_expired_total`, `nexus_sse_disconnects_total{reason}`,
+ * `nexus_sse_hub_restarts_total{reason}`, `nexus_sse_hub_proofs_total{outcome}`.
  */
 export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
   const { config, logger, metrics, db } = deps;
@@ -154,6 +155,13 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     registers: [metrics],
   });
 
+  const hubProofs = new Counter({
+    name: "nexus_sse_hub_proofs_total",
+    help: "Gap proofs of the tenant hubs (is the last report still retained?), by outcome (ok, lost, unanswered)",
+    labelNames: ["outcome"],
+    registers: [metrics],
+  });
+
   const progressSent = new Counter({
     name: "nexus_sse_progress_sent_total",
     help: "Live progress events written to SSE connections (best-effort, no id)",
@@ -176,6 +184,7 @@ export async function buildStreamApp(deps: StreamDeps): Promise<StreamApp> {
     },
     (n) => hubsGauge.set(n),
     (reason) => hubRestarts.inc({ reason }),
+    (outcome) => hubProofs.inc({ outcome }),
   );
   new Gauge({
     name: "nexus_sse_hub_buffered_bytes",

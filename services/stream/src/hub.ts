@@ -166,6 +166,13 @@ function purgedThrough(data: Uint8Array): number | undefined {
   }
 }
 
+/**
+ * How a gap proof ended (the `nexus_sse_hub_proofs_total` metric): `ok` — the hub's last report
+ * is still retained, the held reports are released; `lost` — it is not, the hub fails;
+ * `unanswered` — JetStream did not answer, the reader restarts and proves again.
+ */
+export type ProofOutcome = "ok" | "lost" | "unanswered";
+
 /** Why a hub's reader is restarted (logs and the `nexus_sse_hub_restarts_total` metric). */
 export type RestartReason = "reconnect" | "heartbeats_missed" | "stalled" | "lagging" | "consumer_lost";
 
@@ -469,6 +476,9 @@ export class TenantHub {
   /** Set by the registry: called on every reader restart (metrics). */
   onRestart: ((reason: RestartReason) => void) | undefined;
 
+  /** Set by the registry: called when a gap proof ends (metrics). */
+  onProof: ((outcome: ProofOutcome) => void) | undefined;
+
   /** Number of registered listeners. */
   get listenerCount(): number {
     return this.listeners.size;
@@ -580,6 +590,7 @@ export class TenantHub {
         this.deps.logger.warn({ err, subject: this.subject }, "hub:verify-failed");
       }
       if (this.stopped || gen !== this.gen) return;
+      this.onProof?.(!answered ? "unanswered" : ok ? "ok" : "lost");
       if (!answered) {
         // JetStream did not answer (a fault in progress): prove it again from a new reader.
         this.restartReader("consumer_lost");
@@ -674,15 +685,23 @@ export class HubRegistry {
   private readonly deps: HubDeps;
   private readonly onCount: ((n: number) => void) | undefined;
   private readonly onRestart: ((reason: RestartReason) => void) | undefined;
+  private readonly onProof: ((outcome: ProofOutcome) => void) | undefined;
 
   /**
    * @param onCount called with the number of running hubs whenever it changes.
    * @param onRestart called on every reader restart of any hub.
+   * @param onProof called whenever a gap proof of any hub ends.
    */
-  constructor(deps: HubDeps, onCount?: (n: number) => void, onRestart?: (reason: RestartReason) => void) {
+  constructor(
+    deps: HubDeps,
+    onCount?: (n: number) => void,
+    onRestart?: (reason: RestartReason) => void,
+    onProof?: (outcome: ProofOutcome) => void,
+  ) {
     this.deps = deps;
     this.onCount = onCount;
     this.onRestart = onRestart;
+    this.onProof = onProof;
   }
 
   /**
@@ -756,6 +775,7 @@ export class HubRegistry {
     }
     const entry = this.hubs.get(key);
     hub.onRestart = this.onRestart;
+    hub.onProof = this.onProof;
     hub.onStopped = () => {
       if (this.hubs.get(key) === entry) this.hubs.delete(key);
       this.live.delete(hub);

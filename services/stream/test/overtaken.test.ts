@@ -76,6 +76,7 @@ describe("a hub overtaken by retention", () => {
     expect(c.closed).toBe(true);
     expect(got.length).toBeLessThan(all.length);
     expect(await h.metric('nexus_sse_disconnects_total{reason="hub_failed"}')).toBeGreaterThanOrEqual(1);
+    expect(await h.metric('nexus_sse_hub_proofs_total{outcome="lost"}')).toBeGreaterThanOrEqual(1);
   });
 });
 
@@ -128,6 +129,9 @@ describe("a hub behind by more than half the retention, not overtaken", () => {
     const asked = (proofs.get(t.project_id) ?? 0) - proofsBefore;
     expect(asked).toBeGreaterThanOrEqual(1);
     expect(asked).toBeLessThanOrEqual(20);
+    // Operators see them (docs/operations.md): every proof of this server's hubs ended `ok`.
+    expect(await h2.metric('nexus_sse_hub_proofs_total{outcome="ok"}')).toBeGreaterThanOrEqual(asked);
+    expect(await h2.metric('nexus_sse_hub_proofs_total{outcome="lost"}')).toBe(0);
     c.close();
   });
 });
