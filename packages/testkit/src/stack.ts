@@ -57,6 +57,8 @@ export interface Replica {
   stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
   /** Its exit code once it exited (null: killed by a signal). */
   exitCode(): number | null | undefined;
+  /** The path of its log file (pino JSON lines, stdout and stderr). */
+  log: string;
 }
 
 /**
@@ -169,9 +171,11 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     stop,
     async startReplica(s, extraEnv = {}) {
       const port = await freePort();
-      const entry = await launch(s, port, `${s}-replica-${++replicas}`, extraEnv);
+      const logName = `${s}-replica-${++replicas}`;
+      const entry = await launch(s, port, logName, extraEnv);
       return {
         url: `http://127.0.0.1:${port}`,
+        log: path.join(logDir, `${logName}.log`),
         port,
         pid: entry.child.pid,
         stop: (signal = "SIGTERM") => halt(entry, signal),
