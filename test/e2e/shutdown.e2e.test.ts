@@ -33,13 +33,15 @@ interface Answer {
  * @throws when the log lacks either line.
  */
 function shutdownMs(logFile: string): number {
+  const lines = fs
+    .readFileSync(logFile, "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as { msg?: string; time?: number });
   const at = (msg: string): number => {
-    for (const line of fs.readFileSync(logFile, "utf8").split("\n")) {
-      if (!line.startsWith("{")) continue;
-      const entry = JSON.parse(line) as { msg?: string; time?: number };
-      if (entry.msg === msg && typeof entry.time === "number") return entry.time;
-    }
-    throw new Error(`${logFile}: no "${msg}" line`);
+    const time = lines.find((l) => l.msg === msg)?.time;
+    if (typeof time !== "number") throw new Error(`${logFile}: no "${msg}" line`);
+    return time;
   };
   return at("shutdown:done") - at("shutdown:start");
 }
