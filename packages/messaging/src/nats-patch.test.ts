@@ -1,13 +1,17 @@
 /**
- * The nats.js patch (patches/README.md), on a real nats-server: a request that got its reply
- * settles without `RequestOne.cancel()` — whose only effect there was to build a RequestError
- * (an Error with a stack) to reject the already-settled promise — and still leaves nothing
- * behind (no pending request in the connection's mux). A request that gets no reply still
- * times out as before. Without the patch every completed request calls `cancel()`.
+ * The nats.js patch (patches/README.md), on a real nats-server:
+ * - a request that got its reply settles without `RequestOne.cancel()` — whose only effect
+ *   there was to build a RequestError (an Error with a stack) to reject the already-settled
+ *   promise — and still leaves nothing behind (no pending request in the connection's mux). A
+ *   request that gets no reply still times out as before. Without the patch every completed
+ *   request calls `cancel()`;
+ * - `coalesceWrites` (set by `connectNats`): the publishes of many callbacks of one event-loop
+ *   turn leave in one socket write, in order; a stock connection writes once per callback.
  */
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { RequestOne } from "@nats-io/nats-core/internal";
+import { connect } from "@nats-io/transport-node";
 import { STREAMS, subjects } from "@nexus/contracts";
 import { natsForTest, type TestNats, uniqueTenant } from "@nexus/testkit";
 import { pino } from "pino";
@@ -60,4 +64,49 @@ it("a request without a reply still times out and is released", async () => {
   await expect(nc.request("nats-patch.silent", "x", { timeout: 200 })).rejects.toThrow(/timeout/i);
   expect(pendingRequests()).toBe(0);
   silent.unsubscribe();
+});
+
+/** Counts the socket writes of `conn` (nats.js internals: `protocol.transport.send`). */
+function countWrites(conn: NatsConnection): { count: () => number } {
+  const transport = (conn as unknown as { protocol: { transport: { send(frame: Uint8Array): void } } }).protocol
+    .transport;
+  const spy = vi.spyOn(transport, "send");
+  return { count: () => spy.mock.calls.length };
+}
+
+/** Publishes `n` messages on `subject`, each from its own timer callback of one event-loop turn. */
+async function publishFromTimers(conn: NatsConnection, subject: string, n: number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    for (let i = 0; i < n; i++)
+      setTimeout(() => {
+        conn.publish(subject, `m${i}`);
+        if (i === n - 1) resolve();
+      }, 0);
+  });
+  await conn.flush();
+}
+
+it("coalesceWrites: the publishes of one event-loop turn leave in one socket write, in order", async () => {
+  const subject = `nats-patch.coalesce.${Date.now()}`;
+  const got: string[] = [];
+  const sub = nc.subscribe(subject, { callback: (_e, m) => got.push(m.string()) });
+  await nc.flush();
+  const stock = await connect({ servers: nats.url, noAsyncTraces: true, name: "nats-patch-stock" });
+  try {
+    const ours = countWrites(nc);
+    await publishFromTimers(nc, subject, 20);
+    // The 20 publishes and the flush's PING: one write, maybe two when the turn was split.
+    expect(ours.count()).toBeLessThanOrEqual(2);
+    const theirs = countWrites(stock);
+    await publishFromTimers(stock, subject, 20);
+    // The stock flush (end of each callback's microtasks): a write per publish.
+    expect(theirs.count()).toBeGreaterThanOrEqual(20);
+    await nc.flush();
+    await vi.waitFor(() => expect(got).toHaveLength(40));
+    const expected = Array.from({ length: 20 }, (_, i) => `m${i}`);
+    expect(got).toEqual([...expected, ...expected]);
+  } finally {
+    sub.unsubscribe();
+    await stock.close();
+  }
 });

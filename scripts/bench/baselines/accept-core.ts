@@ -3,7 +3,8 @@
  * PubAck. It runs exactly what `POST /sidecar/command` runs between the parsed body and the
  * reply — `normaliseCommandRequest`, `validateCommand` (the type's zod params), the body hash,
  * the command message, its headers (msg id, tenant, correlation id, traceparent, kind, type) and
- * the create-if-absent publish (`Nats-Expected-Last-Subject-Sequence: 0`) — and none of the
+ * the create-if-absent publish (`Nats-Expected-Last-Subject-Sequence: 0`) on a connection set up
+ * as the gateway's (`coalesceWrites`, patches/README.md) — and none of the
  * gateway's cross-cutting layers: no authentication or roles, rate limit, security headers,
  * input guards, request log, metrics, trace binding, OpenAPI response serialisation or error
  * mapping. The tenant comes from `x-org-id` / `x-project-id`, as in the pubAck baseline.
@@ -23,7 +24,14 @@ import Fastify from "fastify";
 import type { GatewayDeps } from "../../../services/gateway/src/deps.ts";
 import { acceptCommand, validateCommand } from "../../../services/gateway/src/write/accept-command.ts";
 
-const nc = await connect({ servers: process.env.NATS_URL, noAsyncTraces: true, name: "bench-accept-core" });
+// The gateway's connection settings (connectNats): `coalesceWrites` too, so the split below
+// charges the connection policy to "our accept", not to the layers.
+const nc = await connect({
+  servers: process.env.NATS_URL,
+  noAsyncTraces: true,
+  coalesceWrites: true,
+  name: "bench-accept-core",
+});
 const js = jetstream(nc);
 // What acceptCommand reads of the gateway's dependencies. readLast answers "nothing stored":
 // the bench never reuses a command id, so the duplicate path is not taken.
