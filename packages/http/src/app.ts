@@ -15,7 +15,7 @@ import helmet, { type HelmetOptions } from "helmet";
 import type { Logger } from "pino";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { installErrorHandling, sendError } from "./errors.ts";
-import { clientErrorHandler, installInputGuards } from "./hardening.ts";
+import { clientErrorHandler, installInputGuards, urlProblem } from "./hardening.ts";
 import { bindRequestLog, requestLoggerFactory, writeRequestLine } from "./request-log.ts";
 
 declare module "fastify" {
@@ -203,39 +203,35 @@ export function createHttpApp(opts: HttpAppOptions): App {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandling(app as unknown as FastifyInstance);
-  if (opts.return503OnClosing ?? true) {
-    let closing = false;
+  let closing = false;
+  if (opts.return503OnClosing ?? true)
     app.addHook("preClose", async () => {
       closing = true;
     });
-    app.addHook("onRequest", async (req, reply) => {
-      if (!closing) return;
-      reply.header("connection", "close");
-      return sendError(
-        req,
-        reply,
-        new AppError("DEPENDENCY_UNAVAILABLE", "The service is shutting down; nothing was done"),
-      );
-    });
-  }
-  installInputGuards(app as unknown as FastifyInstance);
-  // Security headers on every response (API and console): see SECURITY_HEADERS.
-  app.addHook("onRequest", (_req, reply, done) => {
-    reply.headers(SECURITY_HEADERS);
-    done();
-  });
-
-  // Every log line of a request carries its trace id, and once authenticated its tenant.
+  // What every request needs first, in one synchronous hook (no promise per request): the
+  // security headers (SECURITY_HEADERS: on every answer, errors included), the trace and its
+  // log binding, the closing check, and the URL guard (hardening.ts).
   app.decorateRequest("traceparent", "");
   app.decorateRequest("traceId", "");
-  app.addHook("onRequest", async (req) => {
+  app.addHook("onRequest", (req, reply, done) => {
+    reply.headers(SECURITY_HEADERS);
     req.traceparent = requestTraceparent(req.headers.traceparent);
-    req.traceId = req.traceparent.split("-")[1] ?? "";
+    // "00-<trace id>-<span id>-<flags>" (always well-formed: requestTraceparent).
+    req.traceId = req.traceparent.slice(3, 35);
     bindRequestLog(req, { trace_id: req.traceId });
+    if (closing) {
+      reply.header("connection", "close");
+      sendError(req, reply, new AppError("DEPENDENCY_UNAVAILABLE", "The service is shutting down; nothing was done"));
+      return; // answered: the hook chain ends here
+    }
+    done(urlProblem(req.url));
   });
-  app.addHook("preHandler", async (req) => {
+  installInputGuards(app as unknown as FastifyInstance);
+  // Every log line of a request carries its trace id (above), and once authenticated its tenant.
+  app.addHook("preHandler", (req, _reply, done) => {
     if (req.tenant) bindRequestLog(req, { org_id: req.tenant.org_id, project_id: req.tenant.project_id });
     if (req.correlationId) bindRequestLog(req, { correlation_id: req.correlationId });
+    done();
   });
 
   const duration = new Histogram({
@@ -245,7 +241,7 @@ export function createHttpApp(opts: HttpAppOptions): App {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [opts.metrics],
   });
-  app.addHook("onResponse", async (req, reply) => {
+  app.addHook("onResponse", (req, reply, done) => {
     const route = req.routeOptions.url ?? "unknown";
     duration.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     if (route !== "/health" && route !== "/metrics" && route !== "/ready") {
@@ -258,6 +254,7 @@ export function createHttpApp(opts: HttpAppOptions): App {
         "http",
       );
     }
+    done();
   });
   app.get("/metrics", { schema: { hide: true } }, async (_req, reply) => {
     reply.type(opts.metrics.contentType);

@@ -18,39 +18,63 @@ import type { FastifyInstance } from "fastify";
 /** Deepest JSON nesting accepted in a request body (objects and arrays). */
 export const MAX_JSON_DEPTH = 32;
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 /** Why a string is not acceptable, or `undefined`. */
 function badString(s: string): string | undefined {
   if (s.includes("\u0000")) return "must not contain NUL characters";
-  if (LONE_SURROGATE.test(s)) return "must not contain unpaired UTF-16 surrogates";
+  // A lone surrogate is exactly what makes a string not well-formed (ES2024).
+  if (!s.isWellFormed()) return "must not contain unpaired UTF-16 surrogates";
+  return undefined;
+}
+
+/** A problem found by {@link walkJson}: the path's segments innermost first, and the issue. */
+interface JsonProblem {
+  reversedPath: string[];
+  issue: string;
+}
+
+/**
+ * Depth-first walk for {@link checkJson}. It recurses at most `maxDepth` levels (deeper input
+ * is itself the problem), so depth cannot overflow the stack; the path is built only for the
+ * problem found, on the way back up, so a clean body allocates nothing per key.
+ */
+function walkJson(v: unknown, depth: number, maxDepth: number): JsonProblem | undefined {
+  if (typeof v === "string") {
+    const issue = badString(v);
+    return issue ? { reversedPath: [], issue } : undefined;
+  }
+  if (v === null || typeof v !== "object") return undefined;
+  if (depth >= maxDepth) return { reversedPath: [], issue: `must not nest deeper than ${maxDepth} levels` };
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const p = walkJson(v[i], depth + 1, maxDepth);
+      if (p) {
+        p.reversedPath.push(String(i));
+        return p;
+      }
+    }
+    return undefined;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    const keyIssue = badString(k);
+    const p = keyIssue ? { reversedPath: [], issue: `key ${keyIssue}` } : walkJson(o[k], depth + 1, maxDepth);
+    if (p) {
+      p.reversedPath.push(k);
+      return p;
+    }
+  }
   return undefined;
 }
 
 /**
- * Walks a parsed JSON value (iteratively, so depth itself cannot overflow the stack).
- * @returns the first problem as `{path, issue}`, or `undefined`.
+ * Checks a parsed JSON value: no NUL or lone surrogate in any string (key or value), nesting
+ * at most `maxDepth` levels.
+ * @returns the first problem in document order as `{path, issue}` (`path`: the keys and array
+ *   indexes from the root, dot-separated; `""` for the root), or `undefined`.
  */
 export function checkJson(value: unknown, maxDepth = MAX_JSON_DEPTH): { path: string; issue: string } | undefined {
-  const stack: { v: unknown; path: string; depth: number }[] = [{ v: value, path: "", depth: 0 }];
-  while (stack.length > 0) {
-    const { v, path, depth } = stack.pop() as { v: unknown; path: string; depth: number };
-    if (typeof v === "string") {
-      const issue = badString(v);
-      if (issue) return { path, issue };
-      continue;
-    }
-    if (v === null || typeof v !== "object") continue;
-    if (depth >= maxDepth) return { path, issue: `must not nest deeper than ${maxDepth} levels` };
-    const entries = Array.isArray(v) ? v.map((x, i) => [String(i), x] as const) : Object.entries(v);
-    for (const [k, x] of entries) {
-      const keyIssue = badString(k);
-      const p = path ? `${path}.${k}` : k;
-      if (keyIssue) return { path: p, issue: `key ${keyIssue}` };
-      stack.push({ v: x, path: p, depth: depth + 1 });
-    }
-  }
-  return undefined;
+  const p = walkJson(value, 0, maxDepth);
+  return p && { path: p.reversedPath.reverse().join("."), issue: p.issue };
 }
 
 /**
@@ -59,34 +83,49 @@ export function checkJson(value: unknown, maxDepth = MAX_JSON_DEPTH): { path: st
  */
 export const MAX_URL_LENGTH = 8192;
 
-/** Installs the body and URL guards on `app` (see the module doc). */
+/**
+ * Why a request target is refused: longer than {@link MAX_URL_LENGTH} (`URI_TOO_LONG`), or a
+ * percent-escape in its path or query that does not decode (`VALIDATION_FAILED`).
+ * @returns the error to answer with, or `undefined` when the URL is acceptable.
+ */
+export function urlProblem(url: string): AppError | undefined {
+  if (url.length > MAX_URL_LENGTH)
+    return new AppError("URI_TOO_LONG", `The URL is longer than ${MAX_URL_LENGTH} bytes`, [
+      { path: "url", issue: `longer than ${MAX_URL_LENGTH} bytes` },
+    ]);
+  // Nothing to decode without a percent sign (the common case).
+  if (!url.includes("%")) return undefined;
+  const q = url.indexOf("?");
+  const raw = q >= 0 ? url.slice(q + 1) : "";
+  try {
+    for (const part of raw.split("&")) if (part) decodeURIComponent(part.replace(/\+/g, " "));
+    decodeURIComponent(q >= 0 ? url.slice(0, q) : url);
+  } catch {
+    return new AppError("VALIDATION_FAILED", "The URL contains a malformed percent-escape", [
+      { path: "url", issue: "malformed percent-escape" },
+    ]);
+  }
+  return undefined;
+}
+
+/**
+ * Installs the body guard on `app` (see the module doc): a JSON body is checked with
+ * {@link checkJson} before validation. The URL guard ({@link urlProblem}) runs in
+ * `createHttpApp`'s first hook.
+ */
 export function installInputGuards(app: FastifyInstance): void {
-  app.addHook("onRequest", async (req) => {
-    if (req.url.length > MAX_URL_LENGTH)
-      throw new AppError("URI_TOO_LONG", `The URL is longer than ${MAX_URL_LENGTH} bytes`, [
-        { path: "url", issue: `longer than ${MAX_URL_LENGTH} bytes` },
-      ]);
-    const q = req.url.indexOf("?");
-    const raw = q >= 0 ? req.url.slice(q + 1) : "";
-    try {
-      for (const part of raw.split("&")) if (part) decodeURIComponent(part.replace(/\+/g, " "));
-      decodeURIComponent(q >= 0 ? req.url.slice(0, q) : req.url);
-    } catch {
-      throw new AppError("VALIDATION_FAILED", "The URL contains a malformed percent-escape", [
-        { path: "url", issue: "malformed percent-escape" },
-      ]);
-    }
-  });
-  app.addHook("preValidation", async (req) => {
-    if (req.body === undefined || req.body === null || typeof req.body !== "object") return;
+  app.addHook("preValidation", (req, _reply, done) => {
+    if (req.body === undefined || req.body === null || typeof req.body !== "object") return done();
     const problem = checkJson(req.body);
-    if (problem)
-      throw new AppError(
+    if (!problem) return done();
+    done(
+      new AppError(
         "VALIDATION_FAILED",
         `body ${problem.path || "(root)"} ${problem.issue}`,
         [{ path: problem.path, issue: problem.issue }],
         { stage: "validate" },
-      );
+      ),
+    );
   });
 }
 

@@ -33,15 +33,15 @@ export class RequestLogger {
 
   /** Adds `fields` to every later line; a field already bound keeps its first value. */
   bind(fields: Record<string, string | undefined>): void {
-    const fresh: Bindings = {};
-    let any = false;
-    for (const [k, v] of Object.entries(fields)) {
+    let fresh: Bindings | undefined;
+    for (const k in fields) {
+      const v = fields[k];
       if (v === undefined || this.bound.has(k)) continue;
       this.bound.add(k);
+      fresh ??= {};
       fresh[k] = v;
-      any = true;
     }
-    if (!any) return;
+    if (!fresh) return;
     if (this.real) this.real = this.real.child(fresh);
     else Object.assign(this.fields, fresh);
   }

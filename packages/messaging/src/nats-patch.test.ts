@@ -89,7 +89,11 @@ async function publishFromTimers(conn: NatsConnection, subject: string, n: numbe
 it("coalesceWrites: the publishes of one event-loop turn leave in one socket write, in order", async () => {
   const subject = `nats-patch.coalesce.${Date.now()}`;
   const got: string[] = [];
-  const sub = nc.subscribe(subject, { callback: (_e, m) => got.push(m.string()) });
+  const sub = nc.subscribe(subject, {
+    callback: (_e, m) => {
+      got.push(m.string());
+    },
+  });
   await nc.flush();
   const stock = await connect({ servers: nats.url, noAsyncTraces: true, name: "nats-patch-stock" });
   try {

@@ -215,7 +215,8 @@ export function traceIdOf(traceparent: string | undefined): string | undefined {
 
 /** `nexus.cmd`, `nexus.report`, …: the low-cardinality part of a subject, for span names. */
 function subjectKind(subject: string): string {
-  return subject.split(".").slice(0, 2).join(".");
+  const second = subject.indexOf(".", subject.indexOf(".") + 1);
+  return second < 0 ? subject : subject.slice(0, second);
 }
 
 /** One finished publish, for metrics (see {@link instrumentJetStream}). */
