@@ -6,6 +6,7 @@
  * |------------|------------------------------------------------------------------|
  * | `plain`    | `fastify`                                                         |
  * | `pubAck`   | `fastify`, `nats-server`                                          |
+ * | `pubAckCoalesced` | the same on a `coalesceWrites` connection (a reference for accept) |
  * | `acceptCore`| `fastify`, `nats-server`: our accept code without the gateway's layers |
  * | `pipeline` | `fastify`, `worker`, `sse`, `nats-server`                         |
  * | `pipeline3`| the same, the worker publishing the contract's 3 reports per command |
@@ -26,7 +27,7 @@ import { openSseFeed, type SseFeed } from "./sse-feed.ts";
 import { createLogger, type NatsServerProcess, OUR_SERVICES, spawnNatsServer, startOurStack } from "./stack.ts";
 
 /** Names of the targets. */
-export type TargetId = "plain" | "pubAck" | "acceptCore" | "pipeline" | "pipeline3" | "ours";
+export type TargetId = "plain" | "pubAck" | "pubAckCoalesced" | "acceptCore" | "pipeline" | "pipeline3" | "ours";
 
 /** The command every request carries (type and params are a CLI flag). */
 export interface CommandSpec {
@@ -207,14 +208,18 @@ export class TargetPool {
         pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),
       };
     }
-    if (id === "pubAck") {
-      const fastify = await this.spawn("baseline-pub-ack", "pub-ack.ts", {
+    if (id === "pubAck" || id === "pubAckCoalesced") {
+      const coalesced = id === "pubAckCoalesced";
+      const fastify = await this.spawn(coalesced ? "reference-pub-ack-coalesced" : "baseline-pub-ack", "pub-ack.ts", {
         NATS_URL: nats.url,
         SUBJECT_PREFIX: "bench.ack",
+        ...(coalesced ? { COALESCE_WRITES: "true" } : {}),
       });
       return {
         id,
-        description: "Fastify POST → JetStream publish → 202 after PubAck",
+        description: coalesced
+          ? "Fastify POST → JetStream publish on a coalesceWrites connection → 202 after PubAck"
+          : "Fastify POST → JetStream publish → 202 after PubAck",
         origin: `http://127.0.0.1:${fastify.port}`,
         request,
         pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),

@@ -5,7 +5,9 @@
  * validation, no database, no idempotency, no report.
  *
  * Environment: `NATS_URL`, `SUBJECT_PREFIX` (a stream must already cover `<prefix>.>`), `PORT`
- * (0 = any). Prints `{"ready":true,"port":N}` on stdout once it listens.
+ * (0 = any), `COALESCE_WRITES` (`true`: connect with nats.js's patched `coalesceWrites`, as our
+ * services do — the `pubAckCoalesced` reference; default: the stock flush). Prints
+ * `{"ready":true,"port":N}` on stdout once it listens.
  */
 import type { AddressInfo } from "node:net";
 import { jetstream } from "@nats-io/jetstream";
@@ -13,7 +15,12 @@ import { connect } from "@nats-io/transport-node";
 import Fastify from "fastify";
 
 const prefix = process.env.SUBJECT_PREFIX ?? "bench.ack";
-const nc = await connect({ servers: process.env.NATS_URL, noAsyncTraces: true, name: "bench-pub-ack" });
+const nc = await connect({
+  servers: process.env.NATS_URL,
+  noAsyncTraces: true,
+  coalesceWrites: process.env.COALESCE_WRITES === "true",
+  name: "bench-pub-ack",
+});
 const js = jetstream(nc);
 
 const app = Fastify({ logger: false });
