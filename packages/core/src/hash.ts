@@ -1,9 +1,12 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { canonicalJson } from "@nexus/contracts";
 
-/** sha256 (hex) of the canonical JSON of `value` (see `canonicalJson` in contracts). */
+/**
+ * sha256 (hex) of the canonical JSON of `value` (see `canonicalJson` in contracts), UTF-8
+ * encoded. One-shot `crypto.hash` (Node.js ≥ 21.7): no Hash object per call.
+ */
 export function hashCanonical(value: unknown): string {
-  return createHash("sha256").update(canonicalJson(value)).digest("hex");
+  return hash("sha256", canonicalJson(value), "hex");
 }
 
 /**

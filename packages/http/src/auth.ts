@@ -404,12 +404,15 @@ export const authPlugin = fp(
     });
 
     // Authorisation runs after authentication (onRequest) for routes that name roles.
-    app.addHook("preHandler", async (req) => {
+    app.addHook("preHandler", (req, _reply, done) => {
       const required = req.routeOptions.config?.roles;
       if (required && !hasRole(req.roles ?? [], required))
-        throw new AppError("FORBIDDEN", `This needs one of the roles ${required.join(", ")}`, undefined, {
-          stage: "auth",
-        });
+        return done(
+          new AppError("FORBIDDEN", `This needs one of the roles ${required.join(", ")}`, undefined, {
+            stage: "auth",
+          }),
+        );
+      done();
     });
   },
   { name: "nexus-auth" },

@@ -53,15 +53,20 @@ export function newTraceparent(): string {
   return `00-${hex.slice(0, 32)}-${hex.slice(32)}-01`;
 }
 
-/** Builds the NATS headers for {@link PublishMeta}. */
+/**
+ * Builds the NATS headers for {@link PublishMeta}. Each name is distinct and the headers are
+ * new, so values are appended: nats.js's `set` would first scan for the name to delete it.
+ */
 export function buildHeaders(meta: PublishMeta): MsgHdrs {
   const h = natsHeaders();
-  h.set(HEADERS.msgId, meta.msgId);
-  h.set(HEADERS.correlationId, meta.correlationId);
-  h.set(HEADERS.org, meta.tenant.org_id);
-  h.set(HEADERS.project, meta.tenant.project_id);
-  h.set(HEADERS.traceparent, meta.traceparent ?? activeTraceparent() ?? newTraceparent());
-  for (const [k, v] of Object.entries(meta.extra ?? {})) h.set(k, v);
+  h.append(HEADERS.msgId, meta.msgId);
+  h.append(HEADERS.correlationId, meta.correlationId);
+  h.append(HEADERS.org, meta.tenant.org_id);
+  h.append(HEADERS.project, meta.tenant.project_id);
+  h.append(HEADERS.traceparent, meta.traceparent ?? activeTraceparent() ?? newTraceparent());
+  const extra = meta.extra;
+  // `set` for these: an extra header may repeat one of the above and then replaces it.
+  if (extra) for (const k in extra) h.set(k, extra[k] as string);
   return h;
 }
 
