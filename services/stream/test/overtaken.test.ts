@@ -55,14 +55,23 @@ afterAll(async () => {
   await nats?.stop();
 });
 
+/**
+ * Opens a stream for `t` on `harness` and waits for its snapshot, then publishes `n` reports and
+ * waits until all were delivered: the hub's consumer is running before the burst.
+ * @returns the client and the ids of those first reports.
+ */
+async function openWithReports(harness: Harness, t: Tenant, n: number) {
+  const c = await harness.open(t);
+  await c.waitFor((ev) => ev.some((e) => e.event === "snapshot"), 5000, "snapshot");
+  const before = await publishMany(harness.pub, t, n, "before");
+  await c.waitFor(() => reportIds(c).length === n, 5000, `the first ${n}`);
+  return { c, before };
+}
+
 describe("a hub overtaken by retention", () => {
   it("ends its connections instead of skipping the reports retention took before they were sent", async () => {
     const t = uniqueTenant("overtaken");
-    const c = await h.open(t);
-    await c.waitFor((ev) => ev.some((e) => e.event === "snapshot"), 5000, "snapshot");
-    // The hub's consumer is running (it has delivered reports) before the burst.
-    const before = await publishMany(h.pub, t, 5, "before");
-    await c.waitFor(() => reportIds(c).length === 5, 5000, "the first 5");
+    const { c, before } = await openWithReports(h, t, 5);
     const published = publishBurst(nats.url, t, 400);
     expect(published).toHaveLength(400);
     await c.waitFor(() => c.closed || reportIds(c).at(-1) === published.at(-1), 10_000, "closed or caught up");
@@ -106,10 +115,7 @@ describe("a hub behind by more than half the retention, not overtaken", () => {
 
   it("proves, delivers every report and stays open", async () => {
     const t = uniqueTenant("behind");
-    const c = await h2.open(t);
-    await c.waitFor((ev) => ev.some((e) => e.event === "snapshot"), 5000, "snapshot");
-    const before = await publishMany(h2.pub, t, 2, "before");
-    await c.waitFor(() => reportIds(c).length === 2, 5000, "the first 2");
+    const { c, before } = await openWithReports(h2, t, 2);
     const proofs = () => h2.metric('nexus_sse_hub_proofs_total{outcome="ok"}');
     const proofsBefore = await proofs();
     const published = publishBurst(nats2.url, t, BURST);
