@@ -6,6 +6,7 @@
  */
 import fs from "node:fs";
 import type { Tenant } from "@nexus/contracts";
+import { BaseConfig } from "@nexus/runtime";
 import { openSse, tenantHeaders, uniqueTenant, waitFor } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
@@ -46,8 +47,8 @@ function shutdownMs(logFile: string): number {
   return at("shutdown:done") - at("shutdown:start");
 }
 
-/** The wall-clock bound of a stop() (ms): the services' shutdown grace, SHUTDOWN_GRACE_MS. */
-const GRACE_MS = 10_000;
+/** The wall-clock bound of a stop() (ms): the services' shutdown grace (SHUTDOWN_GRACE_MS, its default). */
+const GRACE_MS = BaseConfig.shape.SHUTDOWN_GRACE_MS.parse(undefined);
 
 const post = async (base: string, t: Tenant, body: unknown): Promise<Answer> => {
   try {
