@@ -330,6 +330,8 @@ describe("security headers", () => {
       ],
       ["400", fetch(`${e.stack.gatewayUrl}/sidecar/command`, { method: "POST", headers: tenantHeaders(t) })],
       ["404", fetch(`${e.stack.gatewayUrl}/nope`)],
+      // Refused by the URL guard, before authentication and routing hooks.
+      ["400 malformed escape", fetch(`${e.stack.gatewayUrl}/health?x=%ZZ`)],
       ["photo", fetch(`${e.stack.gatewayUrl}/profile/photo?org_id=${t.org_id}&project_id=${t.project_id}`)],
       ["stream service", fetch(`${e.stack.streamUrl}/health`)],
       // Streamed answers: the handler takes the raw response over (the hooks' headers are copied).
@@ -344,6 +346,7 @@ describe("security headers", () => {
       const r = await p;
       await r.arrayBuffer();
       expect(r.status, what).toBeLessThan(500);
+      if (what.startsWith("400")) expect(r.status, what).toBe(400);
       expectHeaders(what, r.headers);
     }
     // The report stream (SSE, never ends on its own): the headers, then hang up.
