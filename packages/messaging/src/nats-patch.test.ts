@@ -114,3 +114,27 @@ it("coalesceWrites: the publishes of one event-loop turn leave in one socket wri
     await stock.close();
   }
 });
+
+it("coalesceWrites: a fake setImmediate installed after the connection does not hold its writes", async () => {
+  // vitest's fake timers replace setImmediate by default; the patch keeps the real one it
+  // found when nats.js loaded. Only setImmediate is faked: setTimeout stays real. The flush
+  // first empties the connection's buffer, so no flush scheduled earlier can carry ours.
+  await nc.flush();
+  vi.useFakeTimers({ toFake: ["setImmediate"] });
+  const subject = `nats-patch.fake.${Date.now()}`;
+  const got: string[] = [];
+  const sub = nc.subscribe(subject, {
+    callback: (_e, m) => {
+      got.push(m.string());
+    },
+  });
+  try {
+    nc.publish(subject, "after the fake");
+    // Polled with real timers: vi.waitFor would advance the fake ones and run the flush itself.
+    for (let waited = 0; got.length === 0 && waited < 2000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+    expect(got).toEqual(["after the fake"]);
+  } finally {
+    vi.useRealTimers();
+    sub.unsubscribe();
+  }
+});
