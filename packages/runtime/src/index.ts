@@ -4,6 +4,7 @@
  * metrics, and the one bounded shutdown.
  */
 export * from "./config.ts";
+export * from "./listen.ts";
 export * from "./logger.ts";
 export * from "./metrics.ts";
 export * from "./provision.ts";

@@ -6,6 +6,7 @@ import { addHealthRoutes, createHttpApp } from "@nexus/http";
 import { isNatsConnected, lastMessageReader, runWorker } from "@nexus/messaging";
 import {
   consumerReadyChecks,
+  listen,
   logWorkerEvents,
   meterWorkerEvents,
   onShutdown,
@@ -63,8 +64,8 @@ addHealthRoutes(app, {
   checks: consumerReadyChecks({ nc: nc, db: db, consumerOk: () => worker.health().ok }),
   graceMs: config.READY_GRACE_MS,
 });
-await app.listen({ host: config.HOST, port: config.PORT });
-logger.info({ port: config.PORT }, "approval-worker:consuming");
+const port = await listen(app, config);
+logger.info({ port }, "approval-worker:consuming");
 
 onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
   // Stop pulling, finish or nak in-flight entries, stop the sweeper (invariant 8), then close.

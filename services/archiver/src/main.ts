@@ -1,5 +1,5 @@
 import { CONSUMERS, STREAMS } from "@nexus/contracts";
-import { onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
+import { listen, onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import type { ArchiverFaultStep } from "./archiver.ts";
 import { ArchiverConfig } from "./config.ts";
 import { startArchiverService } from "./service.ts";
@@ -31,8 +31,8 @@ const service = await startArchiverService({
       }
     : {}),
 });
-await service.app.listen({ host: config.HOST, port: config.PORT });
-logger.info({ port: config.PORT, batch_size: config.ARCHIVER_BATCH_SIZE }, "archiver:consuming");
+const port = await listen(service.app, config);
+logger.info({ port, batch_size: config.ARCHIVER_BATCH_SIZE }, "archiver:consuming");
 
 onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
   // Stop pulling, finish the batch in progress, nak the rest (invariant 8), then close.

@@ -8,6 +8,7 @@ import { addHealthRoutes, createHttpApp } from "@nexus/http";
 import { runWorker } from "@nexus/messaging";
 import {
   consumerReadyChecks,
+  listen,
   logWorkerEvents,
   meterWorkerEvents,
   onShutdown,
@@ -97,9 +98,9 @@ addHealthRoutes(app, {
   checks: consumerReadyChecks({ nc: nc, db: db, consumerOk: () => worker.health().ok }),
   graceMs: config.READY_GRACE_MS,
 });
-await app.listen({ host: config.HOST, port: config.PORT });
+const port = await listen(app, config);
 logger.info(
-  { port: config.PORT, concurrency: config.WORKER_CONCURRENCY, webhook_relay: Boolean(relay) },
+  { port, concurrency: config.WORKER_CONCURRENCY, webhook_relay: Boolean(relay) },
   "command-worker:consuming",
 );
 

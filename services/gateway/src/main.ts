@@ -3,7 +3,7 @@
 import "./tracing.ts";
 import { STREAMS } from "@nexus/contracts";
 import { deadLetterStore, isNatsConnected, lastMessageReader, streamPurger } from "@nexus/messaging";
-import { onShutdown, parseConfig, startRuntime, streamUsageMetrics } from "@nexus/runtime";
+import { listen, onShutdown, parseConfig, startRuntime, streamUsageMetrics } from "@nexus/runtime";
 import { buildGateway } from "./app.ts";
 import { GatewayConfig } from "./config.ts";
 import { crashAt } from "./deps.ts";
@@ -33,8 +33,8 @@ const deps = {
   ...(faults ? { faults } : {}),
 };
 const app = await buildGateway(deps);
-await app.listen({ host: config.HOST, port: config.PORT });
-logger.info({ port: config.PORT }, "gateway:listening");
+const port = await listen(app, config);
+logger.info({ port }, "gateway:listening");
 
 // Stream usage against each stream's byte limit (the JetStreamStreamNearFull alert).
 const streamUsage = streamUsageMetrics(metrics, jsm, Object.values(STREAMS), { intervalMs: 15_000, logger });

@@ -2,7 +2,7 @@
 // place before pg and fastify load.
 import "./tracing.ts";
 import { STREAMS } from "@nexus/contracts";
-import { onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
+import { listen, onShutdown, parseConfig, startRuntime } from "@nexus/runtime";
 import { buildStreamApp, closeStream } from "./app.ts";
 import { StreamConfig } from "./config.ts";
 import { tracing } from "./tracing.ts";
@@ -12,8 +12,8 @@ const config = parseConfig(StreamConfig, process.env);
 const { logger, nc, jsm, js, db, metrics } = await startRuntime("stream", config, { streams: [STREAMS.reports] });
 
 const app = await buildStreamApp({ nc, js, jsm, db, logger, config, metrics });
-await app.listen({ host: config.HOST, port: config.PORT });
-logger.info({ port: config.PORT, heartbeat_ms: config.SSE_HEARTBEAT_MS }, "stream:listening");
+const port = await listen(app, config);
+logger.info({ port, heartbeat_ms: config.SSE_HEARTBEAT_MS }, "stream:listening");
 
 onShutdown(logger, config.SHUTDOWN_GRACE_MS, async () => {
   await closeStream({ app, nc, db, graceMs: config.SHUTDOWN_GRACE_MS, logger });
