@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, waitFor } from "./infra.ts";
+import { freePort } from "./infra.ts";
 
 /** Repository root (…/packages/testkit/src → …). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -64,27 +64,36 @@ export interface Replica {
 /**
  * Starts the five services as separate processes (`node services/<s>/src/main.ts`: Node 24 runs
  * the TypeScript sources itself),
- * exactly as production runs them, each on a free port on 127.0.0.1, and waits until every
+ * exactly as production runs them, each on a port of 127.0.0.1 the kernel chooses (a skipped
+ * service: a free port reserved now), and waits until every
  * `/ready` answers 200.
  */
 export async function startStack(o: StackOptions): Promise<Stack> {
   const logDir = o.logDir ?? fs.mkdtempSync(path.join(fs.realpathSync("/tmp"), "nexus-stack-"));
   fs.mkdirSync(logDir, { recursive: true });
-  const ports = Object.fromEntries(await Promise.all(SERVICES.map(async (s) => [s, await freePort()]))) as Record<
-    ServiceName,
-    number
-  >;
+  // A service started here binds port 0 and reports the port the kernel gave it (see `launch`):
+  // a port picked by probing and then handed over can be taken by another process in between
+  // (a parallel test's server, or the local end of an outgoing connection), and a /ready probe
+  // on it may then be answered by that other process. Only a skipped service, whose URL the
+  // caller may use before starting it, gets a probed port now.
+  const ports = {} as Record<ServiceName, number>;
+  for (const s of o.skip ?? []) ports[s] = await freePort();
   const children = new Map<ServiceName, { child: ChildProcess; exited: Promise<void> }>();
   const base = {
     NATS_URL: o.natsUrl,
     DATABASE_URL: o.databaseUrl,
     HOST: "127.0.0.1",
     LOG_LEVEL: "info",
-    STREAM_URL: `http://127.0.0.1:${ports.stream}`,
     ...o.env,
   };
 
-  /** Spawns one instance of `s` on `port` and waits until its /ready answers 200. */
+  /**
+   * Spawns one instance of `s` on `port` (0: a port the kernel chooses) and waits until the
+   * process reports the port it listens on (a `nexus:listening` message on its IPC channel, sent
+   * by `listen()` of `@nexus/runtime`) and its /ready answers 200 there. So /ready is only asked
+   * of a port this very process bound, and a process that cannot bind fails the launch.
+   * @returns the process and its port.
+   */
   const launch = async (s: ServiceName, port: number, logName: string, extraEnv: Record<string, string>) => {
     const out = fs.openSync(path.join(logDir, `${logName}.log`), "a");
     const child = spawn(process.execPath, [path.join(REPO_ROOT, "services", s, "src", "main.ts")], {
@@ -92,14 +101,20 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       env: {
         ...process.env,
         ...base,
+        ...(s === "gateway" && ports.stream !== undefined ? { STREAM_URL: `http://127.0.0.1:${ports.stream}` } : {}),
         ...(o.natsUsers?.[s] ? { NATS_USER: o.natsUsers[s].user, NATS_PASSWORD: o.natsUsers[s].password } : {}),
         ...o.serviceEnv?.[s],
         ...extraEnv,
         PORT: String(port),
       },
-      stdio: ["ignore", out, out],
+      stdio: ["ignore", out, out, "ipc"],
     });
+    fs.closeSync(out);
     let exited: number | null = null;
+    let bound: number | undefined;
+    child.on("message", (m: { type?: unknown; port?: unknown }) => {
+      if (m?.type === "nexus:listening" && typeof m.port === "number") bound = m.port;
+    });
     const exitedP = new Promise<void>((r) =>
       child.on("exit", (code) => {
         exited = code ?? -1;
@@ -108,15 +123,23 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     );
     const entry = { child, exited: exitedP };
     try {
-      await waitFor(
-        async () => {
-          if (exited !== null) throw new Error(`${logName} exited with ${exited}; see ${logDir}/${logName}.log`);
-          const r = await fetch(`http://127.0.0.1:${port}/ready`);
-          return r.status === 200;
-        },
-        30_000,
-        `${logName} /ready (log: ${logDir}/${logName}.log)`,
-      );
+      // Not `waitFor`: it retries through a throwing check, and a process that died must fail
+      // the launch at once, with its log, not after the timeout.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        if (exited !== null) throw new Error(`${logName} exited with ${exited}; see ${logDir}/${logName}.log`);
+        if (bound !== undefined) {
+          if (port !== 0 && bound !== port) throw new Error(`${logName} listens on ${bound}, not on ${port}`);
+          const ready = await fetch(`http://127.0.0.1:${bound}/ready`).then(
+            (r) => r.status === 200,
+            () => false,
+          );
+          if (ready) break;
+        }
+        if (Date.now() > deadline)
+          throw new Error(`${logName} not ready within 30000 ms (log: ${logDir}/${logName}.log)`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     } catch (err) {
       const log = fs.existsSync(path.join(logDir, `${logName}.log`))
         ? fs.readFileSync(path.join(logDir, `${logName}.log`), "utf8")
@@ -124,12 +147,17 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       if (exited === null) child.kill("SIGKILL");
       throw new Error(`${(err as Error).message}\n--- ${logName}.log (tail) ---\n${log.slice(-3000)}`);
     }
-    return entry;
+    // The port is known; the channel must not keep this process alive.
+    if (child.connected) child.disconnect();
+    return { entry, port: bound as number };
   };
 
   const start = async (s: ServiceName, extraEnv: Record<string, string> = {}) => {
-    // A process that never becomes ready is killed by launch() before it throws.
-    children.set(s, await launch(s, ports[s], s, extraEnv));
+    // A process that never becomes ready is killed by launch() before it throws. A restart
+    // keeps the service's port, so URLs handed out before stay valid.
+    const { entry, port } = await launch(s, ports[s] ?? 0, s, extraEnv);
+    children.set(s, entry);
+    ports[s] = port;
   };
 
   /** Stops one process: `signal`, then SIGKILL after 15 s. */
@@ -170,9 +198,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     start,
     stop,
     async startReplica(s, extraEnv = {}) {
-      const port = await freePort();
       const logName = `${s}-replica-${++replicas}`;
-      const entry = await launch(s, port, logName, extraEnv);
+      const { entry, port } = await launch(s, 0, logName, extraEnv);
       return {
         url: `http://127.0.0.1:${port}`,
         log: path.join(logDir, `${logName}.log`),
