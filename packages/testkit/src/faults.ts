@@ -9,7 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { NATS_MAX_PAYLOAD_BYTES } from "@nexus/messaging";
-import { alive, freePort, portOpen, waitFor } from "./infra.ts";
+import { alive, freePort, portOpen, StopWaiting, waitFor } from "./infra.ts";
 
 /** Process ids whose parent is `pid` (read from /proc; Linux only, empty elsewhere). */
 export function childPids(pid: number): number[] {
@@ -208,7 +208,7 @@ export async function spawnNatsCluster(o: { size?: number; authorization?: strin
         exited = new Promise((r) => c.once("exit", () => r()));
         await waitFor(
           async () => {
-            if (c.exitCode !== null) throw new Error(`nats-server ${s.name} exited; see ${dir}/server.log`);
+            if (c.exitCode !== null) throw new StopWaiting(`nats-server ${s.name} exited; see ${dir}/server.log`);
             return portOpen(s.port);
           },
           20_000,

@@ -24,13 +24,26 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Polls `check` every 50 ms until it resolves true or `timeoutMs` passes. */
+/**
+ * Thrown by a {@link waitFor} check to stop waiting at once (the process waited for exited, it
+ * listens on another port than asked): `waitFor` rethrows it. Any other error of a check means
+ * "not yet" and is retried.
+ */
+export class StopWaiting extends Error {}
+
+/**
+ * Polls `check` every 50 ms until it resolves true or `timeoutMs` passes.
+ * @throws {StopWaiting} as soon as the check throws one; otherwise an Error naming `what` after
+ *   `timeoutMs`.
+ */
 export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       if (await check()) return;
-    } catch {}
+    } catch (err) {
+      if (err instanceof StopWaiting) throw err;
+    }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -68,6 +81,23 @@ export function hasNatsBinary(): boolean {
   }
 }
 
+/**
+ * The client port in nats-server's ports file (`<dir>/<executable>_<pid>.ports`, JSON
+ * `{"nats":["nats://127.0.0.1:4222"]}`); `undefined` until the server has written it.
+ */
+function readPortsFile(dir: string, pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  const name = fs.readdirSync(dir).find((f) => f.endsWith(`_${pid}.ports`));
+  if (!name) return undefined;
+  try {
+    const { nats } = JSON.parse(fs.readFileSync(path.join(dir, name), "utf8")) as { nats?: string[] };
+    const port = Number(new URL(nats?.[0] ?? "").port);
+    return Number.isInteger(port) && port > 0 ? port : undefined;
+  } catch {
+    return undefined; // written but not complete yet: read again
+  }
+}
+
 /** Options of {@link spawnNatsServer}. */
 export interface NatsServerOptions {
   port?: number;
@@ -89,31 +119,53 @@ export interface NatsServerProcess extends Running {
 }
 
 /**
- * Spawns `nats-server -js` on 127.0.0.1 and waits until it accepts connections.
- * @throws when the binary is missing or the server does not come up within 10 s.
+ * Spawns `nats-server -js` on 127.0.0.1 and waits until it accepts connections. Without
+ * `o.port` the kernel chooses the port (`-p -1`), and the server's ports file
+ * (`--ports_file_dir`, written once its listeners are up) says which: a port probed here and
+ * handed over could be taken by another process in between, and a probe of it would then
+ * find that process. With `o.port` (a restart on the same address) the ports file confirms that
+ * this very server listens there.
+ * @throws when the binary is missing, the server exits, or it does not come up within 10 s.
  */
 export async function spawnNatsServer(o: NatsServerOptions = {}): Promise<NatsServerProcess> {
-  const port = o.port ?? (await freePort());
   const storeDir = o.storeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "nexus-nats-"));
+  const portsDir = fs.mkdtempSync(path.join(os.tmpdir(), "nexus-nats-ports-"));
   const out = o.logFile ? fs.openSync(o.logFile, "a") : "ignore";
-  const child = spawn("nats-server", natsServerArgs(port, storeDir, o.authorization), {
-    stdio: ["ignore", out, out],
-  });
+  const child = spawn(
+    "nats-server",
+    [...natsServerArgs(o.port ?? -1, storeDir, o.authorization), "--ports_file_dir", portsDir],
+    { stdio: ["ignore", out, out] },
+  );
+  if (typeof out === "number") fs.closeSync(out);
   let exited = false;
   child.on("exit", () => {
     exited = true;
   });
-  await waitFor(
-    () => {
-      if (exited) throw new Error("nats-server exited");
-      return portOpen(port);
-    },
-    10_000,
-    "nats-server",
-  );
+  let port: number | undefined;
+  try {
+    await waitFor(
+      async () => {
+        if (exited) throw new StopWaiting(`nats-server exited (port ${o.port ?? "chosen by the kernel"})`);
+        port ??= readPortsFile(portsDir, child.pid);
+        if (port === undefined) return false;
+        if (o.port !== undefined && port !== o.port)
+          throw new StopWaiting(`nats-server listens on ${port}, not on ${o.port}`);
+        return portOpen(port);
+      },
+      10_000,
+      "nats-server",
+    );
+  } catch (err) {
+    if (!exited) child.kill("SIGKILL");
+    fs.rmSync(portsDir, { recursive: true, force: true });
+    throw err;
+  }
+  // The server removes its ports file when it shuts down; the directory goes after it exited.
+  child.once("exit", () => fs.rmSync(portsDir, { recursive: true, force: true }));
+  const listening = port as number; // set: the wait above returns only once it is
   return {
-    url: `nats://127.0.0.1:${port}`,
-    port,
+    url: `nats://127.0.0.1:${listening}`,
+    port: listening,
     storeDir,
     child,
     async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM") {

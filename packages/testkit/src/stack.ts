@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort } from "./infra.ts";
+import { freePort, StopWaiting, waitFor } from "./infra.ts";
 
 /** Repository root (…/packages/testkit/src → …). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -123,23 +123,16 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     );
     const entry = { child, exited: exitedP };
     try {
-      // Not `waitFor`: it retries through a throwing check, and a process that died must fail
-      // the launch at once, with its log, not after the timeout.
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        if (exited !== null) throw new Error(`${logName} exited with ${exited}; see ${logDir}/${logName}.log`);
-        if (bound !== undefined) {
-          if (port !== 0 && bound !== port) throw new Error(`${logName} listens on ${bound}, not on ${port}`);
-          const ready = await fetch(`http://127.0.0.1:${bound}/ready`).then(
-            (r) => r.status === 200,
-            () => false,
-          );
-          if (ready) break;
-        }
-        if (Date.now() > deadline)
-          throw new Error(`${logName} not ready within 30000 ms (log: ${logDir}/${logName}.log)`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitFor(
+        async () => {
+          if (exited !== null) throw new StopWaiting(`${logName} exited with ${exited}; see ${logDir}/${logName}.log`);
+          if (bound === undefined) return false;
+          if (port !== 0 && bound !== port) throw new StopWaiting(`${logName} listens on ${bound}, not on ${port}`);
+          return (await fetch(`http://127.0.0.1:${bound}/ready`)).status === 200;
+        },
+        30_000,
+        `${logName} /ready (log: ${logDir}/${logName}.log)`,
+      );
     } catch (err) {
       const log = fs.existsSync(path.join(logDir, `${logName}.log`))
         ? fs.readFileSync(path.join(logDir, `${logName}.log`), "utf8")

@@ -10,6 +10,7 @@ import {
   natsForTest,
   openSse,
   reportPublisher,
+  StopWaiting,
   type TestDatabase,
   type TestNats,
   tenantHeaders,
@@ -62,7 +63,7 @@ describe("main.ts (the service as a process)", () => {
     try {
       await waitFor(
         async () => {
-          if (child.exitCode !== null) throw new Error(`exited: ${output}`);
+          if (child.exitCode !== null) throw new StopWaiting(`exited: ${output}`);
           return (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200;
         },
         30_000,
