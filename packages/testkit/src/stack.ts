@@ -7,6 +7,32 @@ import { freePort, StopWaiting, waitFor } from "./infra.ts";
 /** Repository root (…/packages/testkit/src → …). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
+/**
+ * The port a service process reports once it listens: the `{ type: "nexus:listening", port }`
+ * message `listen()` of `@nexus/runtime` sends over the IPC channel, so `child` must have been
+ * spawned with an `"ipc"` stdio entry (and may be given `PORT=0`).
+ * @throws when the process exits before it reports, or nothing comes within `timeoutMs`.
+ */
+export function listeningPort(child: ChildProcess, timeoutMs = 30_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: { type?: unknown; port?: unknown }) => {
+      if (m?.type === "nexus:listening" && typeof m.port === "number") settle(undefined, m.port);
+    };
+    const onExit = (code: number | null) => settle(new Error(`exited with ${code ?? "a signal"} before it listened`));
+    const timer = setTimeout(() => settle(new Error(`reported no port within ${timeoutMs} ms`)), timeoutMs);
+    function settle(err: Error | undefined, port?: number) {
+      clearTimeout(timer);
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+      if (err) reject(err);
+      else resolve(port as number);
+    }
+    child.on("message", onMessage);
+    child.once("exit", onExit);
+    if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode);
+  });
+}
+
 /** The five services, as the folders under `services/`. */
 export type ServiceName = "gateway" | "stream" | "command-worker" | "approval-worker" | "archiver";
 const SERVICES: ServiceName[] = ["stream", "command-worker", "approval-worker", "archiver", "gateway"];
@@ -111,10 +137,6 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     });
     fs.closeSync(out);
     let exited: number | null = null;
-    let bound: number | undefined;
-    child.on("message", (m: { type?: unknown; port?: unknown }) => {
-      if (m?.type === "nexus:listening" && typeof m.port === "number") bound = m.port;
-    });
     const exitedP = new Promise<void>((r) =>
       child.on("exit", (code) => {
         exited = code ?? -1;
@@ -122,12 +144,15 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       }),
     );
     const entry = { child, exited: exitedP };
+    let bound = port;
     try {
+      bound = await listeningPort(child).catch((err: Error) => {
+        throw new Error(`${logName} ${err.message}; see ${logDir}/${logName}.log`);
+      });
+      if (port !== 0 && bound !== port) throw new Error(`${logName} listens on ${bound}, not on ${port}`);
       await waitFor(
         async () => {
           if (exited !== null) throw new StopWaiting(`${logName} exited with ${exited}; see ${logDir}/${logName}.log`);
-          if (bound === undefined) return false;
-          if (port !== 0 && bound !== port) throw new StopWaiting(`${logName} listens on ${bound}, not on ${port}`);
           return (await fetch(`http://127.0.0.1:${bound}/ready`)).status === 200;
         },
         30_000,
@@ -142,7 +167,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     }
     // The port is known; the channel must not keep this process alive.
     if (child.connected) child.disconnect();
-    return { entry, port: bound as number };
+    return { entry, port: bound };
   };
 
   const start = async (s: ServiceName, extraEnv: Record<string, string> = {}) => {

@@ -5,7 +5,7 @@ import { CONSUMERS, STREAMS } from "@nexus/contracts";
 import { ConsumerMissing, connectNats, provisionTopology } from "@nexus/messaging";
 import {
   createTestDatabase,
-  freePort,
+  listeningPort,
   natsForTest,
   REPO_ROOT,
   TEST_TOPOLOGY,
@@ -30,7 +30,6 @@ afterAll(async () => {
 });
 
 test("the service process: /ready follows its consumer, applies a decision, exposes metrics, drains and exits 0 on SIGTERM", async () => {
-  const port = await freePort();
   const out: string[] = [];
   const child: ChildProcess = spawn(process.execPath, [path.join(REPO_ROOT, "services/approval-worker/src/main.ts")], {
     cwd: REPO_ROOT,
@@ -39,20 +38,24 @@ test("the service process: /ready follows its consumer, applies a decision, expo
       NATS_URL: nats.url,
       DATABASE_URL: tdb.url,
       HOST: "127.0.0.1",
-      PORT: String(port),
+      PORT: "0",
       LOG_LEVEL: "info",
       SHUTDOWN_GRACE_MS: "2000",
       READY_GRACE_MS: "1000",
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
   });
   child.stdout?.on("data", (b: Buffer) => out.push(b.toString()));
   child.stderr?.on("data", (b: Buffer) => out.push(b.toString()));
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
   const logger = pino({ level: "silent" });
   const nc = await connectNats({ url: nats.url, name: "main-test", logger });
+  let port = 0;
   const ready = async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status;
   try {
+    port = await listeningPort(child, 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${out.join("")}`);
+    });
     await waitFor(async () => (await ready()) === 200, 20_000, "approval-worker /ready").catch((err) => {
       throw new Error(`${err.message}\n${out.join("")}`);
     });

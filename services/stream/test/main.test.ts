@@ -6,7 +6,7 @@ import { connectNats } from "@nexus/messaging";
 import { createLogger } from "@nexus/runtime";
 import {
   createTestDatabase,
-  freePort,
+  listeningPort,
   natsForTest,
   openSse,
   reportPublisher,
@@ -38,7 +38,6 @@ afterAll(async () => {
 
 describe("main.ts (the service as a process)", () => {
   it("starts from the environment, streams, and on SIGTERM ends connections and exits 0", async () => {
-    const port = await freePort();
     let output = "";
     const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", MAIN], {
       cwd: REPO_ROOT,
@@ -47,11 +46,11 @@ describe("main.ts (the service as a process)", () => {
         NATS_URL: nats.url,
         DATABASE_URL: tdb.url,
         HOST: "127.0.0.1",
-        PORT: String(port),
+        PORT: "0",
         LOG_LEVEL: "warn",
         SHUTDOWN_GRACE_MS: "3000",
       },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     child.stdout?.on("data", (d) => {
       output += d;
@@ -60,7 +59,11 @@ describe("main.ts (the service as a process)", () => {
       output += d;
     });
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    let port = 0;
     try {
+      port = await listeningPort(child).catch((err: Error) => {
+        throw new Error(`${err.message}: ${output}`);
+      });
       await waitFor(
         async () => {
           if (child.exitCode !== null) throw new StopWaiting(`exited: ${output}`);
