@@ -11,6 +11,8 @@ export const NATS_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
  * Arguments for a local `nats-server` with JetStream on 127.0.0.1: `max_payload` (and the
  * `authorization` block, when given — see `authorizationConfig`) can only be set in a config
  * file, so one is written next to the store directory, readable by its owner only.
+ * @param port the client port; -1 lets the server choose one (read it from its ports file,
+ *   `--ports_file_dir`).
  */
 export function natsServerArgs(port: number, storeDir: string, authorization?: string): string[] {
   const conf = path.join(storeDir, "nexus-nats.conf");
