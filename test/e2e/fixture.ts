@@ -1,13 +1,11 @@
 import { createClient, type Following, type NexusClient, type RetryOptions } from "@nexus/client";
 import type { ReportEvent, SnapshotEvent, Tenant } from "@nexus/contracts";
 import {
-  createTestDatabase,
-  natsForTest,
   openSse,
   type SseClient,
   type Stack,
   type StackOptions,
-  startStack,
+  stackForTest,
   type TestDatabase,
   type TestNats,
   type TopologyOptions,
@@ -76,15 +74,13 @@ export async function startE2E(
 ): Promise<E2E> {
   // Every e2e stack runs on a NATS server with per-service users and the permission matrix:
   // the services must work with nothing more than their own grants.
-  const nats = await natsForTest(o.topology, { auth: true });
-  const database = await createTestDatabase();
-  const stack = await startStack({
-    natsUrl: nats.url,
-    databaseUrl: database.url,
-    ...(nats.users ? { natsUsers: nats.users } : {}),
+  const rig = await stackForTest({
+    ...(o.topology ? { topology: o.topology } : {}),
+    natsAuth: true,
     env: { SSE_HEARTBEAT_MS: "500", STREAM_EVENT_KEEP: String(o.topology?.streamEventKeep ?? 2000), ...o.env },
-    serviceEnv: o.serviceEnv,
+    ...(o.serviceEnv ? { serviceEnv: o.serviceEnv } : {}),
   });
+  const { nats, database, stack } = rig;
   const opened: SseClient[] = [];
   const followed: Following[] = [];
   const client: E2E["client"] = (tenant, o = {}) =>
@@ -166,9 +162,7 @@ export async function startE2E(
     async close() {
       for (const f of followed) f.close();
       for (const c of opened) c.close();
-      await stack.close();
-      await database.drop().catch(() => {});
-      await nats.stop();
+      await rig.close();
     },
   };
 }

@@ -3,40 +3,24 @@
  * server and database, exactly as the end-to-end tests start them.
  */
 import type { ReportEvent, Tenant } from "@nexus/contracts";
-import {
-  createTestDatabase,
-  natsForTest,
-  type Stack,
-  startStack,
-  type TestDatabase,
-  type TestNats,
-  uniqueTenant,
-} from "@nexus/testkit";
+import { type Stack, stackForTest, type TestStack, uniqueTenant } from "@nexus/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type Following, type NexusClient } from "./client.ts";
 import { isNexusApiError, type NexusApiError } from "./errors.ts";
 import { compareReportIds } from "./reports.ts";
 import type { StreamEvent } from "./stream.ts";
 
-let nats: TestNats;
-let database: TestDatabase;
+let rig: TestStack;
 let stack: Stack;
 const opened: Following[] = [];
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  database = await createTestDatabase();
-  stack = await startStack({
-    natsUrl: nats.url,
-    databaseUrl: database.url,
-    env: { SSE_HEARTBEAT_MS: "500" },
-  });
+  rig = await stackForTest({ env: { SSE_HEARTBEAT_MS: "500" } });
+  stack = rig.stack;
 });
 afterAll(async () => {
   for (const f of opened) f.close();
-  await stack?.close();
-  await database?.drop().catch(() => {});
-  await nats?.stop();
+  await rig?.close();
 });
 
 function clientFor(t: Tenant, extra: { fetch?: typeof fetch } = {}): NexusClient {

@@ -20,6 +20,7 @@ import pg from "pg";
 import { type Logger, pino } from "pino";
 import { inject } from "vitest";
 import { spawnNatsServer, withDatabase } from "./infra.ts";
+import { type Stack, type StackOptions, startStack } from "./stack.ts";
 
 export * from "./fake-llm.ts";
 export * from "./faults.ts";
@@ -258,4 +259,54 @@ export async function startWorkerRig(name: string): Promise<WorkerRig> {
       await nats.stop();
     },
   };
+}
+
+/** What {@link stackForTest} started: a NATS server, a fresh database and the services on them. */
+export interface TestStack {
+  nats: TestNats;
+  database: TestDatabase;
+  stack: Stack;
+  /** Stops the services, drops the database and stops the NATS server, in that order. */
+  close(): Promise<void>;
+}
+
+/**
+ * The three things a test file that runs the services needs: {@link natsForTest} (with
+ * `topology`, and per-service users with `natsAuth`), {@link createTestDatabase}, and
+ * {@link startStack} on both. When one of them fails to start, the ones started before are
+ * stopped before the error is thrown. `close()` tolerates a database that is already gone.
+ */
+export async function stackForTest(
+  o: Omit<StackOptions, "natsUrl" | "databaseUrl" | "natsUsers"> & {
+    topology?: Partial<TopologyOptions>;
+    natsAuth?: boolean;
+  } = {},
+): Promise<TestStack> {
+  const { topology, natsAuth, ...stackOptions } = o;
+  const nats = await natsForTest(topology, { auth: natsAuth ?? false });
+  let database: TestDatabase | undefined;
+  try {
+    database = await createTestDatabase();
+    const stack = await startStack({
+      ...stackOptions,
+      natsUrl: nats.url,
+      databaseUrl: database.url,
+      ...(nats.users ? { natsUsers: nats.users } : {}),
+    });
+    const db = database;
+    return {
+      nats,
+      database: db,
+      stack,
+      async close() {
+        await stack.close();
+        await db.drop().catch(() => {});
+        await nats.stop();
+      },
+    };
+  } catch (err) {
+    await database?.drop().catch(() => {});
+    await nats.stop();
+    throw err;
+  }
 }

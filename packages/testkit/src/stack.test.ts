@@ -12,33 +12,22 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { createTestDatabase, natsForTest, type TestDatabase, type TestNats } from "./index.ts";
-import { type Stack, startStack } from "./stack.ts";
+import { stackForTest, type TestStack } from "./index.ts";
 
-let nats: TestNats;
-let database: TestDatabase;
-let stack: Stack;
+let rig: TestStack;
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  database = await createTestDatabase();
-  stack = await startStack({
-    natsUrl: nats.url,
-    databaseUrl: database.url,
-    skip: ["gateway", "stream", "command-worker", "archiver"],
-  });
+  rig = await stackForTest({ skip: ["gateway", "stream", "command-worker", "archiver"] });
 });
 afterAll(async () => {
-  await stack?.close();
-  await database?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 it("a started service listens on the port it reported, and logs that port", async () => {
-  const port = stack.ports["approval-worker"];
+  const port = rig.stack.ports["approval-worker"];
   expect(port).toBeGreaterThan(0);
   expect((await fetch(`http://127.0.0.1:${port}/ready`)).status).toBe(200);
-  const log = fs.readFileSync(path.join(stack.logDir, "approval-worker.log"), "utf8");
+  const log = fs.readFileSync(path.join(rig.stack.logDir, "approval-worker.log"), "utf8");
   const line = log.split("\n").find((l) => l.includes('"approval-worker:consuming"'));
   expect(line && (JSON.parse(line) as { port: number }).port).toBe(port);
 });
@@ -52,10 +41,10 @@ it("a port another process holds fails the start; /ready is never asked of that 
   await new Promise<void>((r) => squatter.listen(0, "127.0.0.1", r));
   try {
     // A skipped service starts on the port the stack reserved for it; make that port taken.
-    stack.ports.archiver = (squatter.address() as AddressInfo).port;
-    await expect(stack.start("archiver")).rejects.toThrow(/archiver exited with/);
+    rig.stack.ports.archiver = (squatter.address() as AddressInfo).port;
+    await expect(rig.stack.start("archiver")).rejects.toThrow(/archiver exited with/);
     expect(asked).toBe(0);
-    expect(fs.readFileSync(path.join(stack.logDir, "archiver.log"), "utf8")).toContain("EADDRINUSE");
+    expect(fs.readFileSync(path.join(rig.stack.logDir, "archiver.log"), "utf8")).toContain("EADDRINUSE");
   } finally {
     await new Promise((r) => squatter.close(r));
   }

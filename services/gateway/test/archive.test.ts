@@ -8,14 +8,12 @@ import path from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import { HistoryPage, PurgeResult, STREAMS, subjects, type Tenant } from "@nexus/contracts";
 import {
-  createTestDatabase,
-  natsForTest,
   REPO_ROOT,
   reportPublisher,
-  type Stack,
-  startStack,
+  stackForTest,
   type TestDatabase,
   type TestNats,
+  type TestStack,
   tenantHeaders,
   tenantReports,
   uniqueTenant,
@@ -28,18 +26,15 @@ import { type GatewayHarness, startGateway } from "./harness.ts";
 let nats: TestNats;
 let database: TestDatabase;
 let gw: GatewayHarness;
-let archiver: Stack;
+let rig: TestStack;
 let baseUrl: string;
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  database = await createTestDatabase();
-  archiver = await startStack({
-    natsUrl: nats.url,
-    databaseUrl: database.url,
+  rig = await stackForTest({
     skip: ["gateway", "stream", "command-worker", "approval-worker"],
     env: { LOG_LEVEL: "warn" },
   });
+  ({ nats, database } = rig);
   gw = await startGateway({ nats, db: database });
   await gw.app.listen({ host: "127.0.0.1", port: 0 });
   const addr = gw.app.server.address();
@@ -47,9 +42,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await gw?.close();
-  await archiver?.close();
-  await database?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 const js = () => jetstream(gw.nc);

@@ -9,13 +9,11 @@ import { randomUUID } from "node:crypto";
 import { jetstream } from "@nats-io/jetstream";
 import type { ReportEvent, Tenant } from "@nexus/contracts";
 import {
-  createTestDatabase,
-  natsForTest,
   reportTypesOf,
-  type Stack,
-  startStack,
+  stackForTest,
   type TestDatabase,
   type TestNats,
+  type TestStack,
   tenantHeaders,
   tenantReports,
   uniqueTenant,
@@ -26,28 +24,24 @@ import { type GatewayHarness, startGateway } from "./harness.ts";
 
 let nats: TestNats;
 let database: TestDatabase;
-let stack: Stack;
+let rig: TestStack;
 let g: GatewayHarness;
 
 const WINDOW_MS = 2000;
 
 beforeAll(async () => {
   // A short duplicate window, so "after the window" is reachable in a test.
-  nats = await natsForTest({ duplicateWindowMs: WINDOW_MS });
-  database = await createTestDatabase();
-  stack = await startStack({
-    natsUrl: nats.url,
-    databaseUrl: database.url,
+  rig = await stackForTest({
+    topology: { duplicateWindowMs: WINDOW_MS },
     skip: ["gateway"],
     env: { LOG_LEVEL: "warn", EXPIRY_SWEEP_MS: "100", DUPLICATE_WINDOW_MS: String(WINDOW_MS) },
   });
+  ({ nats, database } = rig);
   g = await startGateway({ nats, db: database, env: { DUPLICATE_WINDOW_MS: String(WINDOW_MS) } });
 });
 afterAll(async () => {
   await g?.close();
-  await stack?.close();
-  await database?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 const PREP = { meeting_title: "Sync", attendees: ["Kim"], agenda: ["News"] };

@@ -12,13 +12,11 @@ import { errors } from "@nats-io/nats-core";
 import { type ReportEvent, subjects, type Tenant } from "@nexus/contracts";
 import type { JetStreamPublisher } from "@nexus/messaging";
 import {
-  createTestDatabase,
-  natsForTest,
   reportTypesOf,
-  type Stack,
-  startStack,
+  stackForTest,
   type TestDatabase,
   type TestNats,
+  type TestStack,
   tenantHeaders,
   tenantReports,
   uniqueTenant,
@@ -31,18 +29,12 @@ import { type GatewayHarness, startGateway } from "./harness.ts";
 
 let nats: TestNats;
 let database: TestDatabase;
-let stack: Stack;
+let rig: TestStack;
 const opened: GatewayHarness[] = [];
 
 beforeAll(async () => {
-  nats = await natsForTest();
-  database = await createTestDatabase();
-  stack = await startStack({
-    natsUrl: nats.url,
-    databaseUrl: database.url,
-    skip: ["gateway"],
-    env: { LOG_LEVEL: "warn", EXPIRY_SWEEP_MS: "200" },
-  });
+  rig = await stackForTest({ skip: ["gateway"], env: { LOG_LEVEL: "warn", EXPIRY_SWEEP_MS: "200" } });
+  ({ nats, database } = rig);
 });
 // Each test's gateways close with it: every gateway runs the report-outbox relay over the one
 // database, and a faulty one left open (one refuses every report publish) would lease a later
@@ -51,9 +43,7 @@ afterEach(async () => {
   for (const g of opened.splice(0)) await g.close().catch(() => {});
 });
 afterAll(async () => {
-  await stack?.close();
-  await database?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 /** What to do with a publish, by how many publishes came before it (0-based) and its subject. */

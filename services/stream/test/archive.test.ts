@@ -6,13 +6,12 @@
  */
 import { ErrorEvent, STREAMS, type Tenant } from "@nexus/contracts";
 import {
-  createTestDatabase,
-  natsForTest,
   type SseClient,
   type Stack,
-  startStack,
+  stackForTest,
   type TestDatabase,
   type TestNats,
+  type TestStack,
   uniqueTenant,
   waitFor,
 } from "@nexus/testkit";
@@ -24,19 +23,18 @@ const KEEP = 40;
 let nats: TestNats;
 let tdb: TestDatabase;
 let archiver: Stack;
+let rig: TestStack;
 let h: Harness;
 let failNextArchiveRead = false;
 
 beforeAll(async () => {
   // Large retention while filling, shrunk per test with keep() so that eviction is deterministic.
-  nats = await natsForTest({ streamEventKeep: 100_000 });
-  tdb = await createTestDatabase();
-  archiver = await startStack({
-    natsUrl: nats.url,
-    databaseUrl: tdb.url,
+  rig = await stackForTest({
+    topology: { streamEventKeep: 100_000 },
     skip: ["gateway", "stream", "command-worker", "approval-worker"],
     env: { LOG_LEVEL: "warn" },
   });
+  ({ nats, database: tdb, stack: archiver } = rig);
   h = await startHarness({
     nats,
     db: tdb,
@@ -60,9 +58,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.close();
-  await archiver?.close();
-  await tdb?.drop();
-  await nats?.stop();
+  await rig?.close();
 });
 
 /** Sets NEXUS_REPORTS' per-tenant retention (shrinking it evicts at once). */

@@ -7,15 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Tenant } from "@nexus/contracts";
-import {
-  createTestDatabase,
-  natsForTest,
-  type Stack,
-  startStack,
-  type TestDatabase,
-  type TestNats,
-  uniqueTenant,
-} from "@nexus/testkit";
+import { type Stack, stackForTest, type TestStack, uniqueTenant } from "@nexus/testkit";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "../client.ts";
 import { apiError, json, type LocalServer, localServer, reportData } from "../testing/local-server.ts";
@@ -59,18 +51,14 @@ function runCli(args: string[], env: Record<string, string>, timeoutMs = 45_000)
 }
 
 describe("nexus CLI against the real stack", () => {
-  let nats: TestNats;
-  let database: TestDatabase;
+  let rig: TestStack;
   let stack: Stack;
   beforeAll(async () => {
-    nats = await natsForTest();
-    database = await createTestDatabase();
-    stack = await startStack({ natsUrl: nats.url, databaseUrl: database.url, env: { SSE_HEARTBEAT_MS: "500" } });
+    rig = await stackForTest({ env: { SSE_HEARTBEAT_MS: "500" } });
+    stack = rig.stack;
   });
   afterAll(async () => {
-    await stack?.close();
-    await database?.drop().catch(() => {});
-    await nats?.stop();
+    await rig?.close();
   });
 
   const envFor = (t: Tenant) => ({ NEXUS_URL: stack.gatewayUrl, NEXUS_ORG: t.org_id, NEXUS_PROJECT: t.project_id });
