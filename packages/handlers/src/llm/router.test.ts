@@ -6,7 +6,7 @@
 import type { Tenant } from "@nexus/contracts";
 import { createTestDatabase, type FakeLlmServer, startFakeLlm, type TestDatabase, uniqueTenant } from "@nexus/testkit";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import { z } from "zod";
 import { HandlerError } from "../handler.ts";
 import type { LlmCall } from "./client.ts";
@@ -285,6 +285,13 @@ describe("fallback and circuit breaker", () => {
   });
 
   it("opens after BREAKER_FAIL_THRESHOLD failures in the window, skips the provider, half-opens after the cooldown and closes on success", async () => {
+    // Only Date is faked: the breaker's clock (cockatiel's and WindowBreaker's Date.now) stands
+    // still until the test moves it, so a slow machine cannot end the cooldown early; sockets,
+    // Postgres and timers stay real.
+    vi.useFakeTimers({ toFake: ["Date"] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
     const primary = await server({ kind: "status", status: 500 });
     const backup = await server({ kind: "ok", text: JSON.stringify(ANSWER) });
     const t = uniqueTenant("brk");
@@ -303,14 +310,14 @@ describe("fallback and circuit breaker", () => {
     expect((await auditRows(t)).filter((a) => a.outcome === "breaker_open")).toHaveLength(1);
 
     // After the cooldown one trial call goes through; it fails: open again at once.
-    await new Promise((res) => setTimeout(res, 450));
+    vi.setSystemTime(Date.now() + 450);
     expect((await r.generate(request(), call(t))).provider).toBe("gemini");
     expect(primary.requests).toHaveLength(3);
     expect(seen.breaker.map((e) => e.state)).toEqual(["open", "half_open", "open"]);
 
     // After the next cooldown the trial call succeeds: closed, the primary answers again.
     primary.script({ kind: "ok", text: JSON.stringify(ANSWER) });
-    await new Promise((res) => setTimeout(res, 450));
+    vi.setSystemTime(Date.now() + 450);
     expect((await r.generate(request(), call(t))).provider).toBe("openai");
     expect((await r.generate(request(), call(t))).provider).toBe("openai");
     expect(seen.breaker.map((e) => e.state)).toEqual(["open", "half_open", "open", "half_open", "closed"]);
