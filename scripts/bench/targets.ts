@@ -10,11 +10,12 @@
  * | `acceptCore`| `fastify`, `nats-server`: our accept code without the gateway's layers |
  * | `pipeline` | `fastify`, `worker`, `sse`, `nats-server`                         |
  * | `pipeline3`| the same, the worker publishing the contract's 3 reports per command |
+ * | `pipelineDurable` | pipeline3 + `archiver` + `postgres`: the worker records each command in Postgres before its reports, the archiver writes every report there |
  * | `ours`     | `gateway`, `command-worker`, `approval-worker`, `stream`, `nats-server`, `postgres` |
  *
  * The baselines share one nats-server of their own (streams `BENCH_ACK`, `BENCH_CMD`,
- * `BENCH_REP`, and `BENCH_CORE` on `nexus.cmd.>` for acceptCore); ours has its own nats-server
- * and Postgres. Only one target is loaded at a time.
+ * `BENCH_REP`, and `BENCH_CORE` on `nexus.cmd.>` for acceptCore); pipelineDurable has an
+ * embedded Postgres of its own; ours has its own nats-server and Postgres. Only one target is loaded at a time.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -24,10 +25,25 @@ import { connect } from "@nats-io/transport-node";
 import { type Cleanup, type ReadyProcess, spawnReadyProcess } from "./procs.ts";
 import { profileNodeOptions } from "./profile.ts";
 import { openSseFeed, type SseFeed } from "./sse-feed.ts";
-import { createLogger, type NatsServerProcess, OUR_SERVICES, spawnNatsServer, startOurStack } from "./stack.ts";
+import {
+  createLogger,
+  type NatsServerProcess,
+  OUR_SERVICES,
+  spawnNatsServer,
+  startOurStack,
+  startPostgres,
+} from "./stack.ts";
 
 /** Names of the targets. */
-export type TargetId = "plain" | "pubAck" | "pubAckCoalesced" | "acceptCore" | "pipeline" | "pipeline3" | "ours";
+export type TargetId =
+  | "plain"
+  | "pubAck"
+  | "pubAckCoalesced"
+  | "acceptCore"
+  | "pipeline"
+  | "pipeline3"
+  | "pipelineDurable"
+  | "ours";
 
 /** The command every request carries (type and params are a CLI flag). */
 export interface CommandSpec {
@@ -116,6 +132,7 @@ export class TargetPool {
   private readonly env: TargetEnv;
   private readonly started = new Map<TargetId, Promise<Target>>();
   private baselineNats: Promise<NatsServerProcess> | undefined;
+  private baselinePostgres: Promise<{ databaseUrl: URL; postmasterPid: number }> | undefined;
   /** CLOCK_MONOTONIC microseconds when our stack was up (profiles count samples from then on). */
   oursReadyUs: number | undefined;
 
@@ -165,9 +182,13 @@ export class TargetPool {
         await jsm.streams.add({ name: "BENCH_REP", subjects: ["bench.rep.>"], ...stream });
         await jsm.streams.add({ name: "BENCH_CMD3", subjects: ["bench.cmd3.>"], ...stream });
         await jsm.streams.add({ name: "BENCH_REP3", subjects: ["bench.rep3.>"], ...stream });
+        await jsm.streams.add({ name: "BENCH_CMDD", subjects: ["bench.cmdd.>"], ...stream });
+        await jsm.streams.add({ name: "BENCH_REPD", subjects: ["bench.repd.>"], ...stream });
         for (const [streamName, durable] of [
           ["BENCH_CMD", "bench-worker"],
           ["BENCH_CMD3", "bench-worker3"],
+          ["BENCH_CMDD", "bench-workerd"],
+          ["BENCH_REPD", "bench-archiver"],
         ] as const)
           await jsm.consumers.add(streamName, {
             durable_name: durable,
@@ -182,6 +203,15 @@ export class TargetPool {
       return nats;
     })();
     return this.baselineNats;
+  }
+
+  private postgresForBaselines(): Promise<{ databaseUrl: URL; postmasterPid: number }> {
+    this.baselinePostgres ??= (async () => {
+      const db = await startPostgres(this.env.workDir, "baselines");
+      this.env.cleanup.add("postgres (baselines)", db.stop);
+      return db;
+    })();
+    return this.baselinePostgres;
   }
 
   private async startBaseline(id: Exclude<TargetId, "ours">): Promise<Target> {
@@ -225,29 +255,52 @@ export class TargetPool {
         pids: () => ({ fastify: fastify.pid, "nats-server": nats.child.pid! }),
       };
     }
-    // pipeline3: its own streams, its worker publishing accepted, started and completed.
-    const three = id === "pipeline3";
-    const sfx = three ? "3" : "";
-    const [fastify, worker, sse] = await Promise.all([
+    // pipeline3 and pipelineDurable: their own streams, the worker publishing accepted, started
+    // and completed; pipelineDurable's worker records each command in its own Postgres first
+    // and an archiver writes every report there.
+    const durable = id === "pipelineDurable";
+    const three = id === "pipeline3" || durable;
+    const sfx = durable ? "d" : three ? "3" : "";
+    const db = durable ? await this.postgresForBaselines() : undefined;
+    const dbEnv: Record<string, string> = db ? { DATABASE_URL: db.databaseUrl.href } : {};
+    const [fastify, worker, sse, archiver] = await Promise.all([
       this.spawn(`${id}-fastify`, "pub-ack.ts", { NATS_URL: nats.url, SUBJECT_PREFIX: `bench.cmd${sfx}` }),
       this.spawn(`${id}-worker`, "worker.ts", {
         NATS_URL: nats.url,
-        STREAM: `BENCH_CMD${sfx}`,
+        STREAM: `BENCH_CMD${sfx.toUpperCase()}`,
         CONSUMER: `bench-worker${sfx}`,
         REPORT_PREFIX: `bench.rep${sfx}`,
         REPORTS: three ? "3" : "1",
+        ...dbEnv,
       }),
-      this.spawn(`${id}-sse`, "sse.ts", { NATS_URL: nats.url, STREAM: `BENCH_REP${sfx}` }),
+      this.spawn(`${id}-sse`, "sse.ts", { NATS_URL: nats.url, STREAM: `BENCH_REP${sfx.toUpperCase()}` }),
+      durable
+        ? this.spawn(`${id}-archiver`, "archiver.ts", {
+            NATS_URL: nats.url,
+            STREAM: "BENCH_REPD",
+            CONSUMER: "bench-archiver",
+            ...dbEnv,
+          })
+        : undefined,
     ]);
     const tenants = this.env.tenants;
     return {
       id,
-      description: three
-        ? "Fastify → JetStream → worker (3 reports per command) → JetStream → SSE (bare)"
-        : "Fastify → JetStream → worker → JetStream → SSE (bare)",
+      description: durable
+        ? "pipeline3 + the worker recording each command in Postgres (group commit) before its reports + an archiver writing every report to Postgres (batched)"
+        : three
+          ? "Fastify → JetStream → worker (3 reports per command) → JetStream → SSE (bare)"
+          : "Fastify → JetStream → worker → JetStream → SSE (bare)",
       origin: `http://127.0.0.1:${fastify.port}`,
       request,
-      pids: () => ({ fastify: fastify.pid, worker: worker.pid, sse: sse.pid, "nats-server": nats.child.pid! }),
+      pids: () => ({
+        fastify: fastify.pid,
+        worker: worker.pid,
+        sse: sse.pid,
+        ...(archiver ? { archiver: archiver.pid } : {}),
+        "nats-server": nats.child.pid!,
+        ...(db ? { postgres: db.postmasterPid } : {}),
+      }),
       openFeed: () =>
         openSseFeed(
           tenants.map((t) => ({
