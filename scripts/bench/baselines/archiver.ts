@@ -1,12 +1,12 @@
 /**
  * Baseline "pipelineDurable" archiver: the least an archive of reports must do. A durable pull
  * consumer on the report stream; its messages are gathered for up to `LINGER_MS` (default 100,
- * as our archiver's `ARCHIVER_LINGER_MS`) or `BATCH` messages (default 1000, as
- * `ARCHIVER_BATCH_SIZE`), written to
- * Postgres as one multi-row insert into `bench_reports` (report id = the stream sequence,
- * tenant from the subject's last two tokens, the report's type and its JSON exactly as
- * published, `on conflict do nothing`), and acked once it is committed. One insert at a time.
- * No hash chain, no purge marks, no head rows: ours does all of that on top.
+ * as our archiver's `ARCHIVER_LINGER_MS`) or `BATCH` messages (default 1000, as its
+ * `ARCHIVER_BATCH_SIZE`), written to Postgres as one multi-row insert into `bench_reports`
+ * (report id = the stream sequence, tenant from the subject's last two tokens, the report's
+ * type and its JSON exactly as published, `on conflict do nothing`), and acked once it is
+ * committed. One insert at a time. No hash chain, no purge marks, no head rows: ours does all
+ * of that on top.
  *
  * Environment: `NATS_URL`, `STREAM`, `CONSUMER` (durable, already created), `DATABASE_URL`,
  * `LINGER_MS`, `BATCH`. Prints `{"ready":true}` on stdout once it consumes.
