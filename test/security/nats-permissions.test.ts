@@ -251,20 +251,29 @@ describe("the deployment's NATS configuration", () => {
     const fs = await import("node:fs");
     const os = await import("node:os");
     const path = await import("node:path");
-    const { freePort, waitFor } = await import("@nexus/testkit");
+    const { readPortsFile, waitFor } = await import("@nexus/testkit");
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nexus-natsconf-"));
     fs.copyFileSync(
       new URL("../../deploy/nats/authorization.conf", import.meta.url),
       path.join(dir, "authorization.conf"),
     );
-    const port = await freePort();
-    fs.writeFileSync(path.join(dir, "test.conf"), `listen: 127.0.0.1:${port}\ninclude ./authorization.conf\n`);
+    fs.writeFileSync(path.join(dir, "test.conf"), "include ./authorization.conf\n");
     const env = { ...process.env, NEXUS_GATEWAY_NATS_PASSWORD: "from-the-environment" };
     for (const u of NATS_USERS) if (u !== "gateway") Object.assign(env, { [passwordEnvOf(u)]: `pw-${u}` });
-    const child = spawn("nats-server", ["-c", path.join(dir, "test.conf")], { env, stdio: "ignore" });
+    // The server chooses its port and writes it to its ports file: a probed port could be
+    // another test's (unauthenticated) server by the time this one starts, and the logins
+    // below would then be answered by that server.
+    const child = spawn(
+      "nats-server",
+      ["-c", path.join(dir, "test.conf"), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir],
+      { env, stdio: "ignore" },
+    );
+    let port: number | undefined;
     try {
       await waitFor(
         async () => {
+          port ??= readPortsFile(dir, child.pid);
+          if (port === undefined) return false;
           const nc = await connectNats({
             url: `nats://127.0.0.1:${port}`,
             name: "conf",
@@ -283,6 +292,7 @@ describe("the deployment's NATS configuration", () => {
       ).rejects.toThrow();
     } finally {
       child.kill("SIGKILL");
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -83,9 +83,10 @@ export function hasNatsBinary(): boolean {
 
 /**
  * The client port in nats-server's ports file (`<dir>/<executable>_<pid>.ports`, JSON
- * `{"nats":["nats://127.0.0.1:4222"]}`); `undefined` until the server has written it.
+ * `{"nats":["nats://127.0.0.1:4222"]}`, written by a server started with
+ * `--ports_file_dir <dir>` once its listeners are up); `undefined` until it has been written.
  */
-function readPortsFile(dir: string, pid: number | undefined): number | undefined {
+export function readPortsFile(dir: string, pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
   const name = fs.readdirSync(dir).find((f) => f.endsWith(`_${pid}.ports`));
   if (!name) return undefined;

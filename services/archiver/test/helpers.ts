@@ -8,7 +8,7 @@ import { type AgentReport, type ReportEvent, subjects, type Tenant } from "@nexu
 import { ChainVerifier, type Database, GENESIS_HASH, reportMessageJson, reportMsgId } from "@nexus/core";
 import { buildHeaders, connectNats } from "@nexus/messaging";
 import { parseConfig } from "@nexus/runtime";
-import { freePort, REPO_ROOT, type TestNats, tenantReports, waitFor } from "@nexus/testkit";
+import { freePort, listeningPort, REPO_ROOT, type TestNats, tenantReports, waitFor } from "@nexus/testkit";
 import type { Kysely } from "kysely";
 import { pino } from "pino";
 import { Registry } from "prom-client";
@@ -215,13 +215,17 @@ export interface ArchiverProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Spawns the archiver process and waits for its /ready. */
+/**
+ * Spawns the archiver process on a port the kernel chooses (`PORT=0`; the process reports it
+ * over IPC, `listeningPort`) and waits for its /ready on that port, or for it to exit (a crash
+ * the test injected). A probed port handed over could be taken by another test's server in
+ * between, whose /ready would then answer for this one.
+ */
 export async function spawnArchiver(o: {
   natsUrl: string;
   databaseUrl: string;
   env?: Record<string, string>;
 }): Promise<ArchiverProcess> {
-  const port = await freePort();
   const out: string[] = [];
   const child = spawn(process.execPath, [path.join(REPO_ROOT, "services/archiver/src/main.ts")], {
     cwd: REPO_ROOT,
@@ -230,12 +234,12 @@ export async function spawnArchiver(o: {
       NATS_URL: o.natsUrl,
       DATABASE_URL: o.databaseUrl,
       HOST: "127.0.0.1",
-      PORT: String(port),
+      PORT: "0",
       LOG_LEVEL: "warn",
       SHUTDOWN_GRACE_MS: "2000",
       ...o.env,
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
   });
   child.stdout?.on("data", (b: Buffer) => out.push(b.toString()));
   child.stderr?.on("data", (b: Buffer) => out.push(b.toString()));
@@ -246,6 +250,10 @@ export async function spawnArchiver(o: {
       r(c);
     }),
   );
+  const port = await listeningPort(child, 20_000).catch((err: Error) => {
+    if (code !== undefined) return 0; // it exited before it listened: the caller looks at `exited`
+    throw new Error(`archiver: ${err.message}\n${out.join("")}`);
+  });
   await waitFor(
     async () => {
       if (code !== undefined) return true;
