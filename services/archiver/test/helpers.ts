@@ -8,7 +8,7 @@ import { type AgentReport, type ReportEvent, subjects, type Tenant } from "@nexu
 import { ChainVerifier, type Database, GENESIS_HASH, reportMessageJson, reportMsgId } from "@nexus/core";
 import { buildHeaders, connectNats } from "@nexus/messaging";
 import { parseConfig } from "@nexus/runtime";
-import { freePort, listeningPort, REPO_ROOT, type TestNats, tenantReports, waitFor } from "@nexus/testkit";
+import { listeningPort, REPO_ROOT, type TestNats, tenantReports, waitFor } from "@nexus/testkit";
 import type { Kysely } from "kysely";
 import { pino } from "pino";
 import { Registry } from "prom-client";
@@ -313,8 +313,8 @@ export async function tcpProxy(targetUrl: string): Promise<TcpProxy> {
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as net.AddressInfo).port;
   const url = new URL(targetUrl);
   url.hostname = "127.0.0.1";
   url.port = String(port);
