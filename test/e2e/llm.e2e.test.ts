@@ -12,6 +12,9 @@ import { type FakeLlmServer, type ReportEventOf, type SseClient, startFakeLlm, u
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { command, type E2E, startE2E } from "./fixture.ts";
 
+/** The command-worker's breaker cooldown in this file, ms. */
+const COOLDOWN_MS = 5000;
+
 const DRAFT = {
   subject: "Re: your offer",
   body: "Hello Kim,\n\nThank you for the offer. After careful thought we will not take it up this time.\n\nBest regards,\nAlex Example",
@@ -74,7 +77,8 @@ describe("with an OpenAI-compatible server as primary and Anthropic as fallback"
           LLM_MAX_RETRIES: "0",
           BREAKER_FAIL_THRESHOLD: "2",
           BREAKER_WINDOW_SECONDS: "60",
-          BREAKER_COOLDOWN_SECONDS: "1",
+          // Long enough that a loaded machine cannot end it before the "open" check below.
+          BREAKER_COOLDOWN_SECONDS: String(COOLDOWN_MS / 1000),
           // $0.20 per primary draft (100 + 100 tokens at $1000/Mtok); the fallback is free here.
           LLM_PRICES: JSON.stringify({
             "gpt-4o-mini": { input_per_mtok: 1000, output_per_mtok: 1000 },
@@ -128,6 +132,7 @@ describe("with an OpenAI-compatible server as primary and Anthropic as fallback"
       const { end } = await draft(e, sse, t, brief);
       expect(draftOf(end)).toMatchObject({ provider: "anthropic", model: "claude-3-5-haiku-latest" });
     }
+    const openedBy = Date.now(); // the breaker opened during the second draft
     expect(openai.requests.length - before).toBe(2);
     // Breaker open: the primary is not contacted.
     const third = await draft(e, sse, t, "And once more");
@@ -135,7 +140,7 @@ describe("with an OpenAI-compatible server as primary and Anthropic as fallback"
     expect(openai.requests.length - before).toBe(2);
     // After the cooldown a trial call reaches the recovered server and closes the breaker.
     openai.script({ kind: "ok", text: JSON.stringify(DRAFT), tokensIn: 100, tokensOut: 100 });
-    await new Promise((r) => setTimeout(r, 1200));
+    await new Promise((r) => setTimeout(r, Math.max(0, openedBy + COOLDOWN_MS + 200 - Date.now())));
     const fourth = await draft(e, sse, t, "Decline the offer finally");
     expect(draftOf(fourth.end)?.provider).toBe("openai");
     const metrics = await (await fetch(`http://127.0.0.1:${e.stack.ports["command-worker"]}/metrics`)).text();
