@@ -208,15 +208,17 @@ describe("report stream against a local SSE server", () => {
     server = await localServer(async (_req, res) => {
       sseStart(res);
       res.write(snapshotFrame("10"));
-      for (let i = 0; i < 8; i++) {
+      // 2 s of pings 100 ms apart against an 800 ms timeout: the connection outlives the
+      // timeout only because the pings re-arm it, and a stall must exceed 700 ms to fire it.
+      for (let i = 0; i < 20; i++) {
         await delay(100);
         res.write(frame("ping", { ts: new Date().toISOString() }));
       }
       res.write(reportFrame("11"));
     });
-    const seen = await collect(server, (evs) => reportIds(evs).includes("11"), { heartbeatTimeoutMs: 300 });
+    const seen = await collect(server, (evs) => reportIds(evs).includes("11"), { heartbeatTimeoutMs: 800 });
     expect(seen.filter((e) => e.type === "reconnecting")).toHaveLength(0);
-    expect(seen.filter((e) => e.type === "ping").length).toBe(8);
+    expect(seen.filter((e) => e.type === "ping").length).toBe(20);
   });
 
   it("ticket mode: a fresh ticket for every connection, sent as ?ticket= without credential headers", async () => {

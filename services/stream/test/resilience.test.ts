@@ -119,8 +119,8 @@ describe("resilience", () => {
     again.close();
   });
 
-  it("a NATS server restart loses nothing on a live connection, and reports after it arrive within seconds", async () => {
-    if (!nats.own) return; // needs a server of this file's own
+  it("a NATS server restart loses nothing on a live connection, and reports after it arrive within seconds", async (ctx) => {
+    if (!nats.own) ctx.skip("needs a nats-server of this file's own");
     const t = uniqueTenant("restart");
     const c = await h.open(t);
     await c.waitFor((es) => es.some((e) => e.event === "snapshot"), 5000, "snapshot");
