@@ -73,8 +73,10 @@ describe("consumer health", () => {
     events.on("consumer:unhealthy", (e) => reasons.push(e.reason));
     const handled: string[] = [];
     const w = await runWorker({ js, logger, events, probeMs: 200, stallMs: 1500, spec: spec(stream, handled) });
-    for (const n of [1, 2, 3]) await js.publish(`s.${id}.job`, JSON.stringify({ id: `new-${n}` }));
+    // Taken before the publishes: the stall cannot start before the first of them is pending,
+    // however long the publishes take.
     const stalledFrom = Date.now();
+    for (const n of [1, 2, 3]) await js.publish(`s.${id}.job`, JSON.stringify({ id: `new-${n}` }));
     await waitFor(() => !w.health().ok, 5000, "unhealthy: pull_stalled");
     expect(Date.now() - stalledFrom).toBeGreaterThanOrEqual(1000);
     expect(w.health().reason).toBe("pull_stalled");
