@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { REPO_ROOT, uniqueTenant } from "@nexus/testkit";
+import { REPO_ROOT, uniqueTenant, waitFor } from "@nexus/testkit";
 import { parser } from "@prometheus-io/lezer-promql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -102,10 +102,27 @@ describe("alert rules and dashboard against a running stack", () => {
     expect((await e2e.call("POST", "/sidecar/command", t, cmd)).status).toBe(202);
     await sse.waitForReport("command.completed", { command_id: cmd.command_id });
     expect((await e2e.call("GET", "/admin/dead-letters", t)).status).toBe(200);
-    // Each worker reads its consumer's info every 5 s; the gateway the streams' every 15 s (and at start).
-    await new Promise((r) => setTimeout(r, 6000));
-    for (const s of ["gateway", "stream", "command-worker", "approval-worker"] as const) {
-      const text = await (await fetch(`http://127.0.0.1:${e2e.stack.ports[s]}/metrics`)).text();
+    // Each worker reads its consumer's info every 5 s; the gateway the streams' every 15 s (and
+    // at start): scrape until the polled gauges are there (a loaded machine may take longer).
+    const services = ["gateway", "stream", "command-worker", "approval-worker"] as const;
+    let texts: string[] = [];
+    await waitFor(
+      async () => {
+        texts = await Promise.all(
+          services.map(async (s) => (await fetch(`http://127.0.0.1:${e2e.stack.ports[s]}/metrics`)).text()),
+        );
+        const all = texts.join("\n");
+        return (
+          /^nexus_consumer_pending\{[^}]*consumer="command-worker"[^}]*\} \d+/m.test(all) &&
+          /^nexus_consumer_pending\{[^}]*consumer="approval-worker"[^}]*\} \d+/m.test(all) &&
+          /^nexus_stream_max_bytes\{[^}]*stream="NEXUS_COMMANDS"[^}]*\} -?\d+/m.test(all)
+        );
+      },
+      30_000,
+      "the polled gauges in /metrics",
+    );
+    for (const [i, s] of services.entries()) {
+      const text = texts[i] as string;
       scraped.push(text);
       for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
         const [name, type] = [m[1] as string, m[2] as string];

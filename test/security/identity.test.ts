@@ -387,9 +387,10 @@ describe("stream credentials", () => {
 
   it("an open stream ends with a recoverable CREDENTIAL_EXPIRED when its token expires", async () => {
     const t = uniqueTenant("exp");
-    const s = await stream({ token: await tokenOf(t, "alice", ["viewer"], { exp: now() + 3 }) });
+    // 6 s: enough for the stream to open on a loaded machine before the token expires.
+    const s = await stream({ token: await tokenOf(t, "alice", ["viewer"], { exp: now() + 6 }) });
     expect(s.status).toBe(200);
-    await s.waitFor((ev) => ev.some((x) => x.event === "error"), 10_000, "CREDENTIAL_EXPIRED");
+    await s.waitFor((ev) => ev.some((x) => x.event === "error"), 15_000, "CREDENTIAL_EXPIRED");
     expect(s.named("error")[0]?.data.error).toMatchObject({ code: "CREDENTIAL_EXPIRED", recoverable: true });
     await waitFor(() => s.closed, 5000, "the stream to end");
   });
