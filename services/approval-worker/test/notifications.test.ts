@@ -86,8 +86,17 @@ it("a durable consumer that was down catches up on every CASE_ACTION notificatio
     await waitFor(async () => nc.flush().then(() => true), 10_000, "reconnected");
   }
 
-  // Back: exactly the two it missed, in order; nothing it had acknowledged again.
-  const caughtUp = await downstreamPull(nats.url, durable, 10);
+  // Back: exactly the two it missed, in order; nothing it had acknowledged again. (Pulled until
+  // both came: right after a restart JetStream may answer a first short pull with nothing.)
+  const caughtUp: CaseActionNotification[] = [];
+  await waitFor(
+    async () => {
+      caughtUp.push(...(await downstreamPull(nats.url, durable, 10)));
+      return caughtUp.length >= 2;
+    },
+    15_000,
+    "the two missed notifications",
+  );
   expect(caughtUp.map((n) => [n.ask_id, n.status_code, n.executor_id])).toEqual([
     [b.ask_id, "REJECTED", "bob"],
     [c.ask_id, "APPROVED", "carol"],
