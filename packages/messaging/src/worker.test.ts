@@ -80,6 +80,7 @@ async function deadLetters(id: string): Promise<DeadLetter[]> {
   const out: DeadLetter[] = [];
   try {
     let pending = (await c.info(true)).num_pending;
+    let empty = 0;
     while (pending > 0) {
       const it = await c.fetch({ max_messages: pending, expires: 1000 });
       let read = 0;
@@ -89,7 +90,9 @@ async function deadLetters(id: string): Promise<DeadLetter[]> {
         const d = DeadLetter.parse(m.json());
         if (d.payload.includes(id)) out.push(d);
       }
-      if (read === 0) break;
+      // A slow server may answer a pull with nothing while messages are pending: ask again
+      // (a few times) rather than return a short list.
+      if (read === 0 && ++empty >= 5) break;
     }
   } finally {
     await c.delete().catch(() => {});
