@@ -15,7 +15,8 @@
  *
  * The baselines share one nats-server of their own (streams `BENCH_ACK`, `BENCH_CMD`,
  * `BENCH_REP`, and `BENCH_CORE` on `nexus.cmd.>` for acceptCore); pipelineDurable has an
- * embedded Postgres of its own; ours has its own nats-server and Postgres. Only one target is loaded at a time.
+ * embedded Postgres of its own; ours has its own nats-server and Postgres. Only one target is
+ * loaded at a time.
  */
 import fs from "node:fs";
 import path from "node:path";
