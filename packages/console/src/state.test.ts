@@ -1,5 +1,5 @@
 import type { AgentReport, ReportEvent, Snapshot } from "@nexus/contracts";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   applyConn,
   applyHistory,
@@ -16,7 +16,7 @@ import {
   snapshotView,
   worklogOrder,
 } from "./state.ts";
-import { createStore } from "./store.ts";
+import { afterFrame, createStore } from "./store.ts";
 import type { SnapshotWire } from "./wire.ts";
 
 const tenant = { org_id: "acme", project_id: "nexus" };
@@ -357,5 +357,37 @@ describe("store", () => {
     frames.shift()?.();
     expect(calls).toBe(1);
     expect(store.get().applied).toHaveLength(100);
+  });
+
+  it("renders in a task of its own after the animation frame, not in its callback, and once", async () => {
+    const callbacks: (() => void)[] = [];
+    vi.stubGlobal("requestAnimationFrame", (cb: () => void) => callbacks.push(cb));
+    try {
+      let runs = 0;
+      afterFrame(() => runs++);
+      expect(callbacks).toHaveLength(1);
+      callbacks[0]?.();
+      expect(runs).toBe(0); // not inside the frame callback: layout and paint of the frame come first
+      // The posted message is a task of its own: a few turns of the event loop, well before the
+      // 100 ms fallback.
+      for (let turn = 0; turn < 20 && runs === 0; turn++) await new Promise((r) => setImmediate(r));
+      expect(runs).toBe(1);
+      await new Promise((r) => setTimeout(r, 150)); // the hidden-tab fallback does not run it again
+      expect(runs).toBe(1);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
+  it("still renders when no frame comes (a hidden tab), after 100 ms", async () => {
+    vi.stubGlobal("requestAnimationFrame", () => 0);
+    try {
+      let runs = 0;
+      afterFrame(() => runs++);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(runs).toBe(1);
+    } finally {
+      vi.unstubAllGlobals();
+    }
   });
 });
