@@ -34,18 +34,34 @@ let dataDir: string;
 let stack: Stack;
 let stopped: number[] = [];
 
-/** The postmaster and every backend (its children): what a stalled server is. */
-function postgresPids(): number[] {
-  const main = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-  const children = execFileSync("ps", ["-o", "pid=", "--ppid", String(main)], { encoding: "utf8" })
+/** The postmaster's pid (first line of `postmaster.pid`). */
+function postmasterPid(): number {
+  return Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+}
+/** The postmaster's children: backends and background workers. */
+function childrenOf(pid: number): number[] {
+  return execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" })
     .split("\n")
     .map((s) => Number(s.trim()))
     .filter((n) => n > 0);
-  return [main, ...children];
 }
+/**
+ * Stalls the server: the postmaster first (it forks no new backend from then on), then every
+ * child. A backend that exited between the listing and its signal (ESRCH) is skipped: there is
+ * nothing left of it to stop.
+ */
 const stall = () => {
-  stopped = postgresPids();
-  for (const pid of stopped) process.kill(pid, "SIGSTOP");
+  const main = postmasterPid();
+  process.kill(main, "SIGSTOP");
+  stopped = [main];
+  for (const pid of childrenOf(main)) {
+    try {
+      process.kill(pid, "SIGSTOP");
+      stopped.push(pid);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+    }
+  }
 };
 const resume = () => {
   for (const pid of stopped) {
