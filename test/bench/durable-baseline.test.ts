@@ -7,13 +7,14 @@ import os from "node:os";
 import path from "node:path";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { createTestDatabase, natsForTest, REPO_ROOT, type TestDatabase, waitFor } from "@nexus/testkit";
+import { createTestDatabase, natsForTest, REPO_ROOT, type TestDatabase, type TestNats, waitFor } from "@nexus/testkit";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ReadyProcess, spawnReadyProcess } from "../../scripts/bench/procs.ts";
 
 const BASELINES = path.join(REPO_ROOT, "scripts/bench/baselines");
 const id = randomUUID().slice(0, 8);
+let nats: TestNats;
 let nc: NatsConnection;
 let tdb: TestDatabase;
 let client: pg.Client;
@@ -21,7 +22,7 @@ const procs: ReadyProcess[] = [];
 const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "nexus-durable-baseline-"));
 
 beforeAll(async () => {
-  const nats = await natsForTest();
+  nats = await natsForTest();
   nc = await connect({ servers: nats.url });
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: `DC_${id}`, subjects: [`d${id}.cmd.>`] });
@@ -56,6 +57,7 @@ afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop()));
   await client?.end();
   await nc?.close();
+  await nats?.stop();
   await tdb?.drop();
   fs.rmSync(logDir, { recursive: true, force: true });
 });
