@@ -682,7 +682,13 @@ export interface Scenario {
   maxFailedShare?: number;
   /** Fail when any SDK call ends in an error. */
   sdkMustSucceed?: boolean;
-  /** Fail when an accepted command's outcome is stored later than this after its 202, ms. */
+  /**
+   * Fail when an accepted command's outcome is stored later than this after its 202 or, for a
+   * command accepted before what was broken was back, after that moment, ms. A killed worker's
+   * jobs come back one ack wait after their last in-progress ack, which is at most the kill; a
+   * job accepted while no worker ran cannot start before one runs again. Counting from the
+   * 202 alone, a restart slowed by a loaded machine (9 s instead of 2) failed the bound.
+   */
   completionBoundMs?: number;
   /** Fail when the commands accepted before a dependency came back finish later than this after it, ms. */
   backlogBoundMs?: number;
@@ -720,6 +726,8 @@ export interface ScenarioResult {
   maxAnswerMs: number;
   /** Longest time from a command's 202 to its outcome being stored, ms. */
   maxCompletionMs: number;
+  /** The same, counted from when what was broken was back for commands accepted before then (see {@link Scenario.completionBoundMs}), ms. */
+  maxCompletionAfterBackMs: number;
   sseGaps: number;
   sseDuplicates: number;
   sseOutOfOrder: number;
@@ -865,6 +873,7 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
     unresolved: 0,
     maxAnswerMs: 0,
     maxCompletionMs: 0,
+    maxCompletionAfterBackMs: 0,
     sseGaps: 0,
     sseDuplicates: 0,
     sseOutOfOrder: 0,
@@ -874,6 +883,12 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
     failures: [],
   };
   const refusedIds: string[] = [];
+  /** Records a command's completion: from its 202, and from when the fault was over if it came earlier. */
+  const completion = (acceptedAt: number, storedAt: number) => {
+    r.maxCompletionMs = Math.max(r.maxCompletionMs, storedAt - acceptedAt);
+    const from = backAt !== undefined && acceptedAt < backAt ? backAt : acceptedAt;
+    r.maxCompletionAfterBackMs = Math.max(r.maxCompletionAfterBackMs, storedAt - from);
+  };
   for (const l of loads) {
     const rs = stored.get(l.tenant) ?? [];
     const byCommand = new Map<string, StoredReport[]>();
@@ -915,8 +930,7 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
         const executed = executions.length;
         if (c.decision === "approved") r.asksApproved++;
         if (c.decision === "approved" && executed === 1) r.asksExecuted++;
-        if (executions[0] && c.acceptedAt)
-          r.maxCompletionMs = Math.max(r.maxCompletionMs, (executions[0] as StoredReport).storedAt - c.acceptedAt);
+        if (executions[0] && c.acceptedAt) completion(c.acceptedAt, (executions[0] as StoredReport).storedAt);
         if (executed > 1) r.duplicateEffects++;
         if (executed >= 1) r.completed++;
         else if (c.decision === "approved") r.lost++;
@@ -925,7 +939,7 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
         const completed = count("command.completed");
         const failed = count("command.failed");
         const end = mine.find((x) => x.type === "command.completed" || x.type === "command.failed");
-        if (end && c.acceptedAt) r.maxCompletionMs = Math.max(r.maxCompletionMs, end.storedAt - c.acceptedAt);
+        if (end && c.acceptedAt) completion(c.acceptedAt, end.storedAt);
         if (end && c.acceptedAt && backAt !== undefined && c.acceptedAt < backAt)
           r.backlogMs = Math.max(r.backlogMs ?? 0, end.storedAt - backAt);
         if (completed > 1 || failed > 1 || (completed && failed)) r.duplicateEffects++;
@@ -1005,8 +1019,10 @@ export async function runScenario(env: ChaosEnv, s: Scenario, o: RunOptions = {}
   if (r.sseOutOfOrder) r.failures.push(`${r.sseOutOfOrder} reports out of order`);
   // PUBLISH_TIMEOUT_MS (5 s) is the longest a command may wait for its PubAck.
   if (r.maxAnswerMs > 7000) r.failures.push(`a request waited ${r.maxAnswerMs} ms (hang)`);
-  if (s.completionBoundMs !== undefined && r.maxCompletionMs > s.completionBoundMs)
-    r.failures.push(`a command completed ${r.maxCompletionMs} ms after its 202 (> ${s.completionBoundMs} ms)`);
+  if (s.completionBoundMs !== undefined && r.maxCompletionAfterBackMs > s.completionBoundMs)
+    r.failures.push(
+      `a command completed ${r.maxCompletionAfterBackMs} ms after its 202 or the fault's end (> ${s.completionBoundMs} ms)`,
+    );
   if (s.backlogBoundMs !== undefined && (r.backlogMs ?? 0) > s.backlogBoundMs)
     r.failures.push(`the backlog was done ${r.backlogMs} ms after the dependency came back (> ${s.backlogBoundMs} ms)`);
   if (r.stallAfterBackMs > s.stallBoundMs)

@@ -171,7 +171,8 @@ const clusterLeaderKill: Scenario = {
 /** Every scenario of `pnpm test:chaos`, single-node first. */
 export const FULL: Scenario[] = [
   // The killed worker's in-flight commands are redelivered one ack wait (10 s) after their
-  // last in-progress ack, to the restarted worker.
+  // last in-progress ack, to the restarted worker: done within 15 s of their 202, or of the
+  // restart for those accepted before it.
   killService("command-worker", 5000, { completionBoundMs: 15_000 }),
   killService("approval-worker", 5000),
   killService("stream", 5000),
