@@ -361,7 +361,9 @@ describe("store", () => {
 
   it("renders in a task of its own after the animation frame, not in its callback, and once", async () => {
     const callbacks: (() => void)[] = [];
+    const cancelled: number[] = [];
     vi.stubGlobal("requestAnimationFrame", (cb: () => void) => callbacks.push(cb));
+    vi.stubGlobal("cancelAnimationFrame", (id: number) => cancelled.push(id));
     try {
       let runs = 0;
       afterFrame(() => runs++);
@@ -374,18 +376,22 @@ describe("store", () => {
       expect(runs).toBe(1);
       await new Promise((r) => setTimeout(r, 150)); // the hidden-tab fallback does not run it again
       expect(runs).toBe(1);
+      expect(cancelled).toEqual([]); // the frame had come: nothing to cancel
     } finally {
       vi.unstubAllGlobals();
     }
   });
 
-  it("still renders when no frame comes (a hidden tab), after 100 ms", async () => {
-    vi.stubGlobal("requestAnimationFrame", () => 0);
+  it("still renders when no frame comes (a hidden tab), after 100 ms, and cancels the frame callback", async () => {
+    const cancelled: number[] = [];
+    vi.stubGlobal("requestAnimationFrame", () => 7);
+    vi.stubGlobal("cancelAnimationFrame", (id: number) => cancelled.push(id));
     try {
       let runs = 0;
       afterFrame(() => runs++);
       await new Promise((r) => setTimeout(r, 150));
       expect(runs).toBe(1);
+      expect(cancelled).toEqual([7]); // no frame callback left waiting for the tab to show
     } finally {
       vi.unstubAllGlobals();
     }

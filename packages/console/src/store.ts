@@ -1,8 +1,8 @@
 /**
  * Holds the {@link LiveState} of the tenant shown and tells subscribers when it changed — at most
  * once per animation frame (in a task of its own, right after the frame), however many reports
- * arrived in between, and during a burst (more
- * than {@link BURST_CHANGES} changes between two renders) at most every {@link BURST_FRAME_MS}:
+ * arrived in between, and during a burst (more than {@link BURST_CHANGES} changes between two
+ * renders) at most every {@link BURST_FRAME_MS}:
  * 500 reports a second cost ten renders a second, not 500. Also mirrors the state to
  * `window.__nexus` for browser tests: a new object whenever the connection state changes (tests
  * record the sequence) and once per frame otherwise; `state` is computed only when read.
@@ -82,20 +82,28 @@ export type Schedule = (fn: () => void) => void;
  */
 export const afterFrame: Schedule = (fn) => {
   let ran = false;
-  const once = () => {
+  let frame = 0;
+  let channel: MessageChannel | null = null;
+  // Whichever way comes first runs `fn` and cancels the other: no timer left to fire for
+  // nothing, no frame callback piling up while a tab stays hidden.
+  const run = () => {
     if (ran) return;
     ran = true;
+    clearTimeout(timer);
+    if (frame) cancelAnimationFrame(frame);
+    channel?.port1.close();
     fn();
   };
   if (typeof requestAnimationFrame === "function") {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => {
-      channel.port1.close();
-      once();
-    };
-    requestAnimationFrame(() => channel.port2.postMessage(null));
+    const ch = new MessageChannel();
+    channel = ch;
+    ch.port1.onmessage = run;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      ch.port2.postMessage(null);
+    });
   }
-  setTimeout(once, 100);
+  const timer = setTimeout(run, 100);
 };
 
 /**
