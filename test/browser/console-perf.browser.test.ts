@@ -14,7 +14,7 @@
  * checked is the console under a sustained burst.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CAN_RUN, launch, type Mock, openPage, startMock, tenant } from "./mock.ts";
+import { burstWhileTyping, CAN_RUN, launch, type Mock, openPage, startMock, tenant, waitForReport } from "./mock.ts";
 
 const N = Number(process.env.PERF_REPORTS ?? 5000);
 const RATE = Number(process.env.PERF_RATE ?? 500);
@@ -54,10 +54,7 @@ describe.skipIf(!CAN_RUN)("console under a report burst (mock server, Chromium)"
     await page.getByTestId("field-brief").click();
     const beforeWarm = await page.evaluate(() => window.__long!.length);
     const warm = (await mock.hook(`burst?n=${WARMUP}&rate=${RATE}`, t)) as { last: string };
-    await page.waitForFunction((id) => (window.__nexus?.lastId ?? 0) >= Number(id), warm.last, {
-      timeout: DRAIN_MS,
-      polling: 100,
-    });
+    await waitForReport(page, warm.last, DRAIN_MS);
     const warmLong = await page.evaluate(
       (from) => Math.max(0, ...window.__long!.slice(from).map((l) => l.duration)),
       beforeWarm,
@@ -66,26 +63,9 @@ describe.skipIf(!CAN_RUN)("console under a report burst (mock server, Chromium)"
     const t0 = await page.evaluate(() => performance.now());
 
     const started = Date.now();
-    const burst = mock.hook(`burst?n=${N}&rate=${RATE}`, t) as Promise<{ last: string; ms: number }>;
-    let done = false;
-    void burst.then(() => {
-      done = true;
-    });
-    let typed = 0;
-    const keyLatencies: number[] = [];
-    while (!done) {
-      const k0 = Date.now();
-      await page.keyboard.type("x");
-      keyLatencies.push(Date.now() - k0);
-      typed++;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const { last, ms } = await burst;
+    const { last, ms, typed, keyLatencies } = await burstWhileTyping(page, mock, t, N, RATE);
     const burstEnd = Date.now();
-    await page.waitForFunction((id) => (window.__nexus?.lastId ?? 0) >= Number(id), last, {
-      timeout: DRAIN_MS,
-      polling: 100,
-    });
+    await waitForReport(page, last, DRAIN_MS);
     const drainMs = Date.now() - burstEnd;
 
     const m = await page.evaluate(

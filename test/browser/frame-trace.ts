@@ -15,7 +15,7 @@
  * (`Emulation.setCPUThrottlingRate`). Tracing costs the page some time itself: compare figures
  * taken the same way, not with the load test's.
  */
-import { CAN_RUN, CHROMIUM, launch, openPage, startMock, tenant } from "./mock.ts";
+import { burstWhileTyping, CAN_RUN, CHROMIUM, launch, openPage, startMock, tenant, waitForReport } from "./mock.ts";
 
 const N = Number(process.env.PERF_REPORTS ?? 5000);
 const RATE = Number(process.env.PERF_RATE ?? 500);
@@ -99,14 +99,9 @@ try {
   for (let run = 1; run <= RUNS; run++) {
     const t = tenant("trace");
     const { page } = await openPage(browser, mock.url, t);
-    const lastShown = (id: string) =>
-      page.waitForFunction((last) => (window.__nexus?.lastId ?? 0) >= Number(last), id, {
-        timeout: 60_000,
-        polling: 100,
-      });
     await page.getByTestId("field-brief").click();
     const warm = (await mock.hook(`burst?n=250&rate=${RATE}`, t)) as { last: string };
-    await lastShown(warm.last);
+    await waitForReport(page, warm.last, 60_000);
 
     const cdp = await page.context().newCDPSession(page);
     if (THROTTLE !== 1) await cdp.send("Emulation.setCPUThrottlingRate", { rate: THROTTLE });
@@ -116,15 +111,8 @@ try {
       categories: "devtools.timeline,disabled-by-default-devtools.timeline",
       transferMode: "ReportEvents",
     });
-    let done = false;
-    const burst = (mock.hook(`burst?n=${N}&rate=${RATE}`, t) as Promise<{ last: string }>).finally(() => {
-      done = true;
-    });
-    while (!done) {
-      await page.keyboard.type("x");
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await lastShown((await burst).last);
+    const { last } = await burstWhileTyping(page, mock, t, N, RATE);
+    await waitForReport(page, last, 60_000);
     const complete = new Promise((r) => cdp.once("Tracing.tracingComplete", r));
     await cdp.send("Tracing.end");
     await complete;
@@ -137,19 +125,14 @@ try {
   await browser.close();
   await mock.close();
 }
-const median = (pick: (f: Figures) => number) => {
-  const v = all.map(pick).sort((a, b) => a - b);
+const median = (k: keyof Figures) => {
+  const v = all.map((f) => f[k]).sort((a, b) => a - b);
   return v[Math.floor((v.length - 1) / 2)] ?? 0;
 };
+const keys = Object.keys(all[0] ?? {}) as (keyof Figures)[];
 console.log(
-  line(`median of ${all.length} (${N} reports at ${RATE}/s, CPU x${THROTTLE})`, {
-    tasks: median((f) => f.tasks),
-    p50: median((f) => f.p50),
-    p90: median((f) => f.p90),
-    p99: median((f) => f.p99),
-    max: median((f) => f.max),
-    sum: median((f) => f.sum),
-    over30: median((f) => f.over30),
-    over50: median((f) => f.over50),
-  }),
+  line(
+    `median of ${all.length} (${N} reports at ${RATE}/s, CPU x${THROTTLE})`,
+    Object.fromEntries(keys.map((k) => [k, median(k)])) as unknown as Figures,
+  ),
 );

@@ -256,3 +256,54 @@ export async function submitComposer(page: Page, type: string, fill: Record<stri
   expect(response.status(), JSON.stringify(body)).toBe(202);
   return body.command_id as string;
 }
+
+/** Waits until the console's cursor (`window.__nexus.lastId`) reached `reportId`: it shows that report. */
+export async function waitForReport(page: Page, reportId: string, timeout: number): Promise<void> {
+  await page.waitForFunction((id) => (window.__nexus?.lastId ?? 0) >= Number(id), reportId, {
+    timeout,
+    polling: 100,
+  });
+}
+
+/** What {@link burstWhileTyping} saw. */
+export interface TypedBurst {
+  /** `report_id` of the burst's last report. */
+  last: string;
+  /** How long the mock server took to send the burst, ms. */
+  ms: number;
+  /** Keystrokes typed during the burst. */
+  typed: number;
+  /** Round trip of each keystroke through the devtools protocol, ms. */
+  keyLatencies: number[];
+}
+
+/**
+ * Has the mock server send `n` reports at `rate` per second (`/__mock/burst`) to `tenant` while
+ * typing "x" into the focused field every 100 ms, as a user would; resolves once the server has
+ * sent the last one (the page may still be applying them: see {@link waitForReport}).
+ */
+export async function burstWhileTyping(
+  page: Page,
+  mock: Mock,
+  tenant: { org_id: string; project_id: string },
+  n: number,
+  rate: number,
+): Promise<TypedBurst> {
+  let done = false;
+  const burst = (mock.hook(`burst?n=${n}&rate=${rate}`, tenant) as Promise<{ last: string; ms: number }>).finally(
+    () => {
+      done = true;
+    },
+  );
+  let typed = 0;
+  const keyLatencies: number[] = [];
+  while (!done) {
+    const k0 = Date.now();
+    await page.keyboard.type("x");
+    keyLatencies.push(Date.now() - k0);
+    typed++;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const { last, ms } = await burst;
+  return { last, ms, typed, keyLatencies };
+}
