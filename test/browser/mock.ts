@@ -73,8 +73,6 @@ declare global {
     __keys?: number[];
     /** Phases of an ask's status line a test records. */
     __phases?: string[];
-    /** Per command id, what its running entry's progress showed, as a test records it. */
-    __progress?: Record<string, string[]>;
     /** axe-core, once {@link axeSerious} evaluated it in the page. */
     axe?: { run(context: Document, options: { resultTypes: string[] }): Promise<{ violations: AxeViolation[] }> };
   }

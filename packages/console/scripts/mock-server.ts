@@ -25,6 +25,8 @@
  * - `/__mock/decide-unconfirmed?n=2` the next n decisions answer 504 ACCEPT_UNCONFIRMED; the first is
  *                                    stored all the same (it "may take effect"), retries learn 202
  * - `/__mock/settings-report-first?on=1`  publish `settings.updated` before answering the PATCH
+ * - `/__mock/hold?on=1`              GREEN commands stay running after their progress until released
+ * - `/__mock/release`                let every held command end (completed or failed, as it would have)
  */
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -76,6 +78,10 @@ interface TenantData {
   failWrites: number;
   decideUnconfirmed: number;
   settingsReportFirst: boolean;
+  /** Whether GREEN commands wait for `/__mock/release` before they end. */
+  hold: boolean;
+  /** Releases of held commands, called by `/__mock/release`. */
+  held: (() => void)[];
   askExtra: Map<string, AskExtra>;
   versions: Record<string, number>;
   approvalsRequired: Record<string, number>;
@@ -106,6 +112,8 @@ function data(t: Tenant): TenantData {
       failWrites: 0,
       decideUnconfirmed: 0,
       settingsReportFirst: false,
+      hold: false,
+      held: [],
       askExtra: new Map(),
       versions: {},
       approvalsRequired: {},
@@ -253,7 +261,10 @@ function fakeResult(type: string, params: Record<string, unknown>): unknown {
   }
 }
 
-/** Reports of one GREEN command that ran: started, live progress for drafts and summaries, completed. */
+/**
+ * Reports of one GREEN command that ran: started, live progress for drafts and summaries, then
+ * completed (or failed), held until `/__mock/release` while `/__mock/hold` is on.
+ */
 function runGreen(t: Tenant, type: CommandType, params: Record<string, unknown>, c: ReportEvent["causality"]) {
   const spec = COMMAND_TYPES[type];
   const command = { command_id: c.command_id as string, type };
@@ -269,7 +280,7 @@ function runGreen(t: Tenant, type: CommandType, params: Record<string, unknown>,
       );
     });
   }
-  later(streams ? 1000 : 900, () => {
+  const end = () => {
     if (type === "calendar.options.create" && (params as { busy: unknown[] }).busy.length > 5) {
       publish(
         t,
@@ -295,7 +306,11 @@ function runGreen(t: Tenant, type: CommandType, params: Record<string, unknown>,
       },
       c,
     );
-  });
+  };
+  const d = data(t);
+  // Held: it ends once released, and not before its usual time.
+  const released = d.hold ? new Promise<void>((resolve) => d.held.push(resolve)) : Promise.resolve();
+  later(streams ? 1000 : 900, () => void released.then(end));
 }
 
 async function handleCommand(req: IncomingMessage, res: ServerResponse, t: Tenant) {
@@ -773,6 +788,14 @@ const server = createServer(async (req, res) => {
         case "settings-report-first":
           d.settingsReportFirst = q.get("on") !== "0";
           return reply(res, 200, { ok: true });
+        case "hold":
+          d.hold = q.get("on") !== "0";
+          return reply(res, 200, { ok: true });
+        case "release": {
+          const held = d.held.splice(0);
+          for (const release of held) release();
+          return reply(res, 200, { ok: true, released: held.length });
+        }
       }
     }
     return fail(res, apiError("NOT_FOUND"));
