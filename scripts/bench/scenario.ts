@@ -42,6 +42,12 @@ export interface Check {
   threshold: string;
   /** Undefined when it could not be evaluated (a part did not run or nothing passed). */
   pass: boolean | undefined;
+  /**
+   * The same check applied to the run's reference for the least work the figure can cost
+   * (`pipelineDurable` for the end-to-end targets, `acceptCore` for accept), so that every run
+   * shows whether the threshold is within reach on this machine at all. Context, not a target.
+   */
+  floor?: { target: TargetId; value: string; pass: boolean | undefined };
 }
 
 /** A scenario typed by its result shape `R` (which goes into `--json` as is). */

@@ -4,8 +4,10 @@ import { describe, expect, it } from "vitest";
 import { parseBenchArgs } from "../../scripts/bench/cli.ts";
 import { cpuDelta, sampleCpu } from "../../scripts/bench/cpu.ts";
 import { type ClosedLoopResult, median, mergeRounds } from "../../scripts/bench/load/closed-loop.ts";
-import { acceptRatio } from "../../scripts/bench/scenarios/accept.ts";
-import { nextRate } from "../../scripts/bench/scenarios/max.ts";
+import type { OpenLoopResult } from "../../scripts/bench/load/open-loop.ts";
+import { acceptChecks, acceptRatio } from "../../scripts/bench/scenarios/accept.ts";
+import { e2eChecks } from "../../scripts/bench/scenarios/e2e.ts";
+import { maxChecks, nextRate } from "../../scripts/bench/scenarios/max.ts";
 import { percentile, summarise } from "../../scripts/bench/stats.ts";
 
 describe("bench statistics", () => {
@@ -80,6 +82,40 @@ describe("accept rounds", () => {
     ).toBe(0.4);
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(median([])).toBeNaN();
+  });
+});
+
+describe("the targets and their floors", () => {
+  /** An open-loop phase at `rate` whose p99 is `p99` ms. */
+  const phase = (rate: number, p99: number) =>
+    ({ rate, e2e: { p50: p99 / 2, p99, max: p99, mean: p99 / 2 } }) as unknown as OpenLoopResult;
+
+  it("each target is also checked on the reference that does only the unavoidable work", () => {
+    const e2e = e2eChecks(
+      { ours: [phase(200, 20), phase(500, 149)], pipelineDurable: [phase(200, 9), phase(500, 41)] },
+      { rates: [200, 500] },
+    );
+    expect(e2e).toEqual([
+      expect.objectContaining({
+        value: "149 ms",
+        pass: false,
+        floor: { target: "pipelineDurable", value: "41.0 ms", pass: true },
+      }),
+    ]);
+    const step = { steps: [], atCap: false };
+    const max = maxChecks({
+      pipeline: { highest: 4000, ...step },
+      pipelineDurable: { highest: 1000, ...step },
+      ours: { highest: 600, ...step },
+    });
+    expect(max[0]).toMatchObject({ value: "0.15×", pass: false, floor: { value: "0.25×", pass: false } });
+    const accept = acceptChecks({ rounds: [{ pubAck: 1000, acceptCore: 700, ours: 650 }] });
+    expect(accept[0]).toMatchObject({ value: "0.65×", pass: true, floor: { target: "acceptCore", value: "0.70×" } });
+    // A floor that did not run cannot be evaluated (n/a), whatever ours gave.
+    expect(e2eChecks({ ours: [phase(500, 30)] }, { rates: [500] })[0]).toMatchObject({
+      pass: true,
+      floor: { value: "–", pass: undefined },
+    });
   });
 });
 
