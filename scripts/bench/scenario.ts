@@ -50,6 +50,14 @@ export interface Check {
   floor?: { target: TargetId; value: string; pass: boolean | undefined };
 }
 
+/**
+ * The figures of a ratio check: the ratio formatted (`0.64×`; `–` when it could not be measured)
+ * and whether it reaches `min` (undefined when it could not be measured).
+ */
+export function ratioAtLeast(r: number | undefined, min: number): Pick<Check, "value" | "pass"> {
+  return { value: r === undefined ? "–" : `${r.toFixed(2)}×`, pass: r === undefined ? undefined : r >= min };
+}
+
 /** A scenario typed by its result shape `R` (which goes into `--json` as is). */
 export interface Scenario<R> {
   /** The `--only` name. */

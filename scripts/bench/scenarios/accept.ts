@@ -19,7 +19,7 @@
  */
 import { int, ms, ratio, table } from "../format.ts";
 import { type ClosedLoopResult, median, mergeRounds, runClosedLoop } from "../load/closed-loop.ts";
-import { type Check, registerScenario } from "../scenario.ts";
+import { type Check, ratioAtLeast, registerScenario } from "../scenario.ts";
 import type { TargetId } from "../targets.ts";
 
 const TARGETS = ["plain", "pubAck", "pubAckCoalesced", "acceptCore", "ours"] as const satisfies readonly TargetId[];
@@ -195,14 +195,9 @@ export function acceptChecks(res: AcceptResult): Check[] {
   return [
     {
       name: "accept: ours / pubAck baseline (202/s)",
-      value: r === undefined ? "–" : `${r.toFixed(2)}×`,
       threshold: "≥ 0.60×",
-      pass: r === undefined ? undefined : r >= 0.6,
-      floor: {
-        target: "acceptCore",
-        value: core === undefined ? "–" : `${core.toFixed(2)}×`,
-        pass: core === undefined ? undefined : core >= 0.6,
-      },
+      ...ratioAtLeast(r, 0.6),
+      floor: { target: "acceptCore", ...ratioAtLeast(core, 0.6) },
     },
   ];
 }

@@ -5,7 +5,6 @@
  * three reports and the two Postgres writes any implementation of it needs: the command's row
  * and the reports' archive) runs beside them as context: the target is against `pipeline`.
  */
-
 import type { BenchOptions } from "../cli.ts";
 import { int, ms, pct, ratio, table } from "../format.ts";
 import { type OpenLoopResult, runOpenLoop, waitForQuiet } from "../load/open-loop.ts";

@@ -14,7 +14,7 @@
  */
 import { int, ms, pct, ratio, table } from "../format.ts";
 import { type OpenLoopResult, runOpenLoop, waitForQuiet } from "../load/open-loop.ts";
-import { type Check, registerScenario } from "../scenario.ts";
+import { type Check, ratioAtLeast, registerScenario } from "../scenario.ts";
 import type { TargetId } from "../targets.ts";
 import { type E2eResult, sustainable } from "./e2e.ts";
 
@@ -159,14 +159,9 @@ export function maxChecks(res: MaxResult): Check[] {
   return [
     {
       name: "max: ours / pipeline (highest sustainable rate)",
-      value: r === undefined ? "–" : `${r.toFixed(2)}×`,
       threshold: "≥ 0.35×",
-      pass: r === undefined ? undefined : r >= 0.35,
-      floor: {
-        target: "pipelineDurable",
-        value: d === undefined ? "–" : `${d.toFixed(2)}×`,
-        pass: d === undefined ? undefined : d >= 0.35,
-      },
+      ...ratioAtLeast(r, 0.35),
+      floor: { target: "pipelineDurable", ...ratioAtLeast(d, 0.35) },
     },
   ];
 }
